@@ -1,0 +1,46 @@
+"""Alembic environment: runs migrations on the gateway's own async engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy.engine import Connection
+
+from novo_gateway.config import Settings
+from novo_gateway.db import create_engine
+from novo_gateway.models import Base
+
+target_metadata = Base.metadata
+
+
+def _settings() -> Settings:
+    given = context.config.attributes.get("settings")
+    return given if isinstance(given, Settings) else Settings()
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_async() -> None:
+    engine = create_engine(_settings())
+    async with engine.connect() as connection:
+        await connection.run_sync(_run)
+        await connection.commit()
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_settings().sqlalchemy_url, target_metadata=target_metadata)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    asyncio.run(_run_async())

@@ -1,0 +1,33 @@
+"""Request dependencies shared by every router: the runtime, the settings and the session scope."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from novo_gateway.config import Settings
+from novo_gateway.db import session_scope
+from novo_gateway.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One unit of work per request, committed before the response is sent."""
+    async with session_scope(get_runtime(request).sessions) as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return get_runtime(request).settings
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]

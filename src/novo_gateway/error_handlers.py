@@ -1,0 +1,79 @@
+"""Turns every exception the framework can raise into the one error shape; no stack trace leaks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from novo_gateway.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    error_response,
+)
+
+log = logging.getLogger("novo_gateway.errors")
+
+_TITLES = {405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def describe_validation(errors: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
+    """A sentence naming the first bad field, and every problem as {field, message}."""
+    details = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return "The request body is not valid JSON.", [{"field": "body", "message": "invalid"}]
+        details.append({"field": _field_name(err.get("loc", ())), "message": str(err.get("msg"))})
+    if not details:
+        return "The request is invalid.", details
+    first = details[0]
+    return f"Invalid field '{first['field']}': {first['message']}.", details
+
+
+async def _on_gateway_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message, details = describe_validation(list(exc.errors()))
+    return error_response(BadRequest(message, details=details))
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        err: GatewayError = NotFound(
+            f"The endpoint {request.method} {request.url.path} does not exist"
+        )
+        return error_response(err)
+    if exc.status_code == 413:
+        return error_response(PayloadTooLarge(str(exc.detail)))
+    title = _TITLES.get(exc.status_code, "Error")
+    body = {"error": title, "message": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    err = GatewayError("Something went wrong on our side. Please try again later.")
+    return error_response(err)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _on_gateway_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
