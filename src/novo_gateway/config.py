@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     account_rate_limit_per_minute: int = Field(default=120, ge=1)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_fail_open: bool = False
+    # Prefix of the rate-limit keys in Redis (one per deployment sharing a Redis).
+    rate_limit_key_prefix: str = Field(default="novo", min_length=1, max_length=64)
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_seconds: int = Field(default=300, ge=1)
     session_ttl_seconds: int = Field(default=3600, ge=60)
@@ -73,6 +75,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("routes_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @cached_property
     def global_rate_limit_per_minute(self) -> int:
