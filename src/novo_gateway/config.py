@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     stripe_product_id: str = ""
     stripe_api_base: str = ""
     stripe_rate_limit_per_second: float = Field(default=20.0, gt=0)
+    stripe_timeout_seconds: float = Field(default=20.0, gt=0)
+    stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_past_due_grace_days: int = Field(default=3, ge=0)
     stripe_emulator_port: int = Field(default=12111, ge=1, le=65535)
 

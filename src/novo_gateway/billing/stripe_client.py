@@ -1,0 +1,304 @@
+"""The one place that talks to Stripe. Nothing else in the gateway imports `stripe`.
+
+It pins the API version, sets timeouts and the SDK's own retries, keeps our calls under a
+client-side rate limit, and turns Stripe's objects and errors into our own small types, so the
+rest of the billing code reads the same against Stripe's test mode, live mode or the emulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import stripe
+
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+
+API_VERSION = "2026-10-28.endive"
+WEBHOOK_TOLERANCE_SECONDS = 300
+
+
+class StripeFailure(Exception):
+    """Stripe could not be reached or did not answer usefully; the same call may be retried."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StripeRejected(Exception):
+    """Stripe refused the request (a 4xx that a retry will not fix)."""
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class DuplicateMeterEvent(StripeRejected):
+    """Stripe already holds a meter event with this identifier: the report is recorded."""
+
+
+class InvalidSignature(Exception):
+    """A webhook whose signature, secret or timestamp does not check out."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionInfo:
+    id: str
+    customer_id: str
+    status: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceInfo:
+    id: str | None
+    number: str | None
+    status: str | None
+    amount_due: int
+    amount_paid: int
+    total: int
+    currency: str
+    created: datetime | None
+    period_start: datetime | None
+    period_end: datetime | None
+    pdf_url: str | None
+    hosted_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSummary:
+    customer_id: str
+    start: datetime
+    end: datetime
+    value: Decimal
+
+
+def _ts(value: int | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class _RateLimit:
+    """A token bucket: at most `rate` calls per second on average, short bursts allowed."""
+
+    def __init__(self, rate: float) -> None:
+        self._rate = rate
+        self._tokens = rate
+        self._updated = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._rate, self._tokens + (now - self._updated) * self._rate)
+                self._updated = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self._rate)
+
+
+class StripeBilling:
+    """Typed async calls to Stripe, with our idempotency keys and error classes."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self._clock = clock or Clock()
+        base = settings.stripe_api_base.rstrip("/")
+        addresses: Any = {"api": base, "meter_events": base} if base else None
+        self._http = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
+        self._client = stripe.StripeClient(
+            settings.stripe_secret_key or "sk_test_unset",
+            stripe_version=API_VERSION,
+            base_addresses=addresses,
+            max_network_retries=settings.stripe_max_network_retries,
+            http_client=self._http,
+        )
+        self._limit = _RateLimit(settings.stripe_rate_limit_per_second)
+
+    @property
+    def sdk(self) -> stripe.StripeClient:
+        """The SDK client, for set-up code that needs calls not wrapped here."""
+        return self._client
+
+    async def close(self) -> None:
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def call(
+        self,
+        method: Any,
+        *args: str,
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Call an SDK `*_async` method under our rate limit, translating Stripe's errors."""
+        await self._limit.acquire()
+        options: dict[str, Any] = {}
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        try:
+            return await method(*args, dict(params or {}), options)
+        except stripe.RateLimitError as exc:
+            raise StripeFailure(
+                str(exc.user_message or exc), retry_after=_retry_after(exc)
+            ) from exc
+        except (stripe.APIConnectionError, stripe.APIError) as exc:
+            raise StripeFailure(
+                str(exc.user_message or exc), retry_after=_retry_after(exc)
+            ) from exc
+        except stripe.IdempotencyError as exc:
+            raise StripeRejected(str(exc.user_message or exc), code="idempotency_error") from exc
+        except stripe.StripeError as exc:
+            status = exc.http_status
+            message = str(exc.user_message or exc)
+            if status is not None and (status >= 500 or status == 409):
+                raise StripeFailure(message, retry_after=_retry_after(exc)) from exc
+            if _should_retry(exc):
+                raise StripeFailure(message, retry_after=_retry_after(exc)) from exc
+            if "already exists with identifier" in message or exc.code == "duplicate_meter_event":
+                raise DuplicateMeterEvent(message, code=exc.code, status=status) from exc
+            raise StripeRejected(message, code=exc.code, status=status) from exc
+
+    # --- Customers and subscriptions -----------------------------------------------------------
+
+    async def create_customer(
+        self, *, email: str, name: str, account_id: int, idempotency_key: str
+    ) -> str:
+        customer = await self.call(
+            self._client.v1.customers.create_async,
+            params={"email": email, "name": name, "metadata": {"novo_account_id": str(account_id)}},
+            idempotency_key=idempotency_key,
+        )
+        return str(customer.id)
+
+    async def create_subscription(
+        self, *, customer_id: str, price_id: str, account_id: int, idempotency_key: str
+    ) -> SubscriptionInfo:
+        sub = await self.call(
+            self._client.v1.subscriptions.create_async,
+            params={
+                "customer": customer_id,
+                "items": [{"price": price_id}],
+                "metadata": {"novo_account_id": str(account_id)},
+            },
+            idempotency_key=idempotency_key,
+        )
+        return subscription_info(sub)
+
+    async def retrieve_subscription(self, subscription_id: str) -> SubscriptionInfo:
+        sub = await self.call(self._client.v1.subscriptions.retrieve_async, subscription_id)
+        return subscription_info(sub)
+
+    async def list_invoices(self, customer_id: str, limit: int = 24) -> list[InvoiceInfo]:
+        page = await self.call(
+            self._client.v1.invoices.list_async, params={"customer": customer_id, "limit": limit}
+        )
+        return [invoice_info(inv) for inv in page.data]
+
+    async def meter_event(
+        self,
+        *,
+        event_name: str,
+        customer_id: str,
+        value: int,
+        identifier: str,
+        timestamp: datetime,
+    ) -> None:
+        """Send one meter event; the identifier makes a resend a no-op at Stripe."""
+        await self.call(
+            self._client.v1.billing.meter_events.create_async,
+            params={
+                "event_name": event_name,
+                "payload": {"stripe_customer_id": customer_id, "value": str(value)},
+                "identifier": identifier,
+                "timestamp": int(timestamp.timestamp()),
+            },
+            # The identifier is unique per report; deriving the key from it makes a retried POST
+            # a replay at Stripe, and a resend after a crash a duplicate Stripe recognises.
+            idempotency_key=f"meter-event-{identifier}",
+        )
+
+
+def _retry_after(exc: stripe.StripeError) -> float | None:
+    headers = exc.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _should_retry(exc: stripe.StripeError) -> bool:
+    headers = exc.headers or {}
+    return (headers.get("Stripe-Should-Retry") or headers.get("stripe-should-retry")) == "true"
+
+
+def subscription_info(sub: Any) -> SubscriptionInfo:
+    items = sub["items"]["data"] if sub.get("items") else []
+    first = items[0] if items else {}
+    return SubscriptionInfo(
+        id=str(sub["id"]),
+        customer_id=str(
+            sub["customer"] if isinstance(sub["customer"], str) else sub["customer"]["id"]
+        ),
+        status=str(sub["status"]),
+        current_period_start=_ts(first.get("current_period_start")),
+        current_period_end=_ts(first.get("current_period_end")),
+        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+    )
+
+
+def invoice_info(inv: Any) -> InvoiceInfo:
+    return InvoiceInfo(
+        id=inv.get("id"),
+        number=inv.get("number"),
+        status=inv.get("status"),
+        amount_due=int(inv.get("amount_due") or 0),
+        amount_paid=int(inv.get("amount_paid") or 0),
+        total=int(inv.get("total") or 0),
+        currency=str(inv.get("currency") or "usd"),
+        created=_ts(inv.get("created")),
+        period_start=_ts(inv.get("period_start")),
+        period_end=_ts(inv.get("period_end")),
+        pdf_url=inv.get("invoice_pdf"),
+        hosted_url=inv.get("hosted_invoice_url"),
+    )
+
+
+def verify_webhook(
+    payload: bytes, header: str | None, secrets: Sequence[str], now: float
+) -> dict[str, Any]:
+    """Check a webhook's `Stripe-Signature` against any of `secrets`; return the event as a dict.
+
+    The SDK's check rejects only old timestamps; we reject both directions of clock skew.
+    """
+    if not header or not secrets:
+        raise InvalidSignature("missing signature or no webhook secret configured")
+    stamps = [p.strip()[2:] for p in header.split(",") if p.strip().startswith("t=")]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        raise InvalidSignature("malformed Stripe-Signature header")
+    if abs(now - int(stamps[0])) > WEBHOOK_TOLERANCE_SECONDS:
+        raise InvalidSignature("timestamp outside the tolerance")
+    text = payload.decode("utf-8", errors="strict")
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(text, header, secret, tolerance=None)
+        except stripe.SignatureVerificationError:
+            continue
+        try:
+            event: dict[str, Any] = json.loads(text)
+        except ValueError as exc:
+            raise InvalidSignature("body is not JSON") from exc
+        return event
+    raise InvalidSignature("no signature matches")
