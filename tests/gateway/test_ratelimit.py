@@ -1,0 +1,156 @@
+"""The rate limiter alone: counting, windows on the injected clock, Redis shared and down."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from novo_gateway.clock import FrozenClock
+from novo_gateway.errors import ServiceUnavailable
+from novo_gateway.gateway.ratelimit import RateLimiter
+from tests.conftest import make_test_settings
+
+# A port nothing listens on: connecting fails at once, as with a Redis that is down.
+DOWN_REDIS_URL = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+async def make_limiter() -> AsyncIterator[Callable[..., RateLimiter]]:
+    made: list[RateLimiter] = []
+
+    def make(clock: FrozenClock, **overrides: Any) -> RateLimiter:
+        limiter = RateLimiter(make_test_settings(**overrides), clock)
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.close()
+
+
+def unique_prefix() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+async def test_hits_are_admitted_up_to_the_limit_then_refused(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    results = [await limiter.hit("account", "1", 3) for _ in range(4)]
+    assert [r.allowed for r in results] == [True, True, True, False]
+    assert [r.remaining for r in results] == [2, 1, 0, 0]
+    assert {r.limit for r in results} == {3}
+
+
+async def test_reset_is_the_end_of_the_clock_aligned_window(
+    make_limiter: Callable[..., RateLimiter],
+) -> None:
+    clock = FrozenClock(datetime(2026, 11, 26, 12, 0, 15, tzinfo=UTC))
+    result = await make_limiter(clock).hit("account", "1", 5)
+    assert result.reset_in == 45
+    assert result.reset_at == datetime(2026, 11, 26, 12, 1, tzinfo=UTC).timestamp()
+
+
+async def test_a_new_window_admits_again_when_the_clock_moves_on(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    assert (await limiter.hit("account", "1", 1)).allowed
+    refused = await limiter.hit("account", "1", 1)
+    assert not refused.allowed
+    clock.advance(refused.reset_in)
+    assert (await limiter.hit("account", "1", 1)).allowed
+
+
+async def test_limits_of_different_identities_and_buckets_are_separate(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    assert (await limiter.hit("account", "1", 1)).allowed
+    assert (await limiter.hit("account", "2", 1)).allowed
+    assert (await limiter.hit("ip", "1", 1)).allowed
+
+
+async def test_refused_result_carries_retry_after_and_both_header_families(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    await limiter.hit("account", "1", 1)
+    headers = (await limiter.hit("account", "1", 1)).headers()
+    assert headers["X-RateLimit-Limit"] == headers["RateLimit-Limit"] == "1"
+    assert headers["X-RateLimit-Remaining"] == headers["RateLimit-Remaining"] == "0"
+    assert headers["Retry-After"] == headers["RateLimit-Reset"]
+    assert int(headers["X-RateLimit-Reset"]) > clock.time()
+
+
+async def test_peek_does_not_count_a_call(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    await limiter.hit("login", "a", 2)
+    peeked = await limiter.peek("login", "a", 2)
+    assert (peeked.allowed, peeked.remaining) == (True, 1)
+    assert (await limiter.hit("login", "a", 2)).allowed
+    assert not (await limiter.peek("login", "a", 2)).allowed
+
+
+async def test_clear_forgets_the_calls_of_the_window(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    await limiter.hit("login", "a", 1)
+    await limiter.clear("login", "a")
+    assert (await limiter.hit("login", "a", 1)).allowed
+
+
+async def test_limit_is_exact_under_concurrency_in_process(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    results = await asyncio.gather(*(limiter.hit("account", "1", 40) for _ in range(90)))
+    assert sum(r.allowed for r in results) == 40
+
+
+async def test_limit_is_exact_under_concurrency_across_limiters_sharing_redis(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, redis_url: str
+) -> None:
+    prefix = unique_prefix()
+    first = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=prefix)
+    second = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=prefix)
+    calls = [(first if i % 2 else second).hit("account", "1", 40) for i in range(90)]
+    results = await asyncio.gather(*calls)
+    assert sum(r.allowed for r in results) == 40
+    assert first.shared and second.shared
+
+
+async def test_redis_window_follows_the_injected_clock(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, redis_url: str
+) -> None:
+    limiter = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=unique_prefix())
+    assert (await limiter.hit("account", "1", 1)).allowed
+    refused = await limiter.hit("account", "1", 1)
+    assert not refused.allowed
+    clock.advance(refused.reset_in)
+    assert (await limiter.hit("account", "1", 1)).allowed
+
+
+async def test_redis_down_fails_closed_with_503_by_default(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock, redis_url=DOWN_REDIS_URL)
+    with pytest.raises(ServiceUnavailable):
+        await limiter.hit("account", "1", 5)
+
+
+async def test_redis_down_admits_when_failing_open(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock, redis_url=DOWN_REDIS_URL, rate_limit_fail_open=True)
+    result = await limiter.hit("account", "1", 5)
+    assert result.allowed
+    assert result.limit == 5
