@@ -1,9 +1,21 @@
 """Imports every table so that `Base.metadata` is complete (for Alembic and the tests)."""
 
 from novo_gateway.accounts.models import LoginSession, User
+from novo_gateway.billing.models import UsageReport, WebhookEvent, WorkerLease
 from novo_gateway.db import Base
 from novo_gateway.jobs.models import Job
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 
-__all__ = ["ApiKey", "Base", "Job", "LoginSession", "UsageEvent", "UsageIdempotencyKey", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Job",
+    "LoginSession",
+    "UsageEvent",
+    "UsageIdempotencyKey",
+    "UsageReport",
+    "User",
+    "WebhookEvent",
+    "WorkerLease",
+]
