@@ -1,16 +1,47 @@
-"""Group-commit writer of usage events (owner: metering domain). Interface stub."""
+"""Group commit of usage events: every metered response waits until its event is durable.
+
+Requests call `record(event)`, which queues the event with a future and waits. One writer task takes
+everything queued, writes it in one transaction (one executemany INSERT, idempotency keys resolved
+in the same transaction), commits, and resolves the futures. While it commits, the next batch
+forms, so under load one commit serves many requests and the database sees one writer.
+
+Idempotency: a billable event carrying the client's Idempotency-Key claims `(user_id, key)` in
+`usage_idempotency_keys` with INSERT .. ON CONFLICT. The claim succeeds for a new key, or for a key
+first seen more than 24 hours ago (its row is refreshed); otherwise the event is stored with
+billable=false. The unique constraint makes this exact between concurrent batches and processes.
+
+A batch that cannot be committed is rolled back as a whole (no event, no claimed key) and each of
+its requests gets `UsageWriteError`, which the gateway answers with 503; the writer carries on.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import asyncio
+import logging
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory
+from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
+
+log = logging.getLogger("novo_gateway.metering.writer")
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+_PURGE_EVERY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
 class NewUsageEvent:
+    """One metered call, as the gateway saw it."""
+
     user_id: int
     api_key_id: int
     endpoint: str
@@ -24,16 +55,153 @@ class NewUsageEvent:
     idempotency_key: str | None = None
 
 
+class UsageWriteError(Exception):
+    """The event could not be made durable (the write failed, or the writer is not running)."""
+
+
+_Pending = tuple[NewUsageEvent, "asyncio.Future[bool]"]
+
+
 class UsageWriter:
-    def __init__(self, sessions: SessionFactory, clock: Clock) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        clock: Clock,
+        *,
+        max_batch: int = 1000,
+        max_queued: int = 20_000,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._max_batch = max_batch
+        self._max_queued = max_queued
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_purge = -math.inf
+        self.committed_batches = 0
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Start the writer task."""
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._run(), name="usage-writer")
 
     async def stop(self) -> None:
         """Write everything still queued, then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        await self._task
+        self._task = None
 
-    async def record(self, event: NewUsageEvent) -> None:
-        """Return once the event is committed (durable)."""
-        raise NotImplementedError
+    async def record(self, event: NewUsageEvent) -> bool:
+        """Return once the event is committed; True when it was billed.
+
+        An event recorded as billable is stored unbilled when its Idempotency-Key was already
+        billed for this account within 24 hours. Raises `UsageWriteError` when the event could
+        not be committed.
+        """
+        if self._task is None or self._stopping:
+            raise UsageWriteError("the usage writer is not running")
+        if len(self._queue) >= self._max_queued:
+            raise UsageWriteError("too many usage events are waiting to be written")
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[_Pending]) -> None:
+        events = [event for event, _ in batch]
+        try:
+            async with session_scope(self._sessions) as session:
+                billed = await self._resolve_idempotency(session, events)
+                rows = [
+                    {**asdict(event), "billable": bill}
+                    for event, bill in zip(events, billed, strict=True)
+                ]
+                await session.execute(insert(UsageEvent), rows)
+                await self._maybe_purge(session)
+        except Exception as exc:
+            log.error(
+                "could not write %d usage events (%s); their requests get 503",
+                len(batch),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(UsageWriteError("the usage event was not recorded"))
+            return
+        self.committed_batches += 1
+        for (_, future), bill in zip(batch, billed, strict=True):
+            if not future.done():
+                future.set_result(bill)
+
+    async def _resolve_idempotency(
+        self, session: AsyncSession, events: list[NewUsageEvent]
+    ) -> list[bool]:
+        """Which events bill: billable ones, but only the first per fresh Idempotency-Key."""
+        billed = [event.billable for event in events]
+        first_claim: dict[tuple[int, str], int] = {}
+        for index, event in enumerate(events):
+            if event.billable and event.idempotency_key is not None:
+                first_claim.setdefault((event.user_id, event.idempotency_key), index)
+        if not first_claim:
+            return billed
+        won = await self._claim(session, first_claim, events)
+        for index, event in enumerate(events):
+            if event.billable and event.idempotency_key is not None:
+                pair = (event.user_id, event.idempotency_key)
+                billed[index] = first_claim[pair] == index and pair in won
+        return billed
+
+    async def _claim(
+        self,
+        session: AsyncSession,
+        first_claim: dict[tuple[int, str], int],
+        events: list[NewUsageEvent],
+    ) -> set[tuple[int, str]]:
+        """Claim each key; return those claimed now (new, or last claimed over 24 h ago)."""
+        table = UsageIdempotencyKey.__table__
+        assert isinstance(table, Table)
+        # A fixed order, so two processes claiming overlapping keys lock them in the same order.
+        rows = [
+            {"user_id": user_id, "key": key, "first_seen_at": events[index].created_at}
+            for (user_id, key), index in sorted(first_claim.items())
+        ]
+        dialect = session.get_bind().dialect.name
+        stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(rows)
+        stale = table.c.first_seen_at <= self._clock.now() - IDEMPOTENCY_WINDOW
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.user_id, table.c.key],
+            set_={"first_seen_at": stmt.excluded.first_seen_at},
+            where=stale,
+        ).returning(table.c.user_id, table.c.key)
+        result = await session.execute(stmt)
+        return {(int(user_id), str(key)) for user_id, key in result.all()}
+
+    async def _maybe_purge(self, session: AsyncSession) -> None:
+        """Drop idempotency keys past their window, at most once an hour."""
+        now = self._clock.monotonic()
+        if now - self._last_purge < _PURGE_EVERY_SECONDS:
+            return
+        self._last_purge = now
+        cutoff = self._clock.now() - IDEMPOTENCY_WINDOW
+        await session.execute(
+            delete(UsageIdempotencyKey).where(UsageIdempotencyKey.first_seen_at <= cutoff)
+        )
