@@ -1,0 +1,190 @@
+"""``/_emulator/...`` control endpoints for tests (not part of Stripe's API).
+
+No Stripe auth. When ``EmulatorConfig.control_token`` is set, requests need the header
+``X-Emulator-Token: <token>``. Bodies and answers are JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from .faults import KINDS
+from .http import Response, json_response
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+RUNTIME_SETTINGS = {
+    "rate_limit": (float, type(None)),
+    "rate_limit_burst": (float, type(None)),
+    "webhook_max_attempts": (int,),
+    "webhook_retry_base": (float,),
+    "webhook_retry_max": (float,),
+    "finalization_grace": (int,),
+    "no_payment_method": (str,),
+    "dunning_final_status": (str,),
+    "upcoming_days": (int,),
+    "meter_event_session_ttl": (int,),
+}
+
+
+def _error(status: int, message: str) -> Response:
+    return json_response({"error": {"type": "invalid_request_error", "message": message}}, status)
+
+
+async def handle(
+    em: Emulator, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+) -> Response:
+    token = em.config.control_token
+    if token and headers.get("x-emulator-token") != token:
+        return _error(401, "Missing or wrong X-Emulator-Token header.")
+    try:
+        data: Any = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        return _error(400, "The body must be JSON.")
+    if not isinstance(data, dict):
+        return _error(400, "The body must be a JSON object.")
+    args = {k: v[-1] for k, v in parse_qs(query).items()}
+    route = (method, path.rstrip("/"))
+    try:
+        if route == ("GET", "/_emulator/health"):
+            return json_response({"ok": True, "now": em.now()})
+        if route == ("POST", "/_emulator/reset"):
+            em.reset()
+            return json_response({"ok": True, "now": em.now()})
+        if route == ("GET", "/_emulator/state"):
+            return json_response(state(em, args))
+        if route == ("GET", "/_emulator/clock"):
+            return json_response(clock(em))
+        if route == ("POST", "/_emulator/clock/advance"):
+            return json_response(advance(em, data))
+        if route == ("GET", "/_emulator/faults"):
+            return json_response({"faults": em.faults.describe()})
+        if route == ("POST", "/_emulator/faults"):
+            return add_fault(em, data)
+        if route == ("DELETE", "/_emulator/faults"):
+            em.faults.clear()
+            return json_response({"faults": []})
+        if route == ("GET", "/_emulator/webhooks"):
+            return json_response(deliveries(em))
+        if route == ("POST", "/_emulator/webhooks/flush"):
+            idle = await asyncio.to_thread(em.webhooks.wait_idle, float(data.get("timeout", 10)))
+            return json_response({"idle": idle, **deliveries(em)})
+        if route == ("POST", "/_emulator/config"):
+            return configure(em, data)
+    except (TypeError, ValueError) as exc:
+        return _error(400, str(exc))
+    return _error(404, f"Unknown control endpoint {method} {path}.")
+
+
+def clock(em: Emulator) -> dict[str, Any]:
+    return {"now": em.now(), "offset": em.clock.offset}
+
+
+def advance(em: Emulator, data: dict[str, Any]) -> dict[str, Any]:
+    """Move the global clock by ``seconds`` or to ``to`` (unix), then close ended periods."""
+    from .billing_cycle import run_due_global
+
+    if "to" in data:
+        seconds = float(data["to"]) - em.clock.now_float()
+    else:
+        seconds = float(data.get("seconds", 0))
+    if seconds < 0:
+        raise ValueError("The clock only moves forward.")
+    with em.store.lock:
+        em.clock.advance(seconds)
+        run_due_global(em)
+        em.mark_dirty()
+    return clock(em)
+
+
+def add_fault(em: Emulator, data: dict[str, Any]) -> Response:
+    kind = str(data.get("kind", ""))
+    if kind not in KINDS:
+        return _error(400, f"kind must be one of {', '.join(KINDS)}.")
+    fault = em.faults.add(
+        kind,  # type: ignore[arg-type]
+        path=str(data.get("path", "/")),
+        method=data.get("method"),
+        count=int(data.get("count", 1)),
+        delay=float(data.get("delay", 0)),
+        retry_after=int(data.get("retry_after", 1)),
+    )
+    return json_response({"id": fault.id, "faults": em.faults.describe()})
+
+
+def configure(em: Emulator, data: dict[str, Any]) -> Response:
+    for key, value in data.items():
+        types = RUNTIME_SETTINGS.get(key)
+        if types is None:
+            return _error(400, f"Unknown setting {key}; settable: {', '.join(RUNTIME_SETTINGS)}.")
+        if float in types and isinstance(value, int):
+            value = float(value)
+        if not isinstance(value, types):
+            return _error(400, f"Invalid value for {key}.")
+        setattr(em.config, key, value)
+    em.limiter.configure(em.config.rate_limit, em.config.rate_limit_burst)
+    return json_response({k: getattr(em.config, k) for k in RUNTIME_SETTINGS})
+
+
+def deliveries(em: Emulator) -> dict[str, Any]:
+    with em.store.lock:
+        items = [dict(d, attempts=list(d["attempts"])) for d in em.store.deliveries]
+    counts = {"pending": 0, "succeeded": 0, "failed": 0}
+    for d in items:
+        counts[d["status"]] = counts.get(d["status"], 0) + 1
+    return {"counts": counts, "deliveries": items}
+
+
+def state(em: Emulator, args: dict[str, str]) -> dict[str, Any]:
+    with em.store.lock:
+        store = em.store
+        customer = args.get("customer")
+        records = [r for r in store.meter_events if customer is None or r["customer"] == customer]
+        totals: dict[str, dict[str, Decimal]] = {}
+        for r in records:
+            if r["error"] is None and not r["canceled"] and r["meter"]:
+                per = totals.setdefault(r["customer"], {})
+                per[r["meter"]] = per.get(r["meter"], Decimal(0)) + Decimal(r["value"])
+        counts = {kind: len(objs) for kind, objs in store.objects.items()}
+        counts.update(
+            meter_event=len(store.meter_events),
+            meter_event_counted=sum(
+                1 for r in store.meter_events if r["error"] is None and not r["canceled"]
+            ),
+            event=len(store.events),
+            thin_event=len(store.thin_events),
+            idempotency_key=len(store.idempotency),
+        )
+        out: dict[str, Any] = {
+            **clock(em),
+            "counts": counts,
+            "totals": {c: {m: str(v) for m, v in per.items()} for c, per in totals.items()},
+            "webhook_deliveries": deliveries(em)["counts"],
+            "faults": em.faults.describe(),
+        }
+        if args.get("meter_events", "true") != "false":
+            out["meter_events"] = [
+                {
+                    k: r[k]
+                    for k in (
+                        "identifier",
+                        "event_name",
+                        "meter",
+                        "customer",
+                        "value",
+                        "timestamp",
+                        "created",
+                        "source",
+                        "error",
+                        "canceled",
+                    )
+                }
+                for r in records
+            ]
+        return out

@@ -1,0 +1,262 @@
+"""Meter event ingestion, deduplication, error reports and aggregation (shared by v1 and v2).
+
+Validation Stripe does when the request arrives (v1 ``/v1/billing/meter_events`` and v2
+``/v2/billing/meter_events``): the payload keys, a whole-number value, the timestamp window
+(35 days back, 5 minutes ahead, on the customer's clock) and the identifier's uniqueness over
+a rolling 24 hours (global clock). Checks done "asynchronously" (an accepted event that is not
+counted, reported by a ``v1.billing.meter.error_report_triggered`` thin event): an unknown
+customer, an event name without an active meter. On the v2 stream every check is asynchronous.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from . import events
+from .clock import rfc3339
+from .errors import StripeError, param_error
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+DEDUP_WINDOW = 24 * 3600
+ADJUST_WINDOW = 24 * 3600
+PAST_LIMIT = 35 * 24 * 3600
+FUTURE_LIMIT = 5 * 60
+_WHOLE = re.compile(r"-?\d{1,15}")
+
+MESSAGES = {
+    "no_meter": "No active meter was found for event name {event_name}.",
+    "archived_meter": "The meter for event name {event_name} is inactive.",
+    "meter_event_customer_not_found": "No customer {customer} was found.",
+    "meter_event_no_customer_defined": "The payload has no customer ({key}).",
+    "meter_event_invalid_value": "The value {value} is not a whole number.",
+    "timestamp_too_far_in_past": "The timestamp is more than 35 days in the past.",
+    "timestamp_in_future": "The timestamp is more than 5 minutes in the future.",
+}
+
+
+class DuplicateIdentifier(StripeError):
+    def __init__(self, identifier: str) -> None:
+        super().__init__(
+            400,
+            f"An event already exists with identifier {identifier}.",
+            headers={"Stripe-Should-Retry": "false"},
+        )
+        self.identifier = identifier
+
+
+def active_meter(em: Emulator, event_name: str) -> dict[str, Any] | None:
+    for meter in em.store.all("billing.meter"):
+        if meter["event_name"] == event_name and meter["status"] == "active":
+            return meter
+    return None
+
+
+def is_duplicate(em: Emulator, identifier: str) -> bool:
+    index = em.store.identifiers.get(identifier)
+    if index is None:
+        return False
+    return bool(em.store.meter_events[index]["created"] + DEDUP_WINDOW > em.now())
+
+
+def ingest(
+    em: Emulator,
+    *,
+    event_name: str,
+    payload: dict[str, Any],
+    identifier: str,
+    timestamp: int | None,
+    source: str,
+    strict: bool,
+) -> dict[str, Any]:
+    """Validate and store one meter event; ``strict`` raises the synchronous errors (v1, v2
+    create), otherwise every problem becomes an asynchronous error (v2 stream)."""
+    if is_duplicate(em, identifier):
+        raise DuplicateIdentifier(identifier)
+    meter = active_meter(em, event_name)
+    error: str | None = None
+    customer_id: str | None = None
+    value = "0"
+    if meter is None:
+        error = "no_meter"
+        if any(m["event_name"] == event_name for m in em.store.all("billing.meter")):
+            error = "archived_meter"
+    else:
+        ckey = meter["customer_mapping"]["event_payload_key"]
+        vkey = meter["value_settings"]["event_payload_key"]
+        raw_customer = payload.get(ckey)
+        customer_id = str(raw_customer) if raw_customer not in (None, "") else None
+        raw_value = payload.get(vkey)
+        if customer_id is None:
+            error = _fail(
+                strict,
+                "meter_event_no_customer_defined",
+                f"payload[{ckey}]",
+                f"Missing required param: payload[{ckey}].",
+            )
+        elif raw_value is None and meter["default_aggregation"]["formula"] != "count":
+            error = _fail(
+                strict,
+                "meter_event_invalid_value",
+                f"payload[{vkey}]",
+                f"Missing required param: payload[{vkey}].",
+            )
+        elif raw_value is not None and not _WHOLE.fullmatch(str(raw_value).strip()):
+            error = _fail(
+                strict,
+                "meter_event_invalid_value",
+                f"payload[{vkey}]",
+                f"Invalid payload[{vkey}]: the value must be a whole number, got {raw_value!r}.",
+            )
+        else:
+            value = str(int(str(raw_value).strip())) if raw_value is not None else "1"
+    now = (
+        em.customer_now(customer_id)
+        if customer_id and em.store.get("customer", customer_id)
+        else em.now()
+    )
+    ts = now if timestamp is None else int(timestamp)
+    if error is None:
+        if ts < now - PAST_LIMIT:
+            error = _fail(
+                strict,
+                "timestamp_too_far_in_past",
+                "timestamp",
+                "The timestamp must be within the past 35 calendar days.",
+            )
+        elif ts > now + FUTURE_LIMIT:
+            error = _fail(
+                strict,
+                "timestamp_in_future",
+                "timestamp",
+                "The timestamp must not be more than 5 minutes in the future.",
+            )
+    if error is None and customer_id and em.store.get("customer", customer_id) is None:
+        error = "meter_event_customer_not_found"
+    record: dict[str, Any] = {
+        "identifier": identifier,
+        "event_name": event_name,
+        "meter": meter["id"] if meter else None,
+        "customer": customer_id,
+        "value": value,
+        "timestamp": ts,
+        "created": em.now(),
+        "payload": {str(k): str(v) for k, v in payload.items()},
+        "source": source,
+        "error": error,
+        "canceled": False,
+    }
+    em.store.meter_events.append(record)
+    em.store.identifiers[identifier] = len(em.store.meter_events) - 1
+    return record
+
+
+def _fail(strict: bool, code: str, param: str, message: str) -> str:
+    if strict:
+        raise param_error(message, param=param)
+    return code
+
+
+def report_errors(em: Emulator, records: Iterable[dict[str, Any]]) -> None:
+    """Send one error report per meter (and one ``no_meter_found``) for records in error."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for record in records:
+        if record["error"]:
+            groups.setdefault(record["meter"], []).append(record)
+    now = em.now()
+    for meter_id, failed in groups.items():
+        by_code: dict[str, list[dict[str, Any]]] = {}
+        for record in failed:
+            by_code.setdefault(record["error"], []).append(record)
+        data = {
+            "developer_message_summary": f"There {'is' if len(failed) == 1 else 'are'} "
+            f"{len(failed)} invalid event{'s' if len(failed) != 1 else ''}",
+            "reason": {
+                "error_count": len(failed),
+                "error_types": [
+                    {
+                        "code": code,
+                        "error_count": len(items),
+                        "sample_errors": [
+                            {
+                                "error_message": _message(code, r),
+                                "request": {"identifier": r["identifier"]},
+                            }
+                            for r in items[:5]
+                        ],
+                    }
+                    for code, items in by_code.items()
+                ],
+            },
+            "validation_end": rfc3339(now),
+            "validation_start": rfc3339(min(r["created"] for r in failed)),
+        }
+        if meter_id is None:
+            events.emit_thin(em, "v1.billing.meter.no_meter_found", None, data)
+        else:
+            related = {
+                "id": meter_id,
+                "type": "billing.meter",
+                "url": f"/v1/billing/meters/{meter_id}",
+            }
+            events.emit_thin(em, "v1.billing.meter.error_report_triggered", related, data)
+
+
+def _message(code: str, record: dict[str, Any]) -> str:
+    return MESSAGES.get(code, code).format(
+        event_name=record["event_name"],
+        customer=record["customer"],
+        value=record["value"],
+        key="customer",
+    )
+
+
+def cancel(em: Emulator, event_name: str, identifier: str) -> None:
+    """A ``type=cancel`` adjustment: the event stops counting (within 24 hours of receipt)."""
+    index = em.store.identifiers.get(identifier)
+    record = em.store.meter_events[index] if index is not None else None
+    if record is None or record["event_name"] != event_name:
+        raise StripeError(
+            400,
+            f"No meter event with identifier {identifier} was found for event name {event_name}.",
+            code="resource_missing",
+            param="cancel[identifier]",
+        )
+    if record["created"] + ADJUST_WINDOW <= em.now():
+        raise StripeError(
+            400,
+            "Meter events can only be canceled within 24 hours of being received.",
+            param="cancel[identifier]",
+        )
+    record["canceled"] = True
+
+
+def counted(em: Emulator, meter_id: str, customer_id: str) -> Iterable[dict[str, Any]]:
+    for record in em.store.meter_events:
+        if (
+            record["meter"] == meter_id
+            and record["customer"] == customer_id
+            and record["error"] is None
+            and not record["canceled"]
+        ):
+            yield record
+
+
+def aggregate(
+    em: Emulator, meter: dict[str, Any], customer_id: str, start: int, end: int
+) -> Decimal:
+    """The meter's aggregation over events with ``start <= timestamp < end``."""
+    selected = [r for r in counted(em, meter["id"], customer_id) if start <= r["timestamp"] < end]
+    formula = meter["default_aggregation"]["formula"]
+    if not selected:
+        return Decimal(0)
+    if formula == "count":
+        return Decimal(len(selected))
+    if formula == "last":
+        latest = max(enumerate(selected), key=lambda pair: (pair[1]["timestamp"], pair[0]))
+        return Decimal(latest[1]["value"])
+    return sum((Decimal(r["value"]) for r in selected), Decimal(0))
