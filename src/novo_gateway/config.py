@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)
     stripe_max_network_retries: int = Field(default=2, ge=0, le=10)
     stripe_past_due_grace_days: int = Field(default=3, ge=0)
+    stripe_meter_event_name: str = Field(default="novo_api_calls", min_length=1, max_length=100)
+    stripe_meter_api: Literal["v1", "v2"] = "v1"
     stripe_emulator_port: int = Field(default=12111, ge=1, le=65535)
 
     @field_validator("trusted_proxies", "stripe_webhook_secret", mode="before")

@@ -126,6 +126,7 @@ class StripeBilling:
             http_client=self._http,
         )
         self._limit = _RateLimit(settings.stripe_rate_limit_per_second)
+        self._meter_ids: dict[str, str] = {}
 
     @property
     def sdk(self) -> stripe.StripeClient:
@@ -228,6 +229,39 @@ class StripeBilling:
             # a replay at Stripe, and a resend after a crash a duplicate Stripe recognises.
             idempotency_key=f"meter-event-{identifier}",
         )
+
+    async def meter_id(self, event_name: str) -> str:
+        """The id of the active meter with this event name (looked up once, then cached)."""
+        cached = self._meter_ids.get(event_name)
+        if cached:
+            return cached
+        page = await self.call(
+            self._client.v1.billing.meters.list_async, params={"status": "active", "limit": 100}
+        )
+        async for meter in page.auto_paging_iter():
+            if meter.event_name == event_name:
+                self._meter_ids[event_name] = str(meter.id)
+                return str(meter.id)
+        raise StripeRejected(f"No active Stripe meter has the event name {event_name!r}.")
+
+    async def meter_total(
+        self, *, meter_id: str, customer_id: str, start: datetime, end: datetime
+    ) -> Decimal:
+        """Stripe's total for a customer between two minute boundaries ; eventually consistent."""
+        page = await self.call(
+            self._client.v1.billing.meters.event_summaries.list_async,
+            meter_id,
+            params={
+                "customer": customer_id,
+                "start_time": int(start.timestamp()),
+                "end_time": int(end.timestamp()),
+                "limit": 100,
+            },
+        )
+        total = Decimal(0)
+        async for summary in page.auto_paging_iter():
+            total += Decimal(str(summary.aggregated_value))
+        return total
 
 
 def _retry_after(exc: stripe.StripeError) -> float | None:

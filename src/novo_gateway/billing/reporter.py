@@ -1,0 +1,365 @@
+"""The usage reporter: billable ledger events → one Stripe meter event per customer and window.
+
+Each run, under a lease so that one process reports at a time:
+
+1. **Claim.** In one transaction, unreported billable events of provisioned customers are grouped
+   per customer and window (the hour, split at the customer's current period start, so that every
+   event lands in the billing period it belongs to) into `UsageReport` rows. A report's id is
+   `nvr_<account>_<first event id>`: unique, and fixed before anything is sent. Events recorded
+   while a report is in flight are not in it; they belong to the next one.
+2. **Send.** Each due report becomes one meter event whose `identifier` is the report id, so a
+   resend after a crash or a lost answer is deduplicated by Stripe. Stripe's "already exists"
+   answer means it holds the report: marked sent. 429, 5xx and network errors back off
+   exponentially with jitter (honouring Retry-After); other refusals dead-letter the report until
+   an operator retries it. A report first tried more than 24 hours ago (past Stripe's dedup
+   window) is checked against the meter's event summaries before any resend.
+
+Crash anywhere and the ledger still says what is owed: claimed-but-unsent reports stay pending,
+and a resend cannot double-bill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.lease import Lease
+from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.stripe_client import (
+    DuplicateMeterEvent,
+    StripeBilling,
+    StripeFailure,
+    StripeRejected,
+)
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.metering.models import UsageEvent
+
+log = logging.getLogger("novo_gateway.billing.reporter")
+
+LEASE_NAME = "usage-reporter"
+STRIPE_MAX_EVENT_AGE = timedelta(days=35)
+STRIPE_DEDUP_WINDOW = timedelta(hours=24)
+CLAIM_BATCH = 20_000
+SEND_BATCH = 100
+_IN_CHUNK = 500
+
+
+@dataclass
+class ReporterRun:
+    """What one run did."""
+
+    claimed_events: int = 0
+    reports_created: int = 0
+    sent: int = 0
+    retried: int = 0
+    dead: int = 0
+    expired: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Claimable:
+    event_id: int
+    user_id: int
+    units: int
+    created_at: datetime
+    customer_id: str
+    period_start: datetime | None
+
+
+def _window_start(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+class UsageReporter:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        stripe: StripeBilling,
+        settings: Settings,
+        clock: Clock,
+        *,
+        holder: str | None = None,
+        lease_seconds: float = 60.0,
+        max_backoff_seconds: float = 600.0,
+    ) -> None:
+        self._sessions = sessions
+        self._stripe = stripe
+        self._settings = settings
+        self._clock = clock
+        self._lease = Lease(
+            sessions,
+            clock,
+            name=LEASE_NAME,
+            holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
+            ttl=lease_seconds,
+        )
+        self._max_backoff = max_backoff_seconds
+        self._stopping = False
+
+    # --- One run --------------------------------------------------------------------------------
+
+    async def run_once(self) -> ReporterRun | None:
+        """Claim and send what is due; None when another process holds the reporter's lease."""
+        if not await self._lease.acquire():
+            return None
+        run = ReporterRun()
+        while not self._stopping and await self.claim(run) == CLAIM_BATCH:
+            pass
+        await self.send_due(run)
+        return run
+
+    async def claim(self, run: ReporterRun) -> int:
+        """Group unreported billable events into reports, in one transaction; events claimed."""
+        async with session_scope(self._sessions) as session:
+            rows = await self._claimable(session)
+            groups: dict[tuple[int, datetime, bool], list[_Claimable]] = defaultdict(list)
+            for row in rows:
+                in_current = row.period_start is not None and row.created_at >= row.period_start
+                groups[(row.user_id, _window_start(row.created_at), in_current)].append(row)
+            for members in groups.values():
+                await self._create_report(session, members)
+                run.reports_created += 1
+            run.claimed_events += len(rows)
+        return len(rows)
+
+    async def _claimable(self, session: AsyncSession) -> list[_Claimable]:
+        result = await session.execute(
+            select(
+                UsageEvent.id,
+                UsageEvent.user_id,
+                UsageEvent.units,
+                UsageEvent.created_at,
+                User.stripe_customer_id,
+                User.current_period_start,
+            )
+            .join(User, User.id == UsageEvent.user_id)
+            .where(
+                UsageEvent.report_id.is_(None),
+                UsageEvent.billable.is_(True),
+                User.stripe_customer_id.is_not(None),
+            )
+            .order_by(UsageEvent.id)
+            .limit(CLAIM_BATCH)
+        )
+        return [
+            _Claimable(r.id, r.user_id, r.units, r.created_at, str(r.stripe_customer_id), r[5])
+            for r in result
+        ]
+
+    async def _create_report(self, session: AsyncSession, members: Sequence[_Claimable]) -> None:
+        first = members[0]
+        report_id = f"nvr_{first.user_id}_{first.event_id}"
+        ids = [m.event_id for m in members]
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            result = await session.execute(
+                update(UsageEvent)
+                .where(UsageEvent.id.in_(chunk), UsageEvent.report_id.is_(None))
+                .values(report_id=report_id)
+            )
+            if result.rowcount != len(chunk):  # type: ignore[attr-defined]
+                raise RuntimeError("usage events were claimed by another reporter")
+        latest = max(m.created_at for m in members)
+        too_old = latest < self._clock.now() - STRIPE_MAX_EVENT_AGE
+        session.add(
+            UsageReport(
+                id=report_id,
+                user_id=first.user_id,
+                stripe_customer_id=first.customer_id,
+                period_start=first.period_start or _window_start(latest),
+                window_start=_window_start(first.created_at),
+                window_end=_window_start(first.created_at) + timedelta(hours=1),
+                event_timestamp=latest,
+                units=sum(m.units for m in members),
+                event_count=len(members),
+                status="expired" if too_old else "pending",
+                last_error="older than Stripe accepts (35 days)" if too_old else None,
+                next_attempt_at=self._clock.now(),
+                created_at=self._clock.now(),
+            )
+        )
+        await session.flush()
+
+    async def send_due(self, run: ReporterRun) -> None:
+        """Send every report that is due, one meter event each."""
+        while not self._stopping:
+            due = await self._due_ids()
+            for report_id in due:
+                if self._stopping or not await self._lease.acquire():
+                    return
+                await self._send(report_id, run)
+            if len(due) < SEND_BATCH:
+                return
+
+    async def _due_ids(self) -> list[str]:
+        async with session_scope(self._sessions) as session:
+            ids = list(
+                (
+                    await session.scalars(
+                        select(UsageReport.id)
+                        .where(
+                            UsageReport.status == "pending",
+                            UsageReport.next_attempt_at <= self._clock.now(),
+                        )
+                        .order_by(UsageReport.created_at, UsageReport.id)
+                        .limit(SEND_BATCH)
+                    )
+                ).all()
+            )
+            # Record the first attempt durably before anything is sent, so the 24-hour check
+            # below knows a report may already be at Stripe even after a crash mid-call.
+            if ids:
+                await session.execute(
+                    update(UsageReport)
+                    .where(UsageReport.id.in_(ids), UsageReport.first_attempt_at.is_(None))
+                    .values(first_attempt_at=self._clock.now())
+                )
+            return ids
+
+    async def _send(self, report_id: str, run: ReporterRun) -> None:
+        async with session_scope(self._sessions) as session:
+            query = select(UsageReport).where(
+                UsageReport.id == report_id, UsageReport.status == "pending"
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # A second reporter (should the lease ever overlap) skips a report being sent.
+                query = query.with_for_update(skip_locked=True)
+            report = await session.scalar(query)
+            if report is None:
+                return
+            now = self._clock.now()
+            if report.event_timestamp < now - STRIPE_MAX_EVENT_AGE:
+                report.status, report.last_error = "expired", "older than Stripe accepts (35 days)"
+                run.expired += 1
+                return
+            first = report.first_attempt_at
+            past_dedup_window = first is not None and now - first > STRIPE_DEDUP_WINDOW
+            if past_dedup_window and await self._stripe_holds(session, report):
+                self._mark_sent(report, now, note="found in Stripe's meter summaries")
+                run.sent += 1
+                return
+            report.attempts += 1
+            try:
+                await self._stripe.meter_event(
+                    event_name=self._settings.stripe_meter_event_name,
+                    customer_id=report.stripe_customer_id,
+                    value=report.units,
+                    identifier=report.id,
+                    timestamp=report.event_timestamp,
+                )
+            except DuplicateMeterEvent:
+                self._mark_sent(report, now, note="Stripe already held this report")
+                run.sent += 1
+            except StripeFailure as exc:
+                delay = self._backoff(report.attempts, exc.retry_after)
+                report.next_attempt_at = now + timedelta(seconds=delay)
+                report.last_error = str(exc)[:1000]
+                run.retried += 1
+                log.warning("report %s not sent, retrying in %.1fs: %s", report.id, delay, exc)
+            except StripeRejected as exc:
+                report.status, report.last_error = "dead", str(exc)[:1000]
+                run.dead += 1
+                log.error("report %s refused by Stripe: %s", report.id, exc)
+            else:
+                self._mark_sent(report, now)
+                run.sent += 1
+
+    async def _stripe_holds(self, session: AsyncSession, report: UsageReport) -> bool:
+        """True when Stripe's summary for the report's minute covers it (checked past 24 h)."""
+        start = report.event_timestamp.replace(second=0, microsecond=0)
+        end = start + timedelta(minutes=1)
+        meter_id = await self._stripe.meter_id(self._settings.stripe_meter_event_name)
+        held = await self._stripe.meter_total(
+            meter_id=meter_id, customer_id=report.stripe_customer_id, start=start, end=end
+        )
+        already = await session.scalar(
+            select(func.coalesce(func.sum(UsageReport.units), 0)).where(
+                UsageReport.stripe_customer_id == report.stripe_customer_id,
+                UsageReport.status == "sent",
+                UsageReport.event_timestamp >= start,
+                UsageReport.event_timestamp < end,
+            )
+        )
+        return held >= int(already or 0) + report.units
+
+    @staticmethod
+    def _mark_sent(report: UsageReport, now: datetime, note: str | None = None) -> None:
+        report.status, report.sent_at, report.last_error = "sent", now, note
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> float:
+        base = min(self._max_backoff, 2.0 ** min(attempts, 20))
+        delay = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
+        return max(delay, retry_after or 0.0)
+
+    # --- Long-running use -----------------------------------------------------------------------
+
+    async def run_forever(self) -> None:
+        """Report every USAGE_REPORTING_INTERVAL until stopped; errors are logged, never fatal."""
+        interval = self._settings.usage_reporting_interval / 1000
+        while not self._stopping:
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("usage report run failed; retrying next interval")
+            await asyncio.sleep(interval)
+
+    async def drain(self, *, max_seconds: float = 300.0) -> ReporterRun:
+        """Report everything pending and wait for Stripe's answers (the `report-usage` command)."""
+        total = ReporterRun()
+        deadline = self._clock.monotonic() + max_seconds
+        while self._clock.monotonic() < deadline:
+            run = await self.run_once()
+            if run is not None:
+                for name in ("claimed_events", "reports_created", "sent", "retried", "dead"):
+                    setattr(total, name, getattr(total, name) + getattr(run, name))
+                total.expired += run.expired
+            if not await self.pending():
+                break
+            await asyncio.sleep(min(1.0, max(0.05, await self._seconds_until_due())))
+        await self.stop()
+        return total
+
+    async def pending(self) -> int:
+        """Reports not yet acknowledged plus billable events not yet in a report."""
+        async with session_scope(self._sessions) as session:
+            reports = await session.scalar(
+                select(func.count()).where(UsageReport.status == "pending")
+            )
+            events = await session.scalar(
+                select(func.count())
+                .select_from(UsageEvent)
+                .join(User, User.id == UsageEvent.user_id)
+                .where(
+                    UsageEvent.report_id.is_(None),
+                    UsageEvent.billable.is_(True),
+                    User.stripe_customer_id.is_not(None),
+                )
+            )
+        return int(reports or 0) + int(events or 0)
+
+    async def _seconds_until_due(self) -> float:
+        async with session_scope(self._sessions) as session:
+            soonest = await session.scalar(
+                select(func.min(UsageReport.next_attempt_at)).where(UsageReport.status == "pending")
+            )
+        if soonest is None:
+            return 0.0
+        return (soonest - self._clock.now()).total_seconds()
+
+    async def stop(self) -> None:
+        """Stop after the report in flight; pending reports stay pending for the next holder."""
+        self._stopping = True
+        await self._lease.release()
