@@ -1,5 +1,88 @@
-"""Routes of the accounts domain (to be completed)."""
+"""Routes of the accounts domain: register, login, logout."""
+
+from __future__ import annotations
 
 from fastapi import APIRouter
 
-router = APIRouter()
+from novo_gateway.accounts import service
+from novo_gateway.accounts.schemas import (
+    LoginRequest,
+    LoginResponse,
+    LoginUser,
+    RegisterRequest,
+    RegisterResponse,
+    SessionInfo,
+    SubscriptionSummary,
+    UserSummary,
+)
+from novo_gateway.auth import CurrentLoginSession, LoginThrottleDep
+from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.errors import (
+    BadRequest,
+    Conflict,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+    error_responses,
+)
+from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, MessageResponse
+
+router = APIRouter(prefix="/auth", tags=["accounts"])
+
+
+@router.post("/register", status_code=201, responses=error_responses(BadRequest, Conflict))
+async def register(
+    body: RegisterRequest, session: Session, runtime: RuntimeDep
+) -> RegisterResponse:
+    """Create an account and its first API key (shown once); Stripe provisioning follows."""
+    created = await service.register(
+        session,
+        email=body.email,
+        password=body.password,
+        name=body.display_name(),
+        now=runtime.clock.now(),
+    )
+    return RegisterResponse(
+        message="User registered successfully",
+        user=UserSummary.of(created.user),
+        api_key=ApiKeyCreated.of(created.key.row, created.key.raw_key),
+        # Billing's seam: the status it keeps on the user (`pending` until provisioned).
+        subscription=SubscriptionSummary.of(created.user),
+    )
+
+
+@router.post(
+    "/login",
+    responses=error_responses(BadRequest, Unauthorized, TooManyRequests, ServiceUnavailable),
+)
+async def login(
+    body: LoginRequest, session: Session, runtime: RuntimeDep, throttle: LoginThrottleDep
+) -> LoginResponse:
+    """Check email and password; returns the account, its keys and a session token."""
+    now = runtime.clock.now()
+    result = await service.login(
+        session,
+        throttle,
+        email=body.email,
+        password=body.password,
+        now=now,
+        ttl_seconds=runtime.settings.session_ttl_seconds,
+    )
+    return LoginResponse(
+        message="Login successful",
+        user=LoginUser.of(result.user),
+        api_keys=[
+            ApiKeyInfo.of(key, now=now, pending_last_use=runtime.keys.pending_last_use(key.id))
+            for key in result.keys
+        ],
+        session=SessionInfo(token=result.token, expires_at=result.expires_at),
+    )
+
+
+@router.post("/logout", responses=error_responses(Unauthorized))
+async def logout(
+    current: CurrentLoginSession, session: Session, runtime: RuntimeDep
+) -> MessageResponse:
+    """Revoke the session token sent as `Authorization: Bearer ns_...`."""
+    await service.logout(session, current, now=runtime.clock.now())
+    return MessageResponse(message="Logged out")

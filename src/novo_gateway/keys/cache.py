@@ -1,11 +1,43 @@
-"""In-process cache of verified API keys (owner: keys domain). Interface stub, to be completed."""
+"""In-process cache of verified API keys, kept in step with the database by a background task.
+
+The hot path (`authenticate`) is a checksum check, one SHA-256 and a dict lookup: a known key
+costs no database read and no `await` of I/O. Only a well-formed key not seen before is read from
+the database; unknown keys are remembered for a few seconds (bounded, least recently used first
+out) so a client retrying a wrong key cannot turn each request into a query.
+
+Revocations made by any process reach every process within about a second: every
+`revalidate_ms` the task reads the `api_keys` rows whose `changed_at` is newer than the newest it
+has seen, minus a few seconds of overlap (clock skew between processes, transactions that commit
+after a later one), and drops or refreshes them. `last_used_at` is not written per request: the
+time is noted in memory and written in one batched UPDATE about every 30 seconds and at stop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory
+from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.keys import tokens
+from novo_gateway.keys.models import ApiKey
+from novo_gateway.models_base import UTCDateTime
+
+log = logging.getLogger("novo_gateway.keys.cache")
+
+# Rows changed this long before the newest change seen are read again on every pass.
+CHANGE_OVERLAP = timedelta(seconds=5)
+LAST_USED_FLUSH_SECONDS = 30.0
+MAX_KNOWN = 100_000
+MAX_UNKNOWN = 10_000
+UNKNOWN_TTL_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,23 +46,183 @@ class KeyIdentity:
 
     key_id: int
     user_id: int
+    expires_at: datetime | None = None
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 class KeyCache:
-    def __init__(self, sessions: SessionFactory, clock: Clock, *, revalidate_ms: int) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        clock: Clock,
+        *,
+        revalidate_ms: int,
+        last_used_flush_seconds: float = LAST_USED_FLUSH_SECONDS,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._revalidate_ms = revalidate_ms
+        self._flush_every = max(1, round(last_used_flush_seconds * 1000 / revalidate_ms))
+        self._known: dict[str, KeyIdentity] = {}  # key hash → identity
+        self._hash_of: dict[int, str] = {}  # key id → key hash
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # key hash → monotonic deadline
+        self._loading: dict[str, asyncio.Task[KeyIdentity | None]] = {}
+        self._used: dict[int, datetime] = {}  # key id → last use not yet written
+        self._newest_change: datetime | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Start the background revalidation (revoked keys refused within a second)."""
+        try:
+            async with self._sessions() as session:
+                self._newest_change = await session.scalar(select(func.max(ApiKey.changed_at)))
+        except Exception as exc:
+            log.warning("could not read the newest API key change: %s", type(exc).__name__)
+            self._newest_change = self._clock.now()
+        self._task = asyncio.create_task(self._run(), name="api-key-revalidation")
 
     async def stop(self) -> None:
-        """Stop the background revalidation."""
+        """Stop the background revalidation and write the pending last-used times."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush_last_used()
 
     async def authenticate(self, raw_key: str) -> KeyIdentity | None:
         """The key's identity, or None when it is malformed, unknown, revoked or expired."""
-        raise NotImplementedError
+        if not tokens.is_well_formed(raw_key):
+            return None
+        digest = tokens.hash_key(raw_key)
+        identity = self._known.get(digest)
+        if identity is None:
+            identity = await self._lookup(digest)
+            if identity is None:
+                return None
+        now = self._clock.now()
+        if identity.is_expired(now):
+            return None
+        self._used[identity.key_id] = now
+        return identity
 
     def forget(self, key_id: int) -> None:
         """Drop a key from this process's cache at once (after a local revocation)."""
+        digest = self._hash_of.pop(key_id, None)
+        if digest is not None:
+            self._known.pop(digest, None)
+            # Until the revocation commits, a concurrent request must not load it back.
+            self._remember_unknown(digest)
+
+    def pending_last_use(self, key_id: int) -> datetime | None:
+        """The last use of a key noted in this process and not yet written to the database."""
+        return self._used.get(key_id)
+
+    async def revalidate(self) -> None:
+        """Apply the key changes committed since the last pass (any process's)."""
+        stmt = select(
+            ApiKey.id,
+            ApiKey.key_hash,
+            ApiKey.user_id,
+            ApiKey.is_active,
+            ApiKey.expires_at,
+            ApiKey.changed_at,
+        )
+        if self._newest_change is not None:
+            since = min(self._newest_change, self._clock.now()) - CHANGE_OVERLAP
+            stmt = stmt.where(ApiKey.changed_at > since)
+        async with self._sessions() as session:
+            rows = (await session.execute(stmt)).all()
+        for row in rows:
+            self._unknown.pop(row.key_hash, None)
+            if row.is_active:
+                if row.key_hash in self._known:
+                    self._remember(row.key_hash, KeyIdentity(row.id, row.user_id, row.expires_at))
+            elif row.key_hash in self._known:
+                del self._known[row.key_hash]
+                self._hash_of.pop(row.id, None)
+            if self._newest_change is None or row.changed_at > self._newest_change:
+                self._newest_change = row.changed_at
+
+    async def flush_last_used(self) -> None:
+        """Write the noted last-used times in one batched UPDATE (never moving one backwards)."""
+        if not self._used:
+            return
+        pending, self._used = self._used, {}
+        table: Table = ApiKey.__table__  # type: ignore[assignment]
+        used_at = bindparam("used_at", type_=UTCDateTime())
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("key_id"))
+            .where(or_(table.c.last_used_at.is_(None), table.c.last_used_at < used_at))
+            .values(last_used_at=used_at)
+        )
+        params: list[dict[str, Any]] = [
+            {"key_id": key_id, "used_at": when} for key_id, when in pending.items()
+        ]
+        try:
+            async with session_scope(self._sessions) as session:
+                await session.execute(stmt, params)
+        except BaseException as exc:
+            # Kept for the next pass (also when cancelled mid-write; the UPDATE is idempotent).
+            for key_id, when in pending.items():
+                newer = self._used.get(key_id)
+                self._used[key_id] = when if newer is None else max(newer, when)
+            if not isinstance(exc, Exception):
+                raise
+            log.warning("could not write API key last-used times: %s", type(exc).__name__)
+
+    async def _run(self) -> None:
+        passes = 0
+        while True:
+            await asyncio.sleep(self._revalidate_ms / 1000)
+            passes += 1
+            try:
+                await self.revalidate()
+            except Exception as exc:
+                log.warning("API key revalidation failed: %s", type(exc).__name__)
+            if passes % self._flush_every == 0:
+                await self.flush_last_used()
+
+    async def _lookup(self, digest: str) -> KeyIdentity | None:
+        deadline = self._unknown.get(digest)
+        if deadline is not None:
+            if deadline > self._clock.monotonic():
+                self._unknown.move_to_end(digest)
+                return None
+            del self._unknown[digest]
+        # One database read per key even when many requests bring it at once.
+        task = self._loading.get(digest)
+        if task is None:
+            task = asyncio.ensure_future(self._load(digest))
+            self._loading[digest] = task
+            task.add_done_callback(lambda _done: self._loading.pop(digest, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, digest: str) -> KeyIdentity | None:
+        stmt = select(ApiKey.id, ApiKey.user_id, ApiKey.is_active, ApiKey.expires_at).where(
+            ApiKey.key_hash == digest
+        )
+        async with self._sessions() as session:
+            row = (await session.execute(stmt)).one_or_none()
+        if row is None or not row.is_active:
+            self._remember_unknown(digest)
+            return None
+        identity = KeyIdentity(row.id, row.user_id, row.expires_at)
+        self._remember(digest, identity)
+        return identity
+
+    def _remember(self, digest: str, identity: KeyIdentity) -> None:
+        if digest not in self._known and len(self._known) >= MAX_KNOWN:
+            oldest = next(iter(self._known))
+            self._hash_of.pop(self._known.pop(oldest).key_id, None)
+        self._known[digest] = identity
+        self._hash_of[identity.key_id] = digest
+
+    def _remember_unknown(self, digest: str) -> None:
+        self._unknown[digest] = self._clock.monotonic() + UNKNOWN_TTL_SECONDS
+        self._unknown.move_to_end(digest)
+        while len(self._unknown) > MAX_UNKNOWN:
+            self._unknown.popitem(last=False)

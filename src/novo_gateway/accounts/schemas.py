@@ -1,0 +1,117 @@
+"""Request and response bodies of the accounts domain (camelCase on the wire, as the original).
+
+Request bodies forbid unknown fields, so `{"isAdmin": true}` or `{"subscriptionStatus": ...}` is
+a 400 naming the field rather than something silently dropped or, worse, honoured.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
+
+from novo_gateway.accounts.models import User
+from novo_gateway.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, CamelModel
+
+NAME_MAX_LENGTH = 200
+
+
+def normalise_email(value: str) -> str:
+    """The address trimmed, checked for shape (no DNS lookup) and lower-cased."""
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        reason = str(exc).rstrip(".")
+        raise PydanticCustomError(
+            "email", "not a valid email address ({reason})", {"reason": reason}
+        ) from None
+    return checked.normalized.lower()
+
+
+Email = Annotated[str, Field(max_length=320), AfterValidator(normalise_email)]
+NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH, repr=False)]
+Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH, repr=False)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
+]
+
+
+class RegisterRequest(CamelModel):
+    """`POST /auth/register`. `name` may be left out: the email's local part is used then."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    email: Email
+    password: NewPassword
+    name: Name | None = None
+
+    def display_name(self) -> str:
+        return self.name or self.email.split("@", 1)[0][:NAME_MAX_LENGTH]
+
+
+class LoginRequest(CamelModel):
+    """`POST /auth/login`."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    email: Email
+    password: Password
+
+
+class UserSummary(CamelModel):
+    id: int
+    email: str
+    name: str
+
+    @classmethod
+    def of(cls, user: User) -> UserSummary:
+        return cls(id=user.id, email=user.email, name=user.name)
+
+
+class SubscriptionSummary(CamelModel):
+    """The account's subscription as billing last recorded it (`pending` until provisioned)."""
+
+    id: str | None
+    status: str
+
+    @classmethod
+    def of(cls, user: User) -> SubscriptionSummary:
+        return cls(id=user.subscription_id, status=user.subscription_status)
+
+
+class RegisterResponse(CamelModel):
+    message: str
+    user: UserSummary
+    api_key: ApiKeyCreated
+    subscription: SubscriptionSummary
+
+
+class LoginUser(UserSummary):
+    subscription_status: str
+
+    @classmethod
+    def of(cls, user: User) -> LoginUser:
+        return cls(
+            id=user.id,
+            email=user.email,
+            name=user.name,
+            subscription_status=user.subscription_status,
+        )
+
+
+class SessionInfo(CamelModel):
+    """A login session token: send it as `Authorization: Bearer ns_...` until `expiresAt`."""
+
+    token: str
+    expires_at: datetime
+
+
+class LoginResponse(CamelModel):
+    message: str
+    user: LoginUser
+    api_keys: list[ApiKeyInfo]
+    session: SessionInfo

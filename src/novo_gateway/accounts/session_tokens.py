@@ -1,0 +1,26 @@
+"""Login session tokens: `ns_` + 43 URL-safe characters (256 bits from `secrets`).
+
+Only the SHA-256 hash is stored (`login_sessions.token_hash`); the token is shown once, at login.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+PREFIX = "ns_"
+
+
+def generate_session_token() -> str:
+    """A new random session token."""
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def is_session_token(value: str) -> bool:
+    """True when the value has a session token's prefix (API keys start with `nk_`)."""
+    return value.startswith(PREFIX)
+
+
+def hash_session_token(token: str) -> str:
+    """The stored form of a session token (hex SHA-256)."""
+    return hashlib.sha256(token.encode()).hexdigest()

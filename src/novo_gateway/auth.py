@@ -1,0 +1,143 @@
+"""Who is calling an account or billing endpoint: the `CurrentAccount` dependency.
+
+Credentials are tried in this order, the first one present decides:
+
+1. `Authorization: Bearer ns_...`: a login session token from `POST /auth/login`;
+2. an API key: `Authorization: Bearer nk_...`, then `X-API-Key`, then `?api_key=`;
+3. for the original's clients, `email` and `password` in the JSON body (throttled like logins).
+
+A password is never read from a query string: a `password` query parameter is a 400, whatever
+else the request carries. Once known, the account is held to its own per-minute limit
+(ACCOUNT_RATE_LIMIT_PER_MINUTE, bucket "account-endpoints"), apart from the metered limit, so a
+customer who used up their API calls can still look at their usage and keys.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
+
+from novo_gateway.accounts import service as accounts
+from novo_gateway.accounts.models import LoginSession, User
+from novo_gateway.accounts.passwords import MAX_LENGTH
+from novo_gateway.accounts.schemas import normalise_email
+from novo_gateway.accounts.session_tokens import is_session_token
+from novo_gateway.accounts.throttle import LoginThrottle
+from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized
+from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED
+from novo_gateway.runtime import Runtime
+
+# Apart from the metered path's "account" bucket: using up API calls leaves these endpoints open.
+ACCOUNT_BUCKET = "account-endpoints"
+INVALID_SESSION = "Invalid or expired session token. Log in again."
+SESSION_REQUIRED = "A session token is required: send Authorization: Bearer <token from login>."
+QUERY_CREDENTIALS_REFUSED = (
+    "Passwords are never accepted in the query string. "
+    "Use an API key or a session token, or send the credentials in the JSON body."
+)
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if any."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def current_account(
+    request: Request, session: Session, runtime: RuntimeDep, response: Response
+) -> User:
+    """The account the request authenticates as, after its per-account rate limit."""
+    if "password" in request.query_params:
+        raise BadRequest(QUERY_CREDENTIALS_REFUSED)
+    user = await _authenticate(request, session, runtime)
+    await _limit_account(runtime, user.id, response)
+    return user
+
+
+async def current_login_session(
+    request: Request, session: Session, runtime: RuntimeDep
+) -> LoginSession:
+    """The live login session whose token is the bearer token (for logout)."""
+    token = bearer_token(request)
+    if token is None or not is_session_token(token):
+        raise Unauthorized(SESSION_REQUIRED)
+    found = await accounts.find_login_session(session, token, now=runtime.clock.now())
+    if found is None:
+        raise Unauthorized(INVALID_SESSION)
+    return found[0]
+
+
+async def _authenticate(request: Request, session: Session, runtime: Runtime) -> User:
+    bearer = bearer_token(request)
+    if bearer is not None and is_session_token(bearer):
+        found = await accounts.find_login_session(session, bearer, now=runtime.clock.now())
+        if found is None:
+            raise Unauthorized(INVALID_SESSION)
+        return found[1]
+    raw_key = bearer or request.headers.get("x-api-key") or request.query_params.get("api_key")
+    if raw_key:
+        identity = await runtime.keys.authenticate(raw_key)
+        user = None if identity is None else await session.get(User, identity.user_id)
+        if user is None:
+            raise Unauthorized(KEY_INVALID)
+        return user
+    credentials = await _body_credentials(request)
+    if credentials is None:
+        raise Unauthorized(KEY_REQUIRED)
+    email, password = credentials
+    try:
+        email = normalise_email(email)
+    except ValueError:
+        raise Unauthorized(accounts.INVALID_CREDENTIALS) from None
+    if len(password) > MAX_LENGTH:
+        raise Unauthorized(accounts.INVALID_CREDENTIALS)
+    return await accounts.check_credentials(
+        session, get_login_throttle(runtime), email=email, password=password
+    )
+
+
+async def _body_credentials(request: Request) -> tuple[str, str] | None:
+    """`email` and `password` from a JSON object body, when both are strings."""
+    if "json" not in request.headers.get("content-type", ""):
+        return None
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    email, password = body.get("email"), body.get("password")
+    if isinstance(email, str) and isinstance(password, str) and email and password:
+        return email, password
+    return None
+
+
+def get_login_throttle(runtime: RuntimeDep) -> LoginThrottle:
+    """The failed-login throttle, on the shared rate limiter."""
+    settings = runtime.settings
+    return LoginThrottle(
+        runtime.limiter,
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_lockout_seconds,
+    )
+
+
+async def _limit_account(runtime: Runtime, user_id: int, response: Response) -> None:
+    limit = runtime.settings.account_rate_limit_per_minute
+    result = await runtime.limiter.hit(ACCOUNT_BUCKET, str(user_id), limit)
+    if not result.allowed:
+        raise RateLimitExceeded(
+            f"You have exceeded {limit} requests per minute. Please slow down.",
+            headers=result.headers(),
+            retryAfter=result.reset_in,
+        )
+    response.headers.update(result.headers())
+
+
+CurrentAccount = Annotated[User, Depends(current_account)]
+CurrentLoginSession = Annotated[LoginSession, Depends(current_login_session)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
