@@ -1,19 +1,299 @@
-"""The metered request path as pure ASGI (to be completed): key auth, limits, access, usage."""
+"""The metered request path as pure ASGI: key auth, rate limits, access check, durable usage.
+
+Every `/api/v1/*` request but the free `GET /api/v1/health` goes through these steps:
+
+1. the per-client-IP limit (before auth, so floods of bad keys are limited too);
+2. the API key (`Authorization: Bearer`, then `X-API-Key`, then `?api_key=`), checked against the
+   in-process key cache (no database read for a known key);
+3. the per-account limit, the `Idempotency-Key` header (≤255 characters) and the access check;
+4. the handler (the inner app) or the upstream proxy, with `scope["state"]["identity"]` set;
+5. at `http.response.start`, one ledger event is queued with the status, the latency to first
+   byte and the units, and the response waits until it is committed, then leaves with the
+   rate-limit headers. A failed write turns the response into a 503: unrecorded means unbilled.
+
+Not recorded: refusals of the gateway itself (401, 429, a bad Idempotency-Key, the access check,
+503 when the limiter's Redis is down). A 429 is therefore never billed and costs no write, so a
+client hammering past its limit adds no load to the ledger. Calls that reach a handler are
+recorded whatever their status; billable only when status <= BILLABLE_STATUS_MAX and a route
+matched (a redirect or 404 of an unknown path is never billed).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from novo_gateway.errors import (
+    BadRequest,
+    GatewayError,
+    RateLimitExceeded,
+    ServiceUnavailable,
+    Unauthorized,
+    error_response,
+)
+from novo_gateway.gateway.client_ip import ClientIpResolver
+from novo_gateway.gateway.ratelimit import LimitResult
+from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError
 
 if TYPE_CHECKING:
+    from novo_gateway.keys.cache import KeyIdentity
     from novo_gateway.runtime import Runtime
+
+log = logging.getLogger("novo_gateway.gateway")
+
+API_PREFIX = "/api/v1"
+FREE_PATHS = frozenset({f"{API_PREFIX}/health"})
+UNMATCHED_ENDPOINT = f"{API_PREFIX}/(unmatched)"
+MAX_IDEMPOTENCY_KEY = 255
+
+KEY_REQUIRED = (
+    "API key is required. Provide it via Authorization header (Bearer), X-API-Key header, "
+    "or api_key query parameter."
+)
+KEY_INVALID = "Invalid or inactive API key."
+NOT_RECORDED = "Your call could not be recorded, so it was not billed. Please retry shortly."
+
+_RATE_LIMIT_HEADERS = frozenset(
+    name.lower().encode()
+    for name in (
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    )
+)
 
 
 class MeteredPathMiddleware:
+    """Wraps the app; handles only `/api/v1` paths and passes everything else straight through."""
+
     def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
         self.app = app
         self.runtime = runtime
+        self.settings = runtime.settings
+        self.client_ip = ClientIpResolver(runtime.settings.trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or not _is_metered(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._metered(scope, receive, send)
+        except _Refused as refused:
+            await error_response(refused.error)(scope, receive, send)
+
+    async def _metered(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime, settings = self.runtime, self.settings
+        clock = runtime.clock
+        started_at, started = clock.now(), clock.monotonic()
+
+        ip = self.client_ip.resolve(scope)
+        shown = await self._limit("ip", ip, settings.global_rate_limit_per_minute, None)
+
+        raw_key = extract_api_key(scope)
+        if raw_key is None:
+            raise _Refused(Unauthorized(KEY_REQUIRED, headers=shown.headers()))
+        identity = await runtime.keys.authenticate(raw_key)
+        if identity is None:
+            raise _Refused(Unauthorized(KEY_INVALID, headers=shown.headers()))
+
+        # From here on the headers show the account's limit (the one the contract documents).
+        account = await self._limit(
+            "account", str(identity.user_id), settings.rate_limit_per_minute, shown
+        )
+        limit_headers = account.headers()
+        idempotency_key = _idempotency_key(scope, limit_headers)
+        try:
+            await runtime.access.check(identity.user_id)
+        except GatewayError as err:
+            raise _Refused(_with_headers(err, limit_headers)) from err
+
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["identity"] = identity
+        inner = {**scope, "query_string": _without_api_key(scope.get("query_string", b""))}
+        response_started = False
+        replaced = False
+        encoded_headers = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
+
+        async def record(status: int) -> bool:
+            """Queue the event and wait for its commit; False when it could not be written."""
+            endpoint, matched = _endpoint(inner, scope)
+            event = NewUsageEvent(
+                user_id=identity.user_id,
+                api_key_id=identity.key_id,
+                endpoint=endpoint,
+                method=scope["method"][:8],
+                status=status,
+                latency_ms=max(0, round((clock.monotonic() - started) * 1000)),
+                units=_units(state),
+                billable=matched and status <= settings.billable_status_max,
+                created_at=started_at,
+                request_id=_request_id(state),
+                idempotency_key=idempotency_key,
+            )
+            try:
+                await runtime.usage.record(event)
+            except UsageWriteError:
+                return False
+            return True
+
+        async def metered_send(message: Message) -> None:
+            nonlocal response_started, replaced
+            if replaced:
+                return  # the handler's response was replaced by a 503; drop the rest of it
+            if message["type"] == "http.response.start":
+                response_started = True
+                if not await record(message["status"]):
+                    replaced = True
+                    err = ServiceUnavailable(NOT_RECORDED, headers=limit_headers)
+                    await error_response(err)(scope, receive, send)
+                    return
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k not in _RATE_LIMIT_HEADERS
+                ]
+                message = {**message, "headers": headers + encoded_headers}
+            await send(message)
+
+        try:
+            await self._dispatch(inner, receive, metered_send, identity)
+        except Exception:
+            if not response_started:
+                # The error renderer outside this middleware answers 500; record that first.
+                response_started = True
+                await record(500)
+            raise
+
+    async def _limit(
+        self, bucket: str, identity: str, limit: int, shown: LimitResult | None
+    ) -> LimitResult:
+        """Hit one limit; refuse with 429 (or 503 when the limiter is down and fails closed)."""
+        try:
+            result = await self.runtime.limiter.hit(bucket, identity, limit)
+        except ServiceUnavailable as err:
+            extra = shown.headers() if shown is not None else {}
+            raise _Refused(_with_headers(err, extra)) from err
+        if not result.allowed:
+            raise _Refused(
+                RateLimitExceeded(
+                    f"You have exceeded {limit} requests per minute. Please slow down.",
+                    headers=result.headers(),
+                    retryAfter=result.reset_in,
+                )
+            )
+        return result
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, identity: KeyIdentity
+    ) -> None:
+        """The upstream proxy when one of its routes matches, else the inner app."""
+        proxy: Any = self.runtime.proxy
+        match = getattr(proxy, "match", None)
+        route = match(scope["path"]) if match is not None else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        scope["novo.proxy_route"] = route
+        await proxy.forward(route, scope, receive, send, identity)
+
+
+class _Refused(Exception):
+    """The gateway itself answers (401, 429, 400, 402, 503); nothing is recorded."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _is_metered(scope: Scope) -> bool:
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
+        return False
+    return not (path in FREE_PATHS and scope["method"] in ("GET", "HEAD"))
+
+
+def extract_api_key(scope: Scope) -> str | None:
+    """The API key from `Authorization: Bearer`, else `X-API-Key`, else `?api_key=`."""
+    bearer: str | None = None
+    header_key: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization" and bearer is None:
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                bearer = token.strip()
+        elif name == b"x-api-key" and header_key is None:
+            header_key = value.decode("latin-1").strip() or None
+    if bearer is not None:
+        return bearer
+    if header_key is not None:
+        return header_key
+    query: bytes = scope.get("query_string", b"")
+    if b"api_key" in query:
+        for name, value in parse_qsl(query.decode("latin-1")):
+            if name == "api_key" and value:
+                return value
+    return None
+
+
+def _without_api_key(query: bytes) -> bytes:
+    """The query string without `api_key`, so the key never reaches handlers or upstreams."""
+    if b"api_key" not in query:
+        return query
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return urlencode([(k, v) for k, v in pairs if k != "api_key"]).encode("latin-1")
+
+
+def _idempotency_key(scope: Scope, headers: dict[str, str]) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"idempotency-key":
+            key: str = value.decode("latin-1").strip()
+            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+                raise _Refused(
+                    BadRequest(
+                        f"Invalid header 'Idempotency-Key': use 1 to {MAX_IDEMPOTENCY_KEY} "
+                        "printable characters.",
+                        headers=headers,
+                    )
+                )
+            return key
+    return None
+
+
+def _endpoint(inner: Scope, outer: Scope) -> tuple[str, bool]:
+    """The route template of the call with its full path, and whether a route matched."""
+    proxy_route = inner.get("novo.proxy_route")
+    if proxy_route is not None:
+        template = getattr(proxy_route, "template", None) or getattr(proxy_route, "path", None)
+        return (str(template) if template else UNMATCHED_ENDPOINT)[:200], True
+    route = inner.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return UNMATCHED_ENDPOINT, False
+    # Under a Mount the route's path is relative; the mount's prefix is in the root path.
+    mount_prefix = inner.get("root_path", "")[len(outer.get("root_path", "")) :]
+    return (mount_prefix + path)[:200], True
+
+
+def _units(state: dict[str, Any]) -> int:
+    units = state.get("billed_units", 1)
+    if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+        log.warning("ignoring invalid billed_units %r; billing 1 unit", units)
+        return 1
+    return units
+
+
+def _request_id(state: dict[str, Any]) -> str | None:
+    request_id = state.get("request_id")
+    return str(request_id)[:64] if request_id else None
+
+
+def _with_headers(err: GatewayError, headers: dict[str, str]) -> GatewayError:
+    err.headers = {**headers, **err.headers}
+    return err
