@@ -1,0 +1,366 @@
+"""The upstream proxy against a real HTTP server on a local port (uvicorn in the test's loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import REGISTRY
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route as StarletteRoute
+from starlette.types import Message, Receive, Scope, Send
+
+from novo_gateway.config import Settings
+from novo_gateway.gateway.proxy import UpstreamProxy
+from novo_gateway.keys.cache import KeyIdentity
+from tests.conftest import make_test_settings
+
+IDENTITY = KeyIdentity(key_id=7, user_id=42)
+REQUEST_ID = "req0123456789"
+
+
+@dataclass
+class Upstream:
+    """A real HTTP server: `/echo...` describes the request it got, the rest test edge cases."""
+
+    url: str
+    stream_gate: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def _echo(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "method": request.method,
+            "path": request.scope["raw_path"].decode(),
+            "query": request.scope["query_string"].decode(),
+            "headers": [[k.decode(), v.decode()] for k, v in request.scope["headers"]],
+            "body": (await request.body()).decode(),
+        },
+        status_code=int(request.query_params.get("status", "200")),
+    )
+
+
+def _upstream_app(upstream: Upstream) -> Starlette:
+    async def stream(_request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"first\n"
+            await upstream.stream_gate.wait()
+            yield b"second\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def slow(_request: Request) -> Response:
+        await upstream.release.wait()
+        return Response("late")
+
+    async def hop(_request: Request) -> Response:
+        headers = {
+            "Connection": "X-Hop-Secret",
+            "X-Hop-Secret": "1",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Authenticate": "Basic",
+            "Trailer": "X-Checksum",
+            "Upgrade": "h2c",
+            "X-Request-Id": "upstream-id",
+            "X-Kept": "yes",
+        }
+        return Response("ok", headers=headers)
+
+    async def zipped(_request: Request) -> Response:
+        return Response(gzip.compress(b"squeezed"), headers={"Content-Encoding": "gzip"})
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Starlette(
+        routes=[
+            StarletteRoute("/api/v1/stream", stream),
+            StarletteRoute("/api/v1/slow", slow),
+            StarletteRoute("/api/v1/hop", hop),
+            StarletteRoute("/api/v1/zipped", zipped),
+            StarletteRoute("/{path:path}", _echo, methods=methods),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+async def upstream() -> AsyncIterator[Upstream]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    upstream = Upstream(url=f"http://127.0.0.1:{sock.getsockname()[1]}")
+    config = uvicorn.Config(
+        _upstream_app(upstream), log_level="warning", lifespan="off", ws="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    yield upstream
+    upstream.release.set()
+    upstream.stream_gate.set()
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+def _harness(proxy: UpstreamProxy) -> Callable[[Scope, Receive, Send], Any]:
+    """Plays the metered path: the caller is authenticated, the route matched."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["request_id"] = REQUEST_ID
+        route = proxy.match(scope["path"])
+        assert route is not None
+        await proxy.forward(route, scope, receive, send, IDENTITY)
+
+    return app
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[Callable[[Settings], httpx.AsyncClient]]:
+    """An HTTP client of a proxy built from the given settings."""
+    opened: list[tuple[UpstreamProxy, httpx.AsyncClient]] = []
+
+    def make(settings: Settings) -> httpx.AsyncClient:
+        proxy = UpstreamProxy(settings)
+        transport = httpx.ASGITransport(app=_harness(proxy), client=("203.0.113.7", 50000))
+        client = httpx.AsyncClient(transport=transport, base_url="http://gateway.test")
+        opened.append((proxy, client))
+        return client
+
+    yield make
+    for proxy, client in opened:
+        await client.aclose()
+        await proxy.close()
+
+
+@pytest.fixture
+def gateway(upstream: Upstream, make_gateway: Any) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = make_gateway(make_test_settings(upstream_url=upstream.url))
+    return client
+
+
+def _headers(echo: dict[str, Any]) -> dict[str, list[str]]:
+    seen: dict[str, list[str]] = {}
+    for name, value in echo["headers"]:
+        seen.setdefault(name, []).append(value)
+    return seen
+
+
+def _upstream_errors(kind: str) -> float:
+    return REGISTRY.get_sample_value("novo_upstream_errors_total", {"kind": kind}) or 0.0
+
+
+async def test_method_path_query_and_body_are_forwarded(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.put(
+        "/api/v1/things/a%2Fb?x=1&y=%20z&x=2", content=b'{"n": 1}', headers={"X-Custom": "v"}
+    )
+    assert response.status_code == 200
+    echo = response.json()
+    assert echo["method"] == "PUT"
+    assert echo["path"] == "/api/v1/things/a%2Fb"
+    assert echo["query"] == "x=1&y=%20z&x=2"
+    assert echo["body"] == '{"n": 1}'
+    assert _headers(echo)["x-custom"] == ["v"]
+    assert _headers(echo)["content-length"] == ["8"]
+
+
+async def test_client_key_is_removed_and_the_account_named(gateway: httpx.AsyncClient) -> None:
+    headers = {
+        "Authorization": "Bearer nk_secret",
+        "X-API-Key": "nk_secret",
+        "X-Novo-Account-Id": "1",
+        "X-Request-Id": "client-chosen",
+    }
+    response = await gateway.get("/api/v1/echo?api_key=nk_secret&keep=1&API_KEY=x", headers=headers)
+    echo = response.json()
+    sent = _headers(echo)
+    assert "nk_secret" not in response.text
+    assert "authorization" not in sent
+    assert "x-api-key" not in sent
+    assert echo["query"] == "keep=1"
+    assert sent["x-novo-account-id"] == ["42"]
+    assert sent["x-request-id"] == [REQUEST_ID]
+
+
+async def test_key_in_an_encoded_query_name_is_removed(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/echo?api%5Fkey=nk_secret&keep=1")
+    assert response.json()["query"] == "keep=1"
+
+
+async def test_forwarded_headers_describe_the_client(
+    gateway: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    response = await gateway.get("/api/v1/echo", headers={"X-Forwarded-For": "198.51.100.1"})
+    sent = _headers(response.json())
+    assert sent["x-forwarded-for"] == ["198.51.100.1, 203.0.113.7"]
+    assert sent["x-forwarded-proto"] == ["http"]
+    assert sent["x-forwarded-host"] == ["gateway.test"]
+    assert sent["host"] == [upstream.url.removeprefix("http://")]
+
+
+async def test_hop_by_hop_request_headers_are_dropped(gateway: httpx.AsyncClient) -> None:
+    headers = {
+        "Connection": "X-Hop-Secret, keep-alive",
+        "X-Hop-Secret": "1",
+        "Keep-Alive": "timeout=5",
+        "TE": "trailers",
+        "Trailer": "X-Checksum",
+        "Upgrade": "websocket",
+        "Proxy-Authorization": "Basic abc",
+        "X-End-To-End": "kept",
+    }
+    response = await gateway.get("/api/v1/echo", headers=headers)
+    sent = _headers(response.json())
+    for name in ("x-hop-secret", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"):
+        assert name not in sent
+    assert sent["x-end-to-end"] == ["kept"]
+    assert sent.get("connection", ["keep-alive"]) == ["keep-alive"]  # httpx's own, to the pool
+
+
+async def test_hop_by_hop_response_headers_are_dropped(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/hop")
+    assert response.text == "ok"
+    for name in (
+        "x-hop-secret",
+        "keep-alive",
+        "proxy-authenticate",
+        "trailer",
+        "upgrade",
+        "connection",
+        "server",
+        "x-request-id",
+    ):
+        assert name not in response.headers
+    assert response.headers["x-kept"] == "yes"
+
+
+async def test_upstream_status_and_body_pass_through(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.delete("/api/v1/missing?status=404")
+    assert response.status_code == 404
+    assert response.json()["method"] == "DELETE"
+
+
+async def test_compressed_body_passes_through_undecoded(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/zipped", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.text == "squeezed"  # httpx decodes what the proxy passed on as it was
+
+
+async def test_without_accept_encoding_upstream_is_asked_for_identity(
+    gateway: httpx.AsyncClient,
+) -> None:
+    request = gateway.build_request("GET", "/api/v1/echo")
+    del request.headers["accept-encoding"]
+    response = await gateway.send(request)
+    assert _headers(response.json())["accept-encoding"] == ["identity"]
+
+
+async def test_chunked_request_body_is_streamed_up(gateway: httpx.AsyncClient) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"alpha,", b"beta,", b"gamma"):
+            yield part
+
+    response = await gateway.post("/api/v1/echo", content=parts())
+    assert response.json()["body"] == "alpha,beta,gamma"
+
+
+async def test_response_is_streamed_before_the_upstream_finishes(upstream: Upstream) -> None:
+    proxy = UpstreamProxy(make_test_settings(upstream_url=upstream.url))
+    upstream.stream_gate.clear()
+    received: list[bytes] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            received.append(message["body"])
+            if message["body"] == b"first\n":
+                # The upstream only sends the rest after the client has the first chunk.
+                upstream.stream_gate.set()
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/stream",
+        "raw_path": b"/api/v1/stream",
+        "query_string": b"",
+        "headers": [(b"host", b"gateway.test")],
+        "client": ("203.0.113.7", 50000),
+    }
+    route = proxy.match("/api/v1/stream")
+    assert route is not None
+    try:
+        await asyncio.wait_for(proxy.forward(route, scope, receive, send, IDENTITY), timeout=10)
+    finally:
+        await proxy.close()
+    assert b"".join(received) == b"first\nsecond\n"
+    assert received[0] == b"first\n"
+
+
+async def test_unreachable_upstream_is_502(make_gateway: Any) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens on this port now
+    gateway = make_gateway(make_test_settings(upstream_url=f"http://127.0.0.1:{port}"))
+    before = _upstream_errors("connect")
+    response = await gateway.get("/api/v1/anything")
+    assert response.status_code == 502
+    assert response.json() == {
+        "error": "Bad Gateway",
+        "message": "The upstream service could not be reached. Please try again later.",
+    }
+    assert _upstream_errors("connect") == before + 1
+
+
+async def test_slow_upstream_is_504(upstream: Upstream, make_gateway: Any) -> None:
+    settings = make_test_settings(upstream_url=upstream.url, upstream_timeout_seconds=0.2)
+    before = _upstream_errors("timeout")
+    response = await make_gateway(settings).get("/api/v1/slow")
+    assert response.status_code == 504
+    assert response.json()["error"] == "Gateway Timeout"
+    assert _upstream_errors("timeout") == before + 1
+
+
+async def test_route_timeout_overrides_the_default(
+    upstream: Upstream, make_gateway: Any, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        f'[[routes]]\nprefix = "/api/v1/slow"\nupstream = "{upstream.url}"\ntimeout_seconds = 0.2\n'
+    )
+    response = await make_gateway(make_test_settings(routes_file=routes)).get("/api/v1/slow")
+    assert response.status_code == 504
+    assert "0.2 seconds" in response.json()["message"]
+
+
+async def test_strip_prefix_sends_the_rest_under_the_upstream_path(
+    upstream: Upstream, make_gateway: Any, tmp_path: Path
+) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        "[[routes]]\n"
+        'prefix = "/api/v1/search"\n'
+        f'upstream = "{upstream.url}/base/"\n'
+        "strip_prefix = true\n"
+    )
+    client = make_gateway(make_test_settings(routes_file=routes))
+    assert (await client.get("/api/v1/search/items?q=1")).json()["path"] == "/base/items"
+    assert (await client.get("/api/v1/search")).json()["path"] == "/base/"
+
+
+async def test_dot_segments_are_refused(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/search/%2E%2E/admin")
+    assert response.status_code == 400
+    assert response.json()["error"] == "Bad Request"
