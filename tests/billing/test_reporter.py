@@ -1,0 +1,343 @@
+"""The usage reporter against the Stripe emulator: it never loses or doubles a billable call."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.reporter import UsageReporter
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.clock import Clock, FrozenClock
+from novo_gateway.config import Settings
+from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.metering.models import UsageEvent
+from tests.billing.conftest import Emulator
+from tests.factories import create_api_key, create_user
+
+METER_EVENT = "novo_api_calls"
+
+
+class Ledger:
+    """Test access to the gateway's database: accounts, ledger events and reports."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = create_engine(settings)
+        self.sessions: SessionFactory = create_session_factory(self.engine)
+
+    async def customer(self, stripe: StripeBilling, email: str) -> tuple[int, int, str]:
+        """An account provisioned at Stripe: (user id, key id, Stripe customer id)."""
+        async with session_scope(self.sessions) as session:
+            user = await create_user(session, email=email)
+            key, _ = await create_api_key(session, user)
+            user_id, key_id = user.id, key.id
+        customer_id = await stripe.create_customer(
+            email=email, name="Test", account_id=user_id, idempotency_key=f"test-cus-{email}"
+        )
+        async with session_scope(self.sessions) as session:
+            user = await session.get_one(User, user_id)
+            user.stripe_customer_id = customer_id
+        return user_id, key_id, customer_id
+
+    async def record(
+        self,
+        user_id: int,
+        key_id: int,
+        count: int,
+        *,
+        at: datetime | None = None,
+        status: int = 200,
+        units: int = 1,
+    ) -> None:
+        when = at or datetime.now(UTC)
+        async with session_scope(self.sessions) as session:
+            session.add_all(
+                UsageEvent(
+                    user_id=user_id,
+                    api_key_id=key_id,
+                    endpoint="/api/v1/insights",
+                    method="GET",
+                    status=status,
+                    latency_ms=1,
+                    units=units,
+                    billable=status < 400,
+                    created_at=when,
+                )
+                for _ in range(count)
+            )
+
+    async def billable_units(self, user_id: int) -> int:
+        async with session_scope(self.sessions) as session:
+            total = await session.scalar(
+                select(func.coalesce(func.sum(UsageEvent.units), 0)).where(
+                    UsageEvent.user_id == user_id, UsageEvent.billable.is_(True)
+                )
+            )
+        return int(total or 0)
+
+    async def reports(self) -> list[UsageReport]:
+        async with session_scope(self.sessions) as session:
+            return list((await session.scalars(select(UsageReport))).all())
+
+
+@pytest.fixture
+async def ledger(stripe_settings: Settings) -> Any:
+    ledger = Ledger(stripe_settings)
+    yield ledger
+    await ledger.engine.dispose()
+
+
+@pytest.fixture
+async def meter_id(stripe_billing: StripeBilling) -> str:
+    meter = await stripe_billing.call(
+        stripe_billing.sdk.v1.billing.meters.create_async,
+        params={
+            "display_name": "Novo API calls",
+            "event_name": METER_EVENT,
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
+            "value_settings": {"event_payload_key": "value"},
+        },
+    )
+    return str(meter.id)
+
+
+@pytest.fixture
+def make_reporter(
+    ledger: Ledger, stripe_billing: StripeBilling, stripe_settings: Settings
+) -> Callable[..., UsageReporter]:
+    def build(clock: Clock | None = None, **kwargs: Any) -> UsageReporter:
+        return UsageReporter(
+            ledger.sessions, stripe_billing, stripe_settings, clock or Clock(), **kwargs
+        )
+
+    return build
+
+
+def assert_no_identifier_twice(emulator: Emulator) -> None:
+    counts = Counter(emulator.identifiers())
+    assert [i for i, n in counts.items() if n > 1] == []
+
+
+async def test_reported_units_equal_the_ledgers_billable_units(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    bob = await ledger.customer(stripe_billing, "bob@example.com")
+    await ledger.record(ada[0], ada[1], 1500)
+    await ledger.record(bob[0], bob[1], 7, units=3)
+    await ledger.record(ada[0], ada[1], 40, status=500)  # failed calls are not billed
+
+    run = await make_reporter().run_once()
+
+    assert run is not None and run.sent == 2 and run.claimed_events == 1507
+    assert emulator.total(ada[2], meter_id) == 1500 == await ledger.billable_units(ada[0])
+    assert emulator.total(bob[2], meter_id) == 21 == await ledger.billable_units(bob[0])
+    assert_no_identifier_twice(emulator)
+
+
+async def test_a_second_run_sends_nothing_new(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 10)
+    reporter = make_reporter()
+    await reporter.run_once()
+
+    again = await reporter.run_once()
+
+    assert again is not None and again.sent == 0 and again.claimed_events == 0
+    assert emulator.total(ada[2], meter_id) == 10
+
+
+async def test_calls_recorded_during_a_report_go_into_the_next_one(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 5)
+    reporter = make_reporter()
+    from novo_gateway.billing.reporter import ReporterRun
+
+    run = ReporterRun()
+    await reporter.claim(run)
+    await ledger.record(ada[0], ada[1], 3)  # arrives while the first report is in flight
+    await reporter.send_due(run)
+    assert emulator.total(ada[2], meter_id) == 5
+
+    await reporter.run_once()
+
+    assert emulator.total(ada[2], meter_id) == 8
+    assert sorted(r.units for r in await ledger.reports()) == [3, 5]
+
+
+async def test_unprovisioned_accounts_wait_until_they_have_a_customer(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    async with session_scope(ledger.sessions) as session:
+        user = await create_user(session, email="new@example.com")
+        key, _ = await create_api_key(session, user)
+        user_id, key_id = user.id, key.id
+    await ledger.record(user_id, key_id, 4)
+
+    run = await make_reporter().run_once()
+
+    assert run is not None and run.claimed_events == 0
+    assert await make_reporter().pending() == 0  # not owed to Stripe until provisioned
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra"),
+    [("429", {"retry_after": 0}), ("500", {}), ("drop", {})],
+)
+async def test_stripe_faults_delay_but_never_lose_or_double_a_report(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+    kind: str,
+    extra: dict[str, Any],
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 120)
+    emulator.fault(kind, "/v1/billing/meter_events", count=2, **extra)
+
+    run = await make_reporter(max_backoff_seconds=0.01).drain(max_seconds=30)
+
+    assert run.retried >= 1 and run.dead == 0
+    assert emulator.total(ada[2], meter_id) == 120
+    assert_no_identifier_twice(emulator)
+    assert [r.status for r in await ledger.reports()] == ["sent"]
+
+
+async def test_a_report_stripe_already_holds_is_marked_sent(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """A crash after Stripe's answer but before marking: the resend is a duplicate at Stripe."""
+    from novo_gateway.billing.reporter import ReporterRun
+
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 9)
+    reporter = make_reporter()
+    await reporter.claim(ReporterRun())
+    [report] = await ledger.reports()
+    await stripe_billing.call(  # what the crashed process had already sent
+        stripe_billing.sdk.v1.billing.meter_events.create_async,
+        params={
+            "event_name": METER_EVENT,
+            "payload": {"stripe_customer_id": ada[2], "value": "9"},
+            "identifier": report.id,
+            "timestamp": int(report.event_timestamp.timestamp()),
+        },
+    )
+
+    run = await reporter.run_once()
+
+    assert run is not None and run.sent == 1
+    assert emulator.total(ada[2], meter_id) == 9
+    assert [r.status for r in await ledger.reports()] == ["sent"]
+
+
+async def test_a_refused_report_is_dead_lettered_with_stripes_message(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Stripe refuses timestamps more than 5 minutes ahead: a 4xx that no retry fixes."""
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    await ledger.record(ada[0], ada[1], 2, at=ahead)
+
+    run = await make_reporter(FrozenClock(ahead)).run_once()
+
+    assert run is not None and run.dead == 1
+    [report] = await ledger.reports()
+    assert report.status == "dead" and "future" in (report.last_error or "").lower()
+    assert emulator.total(ada[2], meter_id) == 0
+
+
+async def test_events_older_than_stripe_accepts_are_flagged_not_sent(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 3, at=datetime.now(UTC) - timedelta(days=36))
+
+    run = await make_reporter().run_once()
+
+    assert run is not None and run.sent == 0
+    assert [r.status for r in await ledger.reports()] == ["expired"]
+    assert emulator.total(ada[2], meter_id) == 0
+
+
+async def test_only_one_reporter_works_at_a_time(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    first, second = make_reporter(holder="one"), make_reporter(holder="two")
+    assert await first.run_once() is not None
+
+    assert await second.run_once() is None
+
+    await first.stop()  # hands the lease back
+    assert await second.run_once() is not None
+
+
+async def test_an_unacknowledged_report_past_24_hours_is_checked_before_any_resend(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Stripe got the event (the answer was lost) and its dedup window has passed: no resend."""
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    start = datetime.now(UTC) - timedelta(hours=30)
+    await ledger.record(ada[0], ada[1], 6, at=start)
+    clock = FrozenClock(start + timedelta(minutes=5))
+    emulator.fault("drop", "/v1/billing/meter_events", count=1)
+    reporter = make_reporter(clock)
+    run = await reporter.run_once()
+    assert run is not None and run.retried == 1
+    assert emulator.total(ada[2], meter_id) == 6  # processed, answer dropped
+    clock.set(datetime.now(UTC))  # 30 hours later, past Stripe's 24-hour dedup window
+
+    await reporter.run_once()
+
+    assert emulator.total(ada[2], meter_id) == 6
+    [report] = await ledger.reports()
+    assert report.status == "sent" and "summaries" in (report.last_error or "")
