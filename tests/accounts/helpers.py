@@ -1,0 +1,56 @@
+"""Helpers for the accounts and keys tests: registering over HTTP and counting SQL statements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import event
+
+from novo_gateway.runtime import Runtime
+from tests.conftest import AppClient
+
+PASSWORD = "correct horse battery staple"
+
+
+def runtime_of(client: AppClient) -> Runtime:
+    runtime: Runtime = client.app.state.runtime
+    return runtime
+
+
+async def register(
+    client: AppClient, email: str = "ada@example.com", password: str = PASSWORD, **extra: Any
+) -> dict[str, Any]:
+    """Register over HTTP and return the 201 body."""
+    body = {"email": email, "password": password, "name": "Ada", **extra}
+    response = await client.post("/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def login(
+    client: AppClient, email: str = "ada@example.com", password: str = PASSWORD
+) -> dict[str, Any]:
+    """Log in over HTTP and return the 200 body."""
+    response = await client.post("/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+@contextmanager
+def count_statements(runtime: Runtime) -> Iterator[list[str]]:
+    """Collect every SQL statement the runtime's engine sends while the block runs."""
+    statements: list[str] = []
+
+    def before_cursor_execute(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", before_cursor_execute)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before_cursor_execute)
