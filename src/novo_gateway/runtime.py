@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from novo_gateway.billing.reporter import UsageReporter
+from novo_gateway.billing.stripe_client import StripeBilling
 
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
@@ -14,6 +20,20 @@ from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.gateway.ratelimit import RateLimiter
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.metering.writer import UsageWriter
+
+
+log = logging.getLogger("novo_gateway.runtime")
+
+# How long shutdown waits for a background worker to finish its current step before cancelling it.
+WORKER_STOP_SECONDS = 10.0
+
+
+class Worker(Protocol):
+    """A background loop of the gateway process (usage reporter, job runner, webhook processor)."""
+
+    async def run_forever(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -27,6 +47,9 @@ class Runtime:
     usage: UsageWriter
     access: AccessPolicy
     proxy: UpstreamProxy
+    stripe: StripeBilling | None = None
+    workers: list[Worker] = field(default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _started: bool = field(default=False, repr=False)
 
     @classmethod
@@ -34,7 +57,7 @@ class Runtime:
         clock = clock or Clock()
         engine = create_engine(settings)
         sessions = create_session_factory(engine)
-        return cls(
+        runtime = cls(
             settings=settings,
             clock=clock,
             engine=engine,
@@ -45,18 +68,41 @@ class Runtime:
             access=AccessPolicy(sessions, settings, clock),
             proxy=UpstreamProxy(settings),
         )
+        if settings.stripe_secret_key:
+            runtime.stripe = StripeBilling(settings, clock)
+            if settings.usage_reporting_interval > 0:
+                runtime.workers.append(UsageReporter(sessions, runtime.stripe, settings, clock))
+        return runtime
 
-    async def start(self) -> None:
+    async def start(self, *, workers: bool = True) -> None:
         await self.keys.start()
         await self.usage.start()
+        if workers:
+            self._tasks = [asyncio.create_task(w.run_forever()) for w in self.workers]
         self._started = True
 
     async def stop(self) -> None:
         """Stop in reverse order: usage still queued is written before the database closes."""
         if self._started:
+            await self._stop_workers()
             await self.usage.stop()
             await self.keys.stop()
         await self.proxy.close()
         await self.limiter.close()
+        if self.stripe is not None:
+            await self.stripe.close()
         await self.engine.dispose()
         self._started = False
+
+    async def _stop_workers(self) -> None:
+        """Ask each worker to stop after its current step; cancel those that take too long."""
+        for worker in self.workers:
+            await worker.stop()
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(self._tasks, timeout=WORKER_STOP_SECONDS)
+        for task in pending:
+            log.warning("background worker did not stop in time; cancelling it")
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []

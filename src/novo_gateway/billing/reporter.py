@@ -21,6 +21,7 @@ and a resend cannot double-bill.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -108,6 +109,8 @@ class UsageReporter:
         )
         self._max_backoff = max_backoff_seconds
         self._stopping = False
+        self._wake = asyncio.Event()
+        self._running = False
 
     # --- One run --------------------------------------------------------------------------------
 
@@ -309,12 +312,18 @@ class UsageReporter:
     async def run_forever(self) -> None:
         """Report every USAGE_REPORTING_INTERVAL until stopped; errors are logged, never fatal."""
         interval = self._settings.usage_reporting_interval / 1000
-        while not self._stopping:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("usage report run failed; retrying next interval")
-            await asyncio.sleep(interval)
+        self._running = True
+        try:
+            while not self._stopping:
+                try:
+                    await self.run_once()
+                except Exception:
+                    log.exception("usage report run failed; retrying next interval")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=interval)
+        finally:
+            self._running = False
+            await self._lease.release()
 
     async def drain(self, *, max_seconds: float = 300.0) -> ReporterRun:
         """Report everything pending and wait for Stripe's answers (the `report-usage` command)."""
@@ -362,4 +371,6 @@ class UsageReporter:
     async def stop(self) -> None:
         """Stop after the report in flight; pending reports stay pending for the next holder."""
         self._stopping = True
-        await self._lease.release()
+        self._wake.set()
+        if not self._running:
+            await self._lease.release()
