@@ -122,7 +122,7 @@ class MeteredPathMiddleware:
 
         async def record(status: int) -> bool:
             """Queue the event and wait for its commit; False when it could not be written."""
-            endpoint, matched = _endpoint(inner, scope)
+            endpoint, matched, default_units = _endpoint(inner, scope)
             event = NewUsageEvent(
                 user_id=identity.user_id,
                 api_key_id=identity.key_id,
@@ -130,7 +130,7 @@ class MeteredPathMiddleware:
                 method=scope["method"][:8],
                 status=status,
                 latency_ms=max(0, round((clock.monotonic() - started) * 1000)),
-                units=_units(state),
+                units=_units(state, default_units),
                 billable=matched and status <= settings.billable_status_max,
                 created_at=started_at,
                 request_id=_request_id(state),
@@ -266,26 +266,27 @@ def _idempotency_key(scope: Scope, headers: dict[str, str]) -> str | None:
     return None
 
 
-def _endpoint(inner: Scope, outer: Scope) -> tuple[str, bool]:
-    """The route template of the call with its full path, and whether a route matched."""
+def _endpoint(inner: Scope, outer: Scope) -> tuple[str, bool, int]:
+    """The call's route template with its full path, whether a route matched, and its units."""
     proxy_route = inner.get("novo.proxy_route")
     if proxy_route is not None:
-        template = getattr(proxy_route, "template", None) or getattr(proxy_route, "path", None)
-        return (str(template) if template else UNMATCHED_ENDPOINT)[:200], True
+        label = getattr(proxy_route, "label", None) or UNMATCHED_ENDPOINT
+        return str(label)[:200], True, int(getattr(proxy_route, "units", 1))
     route = inner.get("route")
     path = getattr(route, "path", None)
     if not isinstance(path, str):
-        return UNMATCHED_ENDPOINT, False
+        return UNMATCHED_ENDPOINT, False, 1
     # Under a Mount the route's path is relative; the mount's prefix is in the root path.
     mount_prefix = inner.get("root_path", "")[len(outer.get("root_path", "")) :]
-    return (mount_prefix + path)[:200], True
+    return (mount_prefix + path)[:200], True, 1
 
 
-def _units(state: dict[str, Any]) -> int:
-    units = state.get("billed_units", 1)
+def _units(state: dict[str, Any], default: int) -> int:
+    """Units billed for the call: what the handler set in `state["billed_units"]`, else default."""
+    units = state.get("billed_units", default)
     if isinstance(units, bool) or not isinstance(units, int) or units < 0:
-        log.warning("ignoring invalid billed_units %r; billing 1 unit", units)
-        return 1
+        log.warning("ignoring invalid billed_units %r; billing %d", units, default)
+        return default
     return units
 
 
