@@ -1,16 +1,241 @@
-"""Placeholder."""
+"""Time-driven billing: period ends, renewal invoices, finalization, payment retries.
+
+Whenever a clock moves (the global clock through ``/_emulator/clock/advance`` or the scheduler,
+a test clock through ``advance``), due actions run in time order, each at its own due time:
+``invoice.upcoming`` (``upcoming_days`` before a renewal), the period end (a draft invoice
+for the ended period's usage plus licensed items for the next period; the items move to the
+next period), finalization ``finalization_grace`` seconds later followed by the payment
+attempt, dunning retries, and expiry of ``incomplete`` subscriptions after 23 hours.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from . import events, invoicing
+from .periods import add_interval
 
 if TYPE_CHECKING:
     from .emulator import Emulator
 
+INCOMPLETE_TTL = 23 * 3600
+LIVE = ("active", "past_due", "unpaid", "trialing")
+MAX_STEPS = 100_000
 
-def run_due_global(em: Emulator) -> None:
-    return None
+Action = tuple[int, int, Callable[[int], None]]
 
 
 def end_subscription(em: Emulator, sub: dict[str, Any], now: int, reason: str) -> None:
-    return None
+    invoicing.end_subscription(em, sub, now, reason=reason)
+
+
+def next_period_end(sub: dict[str, Any], internal: dict[str, Any]) -> int:
+    item = sub["items"]["data"][0]["price"]["recurring"]
+    return add_interval(
+        sub["billing_cycle_anchor"],
+        item["interval"],
+        item["interval_count"] * (internal["cycle"] + 1),
+    )
+
+
+def _customer_in_scope(em: Emulator, customer_id: str, clock_id: str | None) -> bool:
+    customer = em.store.get("customer", customer_id)
+    if customer is None:
+        return False
+    return customer.get("test_clock") == clock_id
+
+
+def run_due_global(em: Emulator) -> None:
+    """Run everything due for customers that are not on a test clock."""
+    run_due(em, None)
+
+
+def run_due(em: Emulator, clock_id: str | None) -> None:
+    for _ in range(MAX_STEPS):
+        actions = _due_actions(em, clock_id)
+        if not actions:
+            return
+        due, _, run = min(actions, key=lambda a: (a[0], a[1]))
+        run(due)
+
+
+def _due_actions(em: Emulator, clock_id: str | None) -> list[Action]:
+    actions: list[Action] = []
+    for sub in em.store.all("subscription"):
+        if not _customer_in_scope(em, sub["customer"], clock_id):
+            continue
+        now = em.customer_now(sub["customer"])
+        internal = em.store.aux(sub["id"])
+        if sub["status"] == "incomplete":
+            due = sub["created"] + INCOMPLETE_TTL
+            if due <= now:
+                actions.append((due, 0, _bind(_expire_incomplete, em, sub)))
+            continue
+        if sub["status"] not in LIVE:
+            continue
+        end = sub["items"]["data"][0]["current_period_end"]
+        upcoming = end - em.config.upcoming_days * 86400
+        start = sub["items"]["data"][0]["current_period_start"]
+        if upcoming <= now and upcoming > start and internal.get("upcoming_sent_for") != end:
+            actions.append((upcoming, 1, _bind(_upcoming, em, sub)))
+        elif end <= now:
+            actions.append((end, 2, _bind(_renew, em, sub)))
+    for invoice in em.store.all("invoice"):
+        if not _customer_in_scope(em, invoice["customer"], clock_id):
+            continue
+        now = em.customer_now(invoice["customer"])
+        if invoice["status"] == "draft" and invoice["automatically_finalizes_at"] is not None:
+            due = invoice["automatically_finalizes_at"]
+            if due <= now:
+                actions.append((due, 3, _bind(_finalize_and_charge, em, invoice)))
+        elif invoice["status"] == "open" and invoice["next_payment_attempt"] is not None:
+            due = invoice["next_payment_attempt"]
+            if due <= now:
+                actions.append((due, 4, _bind(_retry, em, invoice)))
+    return actions
+
+
+def _bind(
+    fn: Callable[[Emulator, dict[str, Any], int], None], em: Emulator, obj: dict[str, Any]
+) -> Callable[[int], None]:
+    return lambda at: fn(em, obj, at)
+
+
+def _expire_incomplete(em: Emulator, sub: dict[str, Any], at: int) -> None:
+    for invoice in em.store.all("invoice"):
+        if invoicing.sub_id_of(invoice) == sub["id"] and invoice["status"] == "open":
+            invoicing.void(em, invoice, at)
+    invoicing.set_status(em, sub, "incomplete_expired")
+    sub["ended_at"] = at
+
+
+def preview_invoice(em: Emulator, sub: dict[str, Any], at: int) -> dict[str, Any]:
+    """The upcoming invoice: usage so far in the current period + next period's licensed."""
+    customer = em.store.require("customer", sub["customer"])
+    internal = em.store.aux(sub["id"])
+    start = sub["items"]["data"][0]["current_period_start"]
+    end = sub["items"]["data"][0]["current_period_end"]
+    ends = bool(sub["cancel_at_period_end"])
+    following = next_period_end(sub, internal)
+    invoice = invoicing.new_invoice(
+        em,
+        sub,
+        customer,
+        billing_reason="upcoming",
+        period_start=start,
+        period_end=end,
+        created=at,
+        invoice_id=f"upcoming_{sub['id']}",
+    )
+    invoice["id"] = None
+    lines = invoicing.subscription_lines(
+        em, sub, "", usage=(start, end), advance=None if ends else (end, following)
+    )
+    for line in lines:
+        line["invoice"] = None
+    invoicing.set_lines(invoice, lines)
+    invoice["lines"]["url"] = "/v1/invoices/upcoming/lines"
+    invoice["automatically_finalizes_at"] = end + em.config.finalization_grace
+    invoice["next_payment_attempt"] = end + em.config.finalization_grace
+    return invoice
+
+
+def _upcoming(em: Emulator, sub: dict[str, Any], at: int) -> None:
+    end = sub["items"]["data"][0]["current_period_end"]
+    em.store.aux(sub["id"])["upcoming_sent_for"] = end
+    if sub["cancel_at_period_end"]:
+        return
+    events.emit(em, "invoice.upcoming", preview_invoice(em, sub, at))
+
+
+def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
+    """The period that ended at ``at`` is invoiced; the next one starts (or the sub ends)."""
+    customer = em.store.require("customer", sub["customer"])
+    internal = em.store.aux(sub["id"])
+    start = sub["items"]["data"][0]["current_period_start"]
+    end = at
+    ending = bool(sub["cancel_at_period_end"])
+    following = next_period_end(sub, internal)
+    invoice = invoicing.new_invoice(
+        em,
+        sub,
+        customer,
+        billing_reason="subscription_cycle",
+        period_start=start,
+        period_end=end,
+        created=at,
+    )
+    lines = invoicing.subscription_lines(
+        em, sub, invoice["id"], usage=(start, end), advance=None if ending else (end, following)
+    )
+    internal["removed_items"] = []
+    if lines:
+        invoicing.set_lines(invoice, lines)
+        invoice["automatically_finalizes_at"] = at + em.config.finalization_grace
+        em.store.put("invoice", invoice)
+        sub["latest_invoice"] = invoice["id"]
+        events.emit(em, "invoice.created", invoice)
+    if ending:
+        end_subscription(em, sub, at, reason="cancellation_requested")
+        return
+    previous_items = {"items": _copy_items(sub)}
+    internal["cycle"] += 1
+    for item in sub["items"]["data"]:
+        item["current_period_start"] = end
+        item["current_period_end"] = following
+        em.store.aux(item["id"]).pop("usage_from", None)
+    previous_items["latest_invoice"] = None
+    events.emit(em, "customer.subscription.updated", sub, previous_items)
+
+
+def _copy_items(sub: dict[str, Any]) -> dict[str, Any]:
+    import copy
+
+    return copy.deepcopy(sub["items"])
+
+
+def _finalize_and_charge(em: Emulator, invoice: dict[str, Any], at: int) -> None:
+    if invoice["status"] != "draft":
+        return
+    sub_id = invoicing.sub_id_of(invoice)
+    sub = em.store.get("subscription", sub_id) if sub_id else None
+    if sub is not None:
+        refresh_usage(em, invoice, sub)
+    invoicing.finalize(em, invoice, at)
+    if invoice["status"] == "open" and invoice["collection_method"] == "charge_automatically":
+        invoicing.attempt_payment(em, invoice, at, automatic=True)
+
+
+def refresh_usage(em: Emulator, invoice: dict[str, Any], sub: dict[str, Any]) -> None:
+    """Re-price metered lines with usage that arrived during the grace period."""
+    windows = em.store.aux(invoice["id"]).get("usage", {})
+    for line in invoice["lines"]["data"]:
+        window = windows.get(line["id"])
+        price = em.store.get("price", line["pricing"]["price_details"]["price"])
+        if window is None or price is None:
+            continue
+        qty = invoicing.usage_quantity(em, price, sub["customer"], window[0], window[1])
+        item_id = line["parent"]["subscription_item_details"]["subscription_item"]
+        fresh = invoicing.make_line(
+            em,
+            invoice["id"],
+            sub["id"],
+            item_id,
+            price,
+            qty,
+            line["period"]["start"],
+            line["period"]["end"],
+        )
+        line.update(
+            amount=fresh["amount"],
+            subtotal=fresh["amount"],
+            quantity=qty,
+            description=fresh["description"],
+        )
+    invoicing.set_lines(invoice, invoice["lines"]["data"])
+
+
+def _retry(em: Emulator, invoice: dict[str, Any], at: int) -> None:
+    invoice["next_payment_attempt"] = None
+    invoicing.attempt_payment(em, invoice, at, automatic=True)

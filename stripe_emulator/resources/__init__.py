@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from ..router import Router
-from . import customers, meter_events, meters, prices, products
+from . import (
+    customers,
+    invoices,
+    meter_events,
+    meters,
+    portal,
+    prices,
+    products,
+    subscriptions,
+    test_clocks,
+    webhook_endpoints,
+)
 
 
 def build_router() -> Router:
     router = Router()
-    for module in (customers, products, prices, meters, meter_events):
+    for module in (
+        customers,
+        products,
+        prices,
+        meters,
+        meter_events,
+        subscriptions,
+        invoices,
+        test_clocks,
+        webhook_endpoints,
+        portal,
+    ):
         module.register(router)
     return router

@@ -1,0 +1,421 @@
+"""Invoices: lines priced through the tiers, finalization, payment attempts and the
+subscription status changes that follow a payment (active / past_due / unpaid / canceled).
+
+Dunning: after an automatic renewal payment fails the subscription becomes ``past_due`` and
+the invoice is retried ``dunning_retry_days`` later (3, then 5, then 7 days by default); when
+the last retry fails the subscription becomes ``dunning_final_status`` (``canceled`` by default;
+the invoice stays ``open``). Paying the invoice later (``POST /v1/invoices/{id}/pay``) makes a
+``past_due``/``unpaid`` subscription ``active`` again once it has no other unpaid invoice.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from . import events, payments
+from .ids import new_id, random_token
+from .metering import aggregate
+from .tiers import line_amount, to_cents
+
+if TYPE_CHECKING:
+    from .emulator import Emulator
+
+
+def new_invoice(
+    em: Emulator,
+    sub: dict[str, Any] | None,
+    customer: dict[str, Any],
+    *,
+    billing_reason: str,
+    period_start: int,
+    period_end: int,
+    created: int,
+    invoice_id: str | None = None,
+) -> dict[str, Any]:
+    invoice_id = invoice_id or new_id("in", 24)
+    parent = None
+    if sub is not None:
+        parent = {
+            "quote_details": None,
+            "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
+            "type": "subscription_details",
+        }
+    collection = sub["collection_method"] if sub else "charge_automatically"
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": em.config.account_name,
+        "account_tax_ids": None,
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": True,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
+        "automatically_finalizes_at": None,
+        "billing_reason": billing_reason,
+        "collection_method": collection,
+        "confirmation_secret": None,
+        "created": created,
+        "currency": sub["currency"] if sub else "usd",
+        "custom_fields": None,
+        "customer": customer["id"],
+        "customer_address": customer.get("address"),
+        "customer_email": customer.get("email"),
+        "customer_name": customer.get("name"),
+        "customer_phone": customer.get("phone"),
+        "customer_shipping": None,
+        "customer_tax_exempt": customer.get("tax_exempt", "none"),
+        "customer_tax_ids": [],
+        "default_payment_method": sub.get("default_payment_method") if sub else None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": None,
+        "ending_balance": None,
+        "footer": customer.get("invoice_settings", {}).get("footer"),
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "lines": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/invoices/{invoice_id}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None,
+        "number": None,
+        "on_behalf_of": None,
+        "parent": parent,
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
+        "period_end": period_end,
+        "period_start": period_start,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": customer.get("test_clock"),
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": created,
+    }
+
+
+def money(cents: Decimal | int, currency: str = "usd") -> str:
+    value = Decimal(cents) / 100
+    text = f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value:,f}"
+    return ("$" if currency == "usd" else f"{currency.upper()} ") + text
+
+
+def make_line(
+    em: Emulator,
+    invoice_id: str,
+    sub_id: str | None,
+    item_id: str | None,
+    price: dict[str, Any],
+    quantity: int,
+    start: int,
+    end: int,
+    *,
+    amount: int | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    product = em.store.get("product", price["product"]) or {"name": price["product"]}
+    if amount is None:
+        amount = line_amount(price, quantity)
+    if description is None:
+        if price["billing_scheme"] == "tiered":
+            description = f"{quantity} × {product['name']} (tiered pricing)"
+        else:
+            unit = money(Decimal(price["unit_amount_decimal"]), price["currency"])
+            per = f" / {price['recurring']['interval']}" if price.get("recurring") else ""
+            description = f"{quantity} × {product['name']} (at {unit}{per})"
+    parent = None
+    if sub_id is not None:
+        parent = {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub_id,
+                "subscription_item": item_id,
+            },
+            "type": "subscription_item_details",
+        }
+    return {
+        "id": new_id("il", 24),
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": description,
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": parent,
+        "period": {"end": end, "start": start},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price.get("unit_amount_decimal"),
+        },
+        "quantity": quantity,
+        "subtotal": amount,
+        "taxes": [],
+    }
+
+
+def usage_quantity(
+    em: Emulator, price: dict[str, Any], customer_id: str, start: int, end: int
+) -> int:
+    meter = em.store.get("billing.meter", price["recurring"]["meter"])
+    if meter is None or end <= start:
+        return 0
+    return max(0, int(aggregate(em, meter, customer_id, start, end)))
+
+
+def subscription_lines(
+    em: Emulator,
+    sub: dict[str, Any],
+    invoice_id: str,
+    *,
+    usage: tuple[int, int] | None,
+    advance: tuple[int, int] | None,
+    proration: Decimal | None = None,
+) -> list[dict[str, Any]]:
+    """Metered usage over ``usage`` (per item, from when it joined, plus items removed during
+    the period) and licensed items billed in advance for ``advance``."""
+    lines: list[dict[str, Any]] = []
+    internal = em.store.aux(sub["id"])
+    for item in sub["items"]["data"]:
+        price = item["price"]
+        if price["recurring"]["usage_type"] == "metered":
+            if usage is not None:
+                start = max(usage[0], em.store.aux(item["id"]).get("usage_from", usage[0]))
+                qty = usage_quantity(em, price, sub["customer"], start, usage[1])
+                line = make_line(
+                    em, invoice_id, sub["id"], item["id"], price, qty, usage[0], usage[1]
+                )
+                _note_usage(em, invoice_id, line, start, usage[1])
+                lines.append(line)
+        elif advance is not None:
+            qty = int(item.get("quantity") or 1)
+            amount = line_amount(price, qty)
+            if proration is not None:
+                amount = to_cents(Decimal(amount) * proration)
+            lines.append(
+                make_line(
+                    em,
+                    invoice_id,
+                    sub["id"],
+                    item["id"],
+                    price,
+                    qty,
+                    advance[0],
+                    advance[1],
+                    amount=amount,
+                )
+            )
+    if usage is not None:
+        for removed in internal.get("removed_items", []):
+            price = removed["price"]
+            start = max(usage[0], removed.get("usage_from", usage[0]))
+            end = min(usage[1], removed["removed_at"])
+            qty = usage_quantity(em, price, sub["customer"], start, end)
+            line = make_line(em, invoice_id, sub["id"], removed["id"], price, qty, usage[0], end)
+            _note_usage(em, invoice_id, line, start, end)
+            lines.append(line)
+    return lines
+
+
+def _note_usage(em: Emulator, invoice_id: str, line: dict[str, Any], start: int, end: int) -> None:
+    """Remember which usage window a metered line prices (re-priced at finalization)."""
+    if invoice_id:
+        em.store.aux(invoice_id).setdefault("usage", {})[line["id"]] = [start, end]
+
+
+def set_lines(invoice: dict[str, Any], lines: list[dict[str, Any]]) -> None:
+    total = sum(line["amount"] for line in lines)
+    invoice["lines"]["data"] = lines
+    invoice["lines"]["total_count"] = len(lines)
+    for key in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
+        invoice[key] = total
+    invoice["amount_due"] = max(total, 0)
+    invoice["amount_remaining"] = max(total, 0) - invoice["amount_paid"]
+
+
+def finalize(em: Emulator, invoice: dict[str, Any], at: int) -> None:
+    customer = em.store.get("customer", invoice["customer"])
+    prefix = customer["invoice_prefix"] if customer else "EMU"
+    seq = customer["next_invoice_sequence"] if customer else em.store.next_counter("invoice")
+    if customer:
+        customer["next_invoice_sequence"] = seq + 1
+    invoice["number"] = f"{prefix}-{seq:04d}"
+    base = em.base_url.rstrip("/")
+    token = random_token(20)
+    invoice["hosted_invoice_url"] = f"{base}/emulator/i/{invoice['id']}?s={token}"
+    invoice["invoice_pdf"] = f"{base}/emulator/i/{invoice['id']}/pdf?s={token}"
+    invoice["status"] = "open"
+    invoice["status_transitions"]["finalized_at"] = at
+    invoice["effective_at"] = at
+    invoice["ending_balance"] = 0
+    invoice["automatically_finalizes_at"] = None
+    if invoice["collection_method"] == "send_invoice":
+        sub = em.store.get("subscription", sub_id_of(invoice) or "")
+        days = (sub or {}).get("days_until_due") or 30
+        invoice["due_date"] = at + int(days) * 86400
+    events.emit(em, "invoice.finalized", invoice)
+    if invoice["amount_due"] == 0:
+        mark_paid(em, invoice, at)
+
+
+def sub_id_of(invoice: dict[str, Any]) -> str | None:
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") or {}
+    sub_id = details.get("subscription")
+    return str(sub_id) if sub_id else None
+
+
+def mark_paid(em: Emulator, invoice: dict[str, Any], at: int) -> None:
+    invoice["amount_paid"] = invoice["amount_due"]
+    invoice["amount_remaining"] = 0
+    invoice["status"] = "paid"
+    invoice["status_transitions"]["paid_at"] = at
+    invoice["next_payment_attempt"] = None
+    events.emit(em, "invoice.paid", invoice)
+    if invoice["amount_due"] > 0:
+        events.emit(em, "invoice.payment_succeeded", invoice)
+    sub_id = sub_id_of(invoice)
+    sub = em.store.get("subscription", sub_id) if sub_id else None
+    if (
+        sub is not None
+        and sub["status"] in ("incomplete", "past_due", "unpaid")
+        and not unpaid_invoices(em, sub["id"])
+    ):
+        set_status(em, sub, "active")
+
+
+def unpaid_invoices(em: Emulator, sub_id: str) -> list[dict[str, Any]]:
+    return [
+        inv
+        for inv in em.store.all("invoice")
+        if sub_id_of(inv) == sub_id and inv["status"] == "open" and inv["attempted"]
+    ]
+
+
+def attempt_payment(
+    em: Emulator,
+    invoice: dict[str, Any],
+    at: int,
+    *,
+    automatic: bool,
+    payment_method: str | None = None,
+) -> str | None:
+    """Charge the invoice; ``None`` on success, else the decline code."""
+    customer = em.store.require("customer", invoice["customer"])
+    sub_id = sub_id_of(invoice)
+    sub = em.store.get("subscription", sub_id) if sub_id else None
+    pm = (
+        payment_method
+        or invoice.get("default_payment_method")
+        or (sub.get("default_payment_method") if sub else None)
+        or payments.default_payment_method(em, customer)
+    )
+    invoice["attempt_count"] += 1
+    invoice["attempted"] = True
+    decline = payments.charge_outcome(em, customer, pm)
+    if decline is None:
+        mark_paid(em, invoice, at)
+        return None
+    info = em.store.aux(invoice["id"])
+    if automatic and invoice["billing_reason"] != "subscription_create":
+        failures = int(info.get("auto_failures", 0))
+        info["auto_failures"] = failures + 1
+        schedule = em.config.dunning_retry_days
+        invoice["next_payment_attempt"] = (
+            at + schedule[failures] * 86400 if failures < len(schedule) else None
+        )
+    events.emit(em, "invoice.payment_failed", invoice)
+    if sub is not None and sub["status"] == "active":
+        set_status(em, sub, "past_due")
+    if (
+        automatic
+        and sub is not None
+        and invoice["next_payment_attempt"] is None
+        and invoice["billing_reason"] != "subscription_create"
+    ):
+        final = em.config.dunning_final_status
+        if final == "canceled":
+            end_subscription(em, sub, at, reason="payment_failed")
+        elif final == "unpaid":
+            set_status(em, sub, "unpaid")
+    return decline
+
+
+def void(em: Emulator, invoice: dict[str, Any], at: int) -> None:
+    invoice["status"] = "void"
+    invoice["status_transitions"]["voided_at"] = at
+    invoice["next_payment_attempt"] = None
+    invoice["amount_remaining"] = 0
+    events.emit(em, "invoice.voided", invoice)
+
+
+def set_status(em: Emulator, sub: dict[str, Any], status: str) -> None:
+    if sub["status"] == status:
+        return
+    previous = {"status": sub["status"]}
+    sub["status"] = status
+    events.emit(em, "customer.subscription.updated", sub, previous)
+
+
+def end_subscription(em: Emulator, sub: dict[str, Any], at: int, *, reason: str) -> None:
+    """Cancel now: status ``canceled``, ``ended_at`` set, ``customer.subscription.deleted``."""
+    sub["status"] = "canceled"
+    sub["ended_at"] = at
+    sub["canceled_at"] = sub.get("canceled_at") or at
+    sub["cancellation_details"] = {**sub["cancellation_details"], "reason": reason}
+    events.emit(em, "customer.subscription.deleted", sub)

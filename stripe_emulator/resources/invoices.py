@@ -1,0 +1,236 @@
+"""Invoices (``/v1/invoices``): list, retrieve, lines, create_preview, finalize, pay, void."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import billing_cycle, invoicing, payments
+from ..errors import StripeError, card_declined, invalid
+from ..wire import (
+    LIST_PARAMS,
+    RANGE,
+    Bool,
+    Enum,
+    Meta,
+    Str,
+    Unsupported,
+    in_range,
+    validate,
+)
+from .common import merge_metadata, not_found_in_params, page, show
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
+    from ..http import ApiRequest
+    from ..router import Router
+
+LIST = {
+    **LIST_PARAMS,
+    "customer": Str(),
+    "subscription": Str(),
+    "status": Enum("draft", "open", "paid", "uncollectible", "void"),
+    "collection_method": Enum("charge_automatically", "send_invoice"),
+    "created": RANGE,
+    "due_date": RANGE,
+}
+PREVIEW = {
+    "customer": Str(),
+    "subscription": Str(),
+    "currency": Str(),
+    "preview_mode": Enum("next", "recurring"),
+    "subscription_details": Unsupported(),
+    "invoice_items": Unsupported(),
+    "customer_details": Unsupported(),
+    "discounts": Unsupported(),
+    "automatic_tax": Unsupported(),
+    "schedule": Unsupported(),
+    "schedule_details": Unsupported(),
+}
+PAY = {
+    "payment_method": Str(),
+    "paid_out_of_band": Bool(),
+    "off_session": Bool(),
+    "forgive": Bool(),
+    "source": Unsupported(),
+    "mandate": Unsupported(),
+}
+
+
+def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, LIST)
+    items = [
+        inv
+        for inv in em.store.all("invoice")
+        if ("customer" not in p or inv["customer"] == p["customer"])
+        and ("subscription" not in p or invoicing.sub_id_of(inv) == p["subscription"])
+        and ("status" not in p or inv["status"] == p["status"])
+        and ("collection_method" not in p or inv["collection_method"] == p["collection_method"])
+        and in_range(inv["created"], p.get("created"))
+        and (
+            p.get("due_date") is None
+            or (inv["due_date"] is not None and in_range(inv["due_date"], p["due_date"]))
+        )
+    ]
+    return page(em, req, items, p, "invoice")
+
+
+def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    validate(req.params, {})
+    return show(em, req, em.store.require("invoice", req.arg("id")))
+
+
+def _lines(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, LIST_PARAMS)
+    invoice = em.store.require("invoice", req.arg("id"))
+    return page(em, req, invoice["lines"]["data"], p, "line_item")
+
+
+def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(
+        req.params,
+        {
+            "metadata": Meta(),
+            "description": Str(emptyable=True),
+            "auto_advance": Bool(),
+            "footer": Str(emptyable=True),
+        },
+    )
+    invoice = em.store.require("invoice", req.arg("id"))
+    if "metadata" in p:
+        invoice["metadata"] = merge_metadata(invoice["metadata"], p["metadata"])
+    for key in ("description", "footer"):
+        if key in p:
+            invoice[key] = p[key]
+    if "auto_advance" in p:
+        invoice["auto_advance"] = p["auto_advance"]
+    return show(em, req, invoice)
+
+
+def _create_preview(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, PREVIEW)
+    if not p.get("customer") and not p.get("subscription"):
+        raise invalid(
+            "Must provide either customer or subscription.",
+            param="customer",
+            code="parameter_missing",
+        )
+    if p.get("subscription"):
+        sub = em.store.get("subscription", p["subscription"])
+        if sub is None:
+            raise not_found_in_params("subscription", p["subscription"], "subscription")
+        if p.get("customer") and p["customer"] != sub["customer"]:
+            raise invalid(
+                "The subscription does not belong to this customer.", param="subscription"
+            )
+    else:
+        if em.store.get("customer", p["customer"]) is None:
+            raise not_found_in_params("customer", p["customer"], "customer")
+        subs = [
+            s
+            for s in em.store.all("subscription")
+            if s["customer"] == p["customer"] and s["status"] in billing_cycle.LIVE
+        ]
+        if not subs:
+            raise StripeError(
+                400,
+                f"No upcoming invoices for customer: {p['customer']}",
+                code="invoice_upcoming_none",
+            )
+        sub = subs[-1]
+    if sub["status"] not in billing_cycle.LIVE:
+        raise StripeError(
+            400, f"No upcoming invoices for subscription: {sub['id']}", code="invoice_upcoming_none"
+        )
+    preview = billing_cycle.preview_invoice(em, sub, em.customer_now(sub["customer"]))
+    preview["id"] = f"upcoming_in_{sub['id'][4:]}"
+    return show(em, req, preview)
+
+
+def _finalize(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, {"auto_advance": Bool()})
+    invoice = em.store.require("invoice", req.arg("id"))
+    if invoice["status"] != "draft":
+        raise invalid(
+            "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
+            code="invoice_not_editable",
+        )
+    if "auto_advance" in p:
+        invoice["auto_advance"] = p["auto_advance"]
+    now = em.customer_now(invoice["customer"])
+    sub_id = invoicing.sub_id_of(invoice)
+    sub = em.store.get("subscription", sub_id) if sub_id else None
+    if sub is not None:
+        billing_cycle.refresh_usage(em, invoice, sub)
+    invoicing.finalize(em, invoice, now)
+    return show(em, req, invoice)
+
+
+def _pay(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, PAY)
+    invoice = em.store.require("invoice", req.arg("id"))
+    now = em.customer_now(invoice["customer"])
+    if invoice["status"] == "paid":
+        raise invalid("Invoice is already paid", code="invoice_already_paid")
+    if invoice["status"] == "void":
+        raise invalid(
+            "This invoice can no longer be paid because it was voided.", code="invoice_not_editable"
+        )
+    if invoice["status"] == "draft":
+        sub_id = invoicing.sub_id_of(invoice)
+        sub = em.store.get("subscription", sub_id) if sub_id else None
+        if sub is not None:
+            billing_cycle.refresh_usage(em, invoice, sub)
+        invoicing.finalize(em, invoice, now)
+        if invoice["status"] == "paid":
+            return show(em, req, invoice)
+    pm = p.get("payment_method")
+    if pm is not None:
+        if payments.is_test_token(pm):
+            pm = payments.create_from_token(em, pm, invoice["customer"])["id"]
+        found = em.store.get("payment_method", pm)
+        if found is None:
+            raise not_found_in_params("PaymentMethod", pm, "payment_method")
+    if p.get("paid_out_of_band") or p.get("forgive"):
+        invoicing.mark_paid(em, invoice, now)
+        return show(em, req, invoice)
+    decline = invoicing.attempt_payment(em, invoice, now, automatic=False, payment_method=pm)
+    if decline is not None:
+        raise card_declined(decline, payments.DECLINE_MESSAGES.get(decline, "Declined."))
+    return show(em, req, invoice)
+
+
+def _void(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    validate(req.params, {})
+    invoice = em.store.require("invoice", req.arg("id"))
+    if invoice["status"] not in ("open", "uncollectible"):
+        raise invalid(
+            f"You can only void open invoices (this one is {invoice['status']}).",
+            code="invoice_not_editable",
+        )
+    invoicing.void(em, invoice, em.customer_now(invoice["customer"]))
+    return show(em, req, invoice)
+
+
+def _uncollectible(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    validate(req.params, {})
+    invoice = em.store.require("invoice", req.arg("id"))
+    if invoice["status"] != "open":
+        raise invalid(
+            "You can only mark open invoices as uncollectible.", code="invoice_not_editable"
+        )
+    invoice["status"] = "uncollectible"
+    invoice["next_payment_attempt"] = None
+    invoice["status_transitions"]["marked_uncollectible_at"] = em.customer_now(invoice["customer"])
+    return show(em, req, invoice)
+
+
+def register(router: Router) -> None:
+    router.get("/v1/invoices", _list)
+    router.post("/v1/invoices/create_preview", _create_preview)
+    router.get("/v1/invoices/{id}", _retrieve)
+    router.post("/v1/invoices/{id}", _update)
+    router.get("/v1/invoices/{id}/lines", _lines)
+    router.post("/v1/invoices/{id}/finalize", _finalize)
+    router.post("/v1/invoices/{id}/pay", _pay)
+    router.post("/v1/invoices/{id}/void", _void)
+    router.post("/v1/invoices/{id}/mark_uncollectible", _uncollectible)

@@ -1,0 +1,222 @@
+"""Customer portal: configurations and sessions (``/v1/billing_portal/...``).
+
+A session's ``url`` is a page served by the emulator showing the customer's subscriptions and
+invoices with a link back to ``return_url``. When no configuration exists, the first session
+creates a default one (in Stripe test mode the dashboard's saved settings play that role).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import invalid, param_error
+from ..ids import new_id, random_token
+from ..wire import LIST_PARAMS, AnyValue, Bool, Meta, Obj, Str, Unsupported, as_list, validate
+from .common import merge_metadata, not_found_in_params, page, show
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
+    from ..http import ApiRequest
+    from ..router import Router
+
+CONFIG = "billing_portal.configuration"
+SESSION = "billing_portal.session"
+DEFAULT_FEATURES: dict[str, Any] = {
+    "customer_update": {"allowed_updates": [], "enabled": False},
+    "invoice_history": {"enabled": False},
+    "payment_method_update": {"enabled": False, "payment_method_configuration": None},
+    "subscription_cancel": {
+        "cancellation_reason": {"enabled": False, "options": []},
+        "enabled": False,
+        "mode": "at_period_end",
+        "proration_behavior": "none",
+    },
+    "subscription_update": {
+        "billing_cycle_anchor": None,
+        "default_allowed_updates": [],
+        "enabled": False,
+        "products": [],
+        "proration_behavior": "none",
+        "schedule_at_period_end": {"conditions": []},
+        "trial_update_behavior": "end_trial",
+    },
+}
+BUSINESS = Obj(
+    {
+        "headline": Str(emptyable=True),
+        "privacy_policy_url": Str(emptyable=True),
+        "terms_of_service_url": Str(emptyable=True),
+    }
+)
+CONFIG_PARAMS = {
+    "business_profile": BUSINESS,
+    "default_return_url": Str(emptyable=True),
+    "features": AnyValue(),
+    "metadata": Meta(),
+    "name": Str(emptyable=True),
+    "login_page": Unsupported(),
+}
+
+
+def _plain(value: Any, name: str) -> Any:
+    """Form values for ``features``: ``"true"``/``"false"`` to booleans, indexed hashes to lists."""
+    if isinstance(value, Mapping):
+        if value and all(isinstance(k, str) and k.isdigit() for k in value):
+            return [_plain(v, f"{name}[{i}]") for i, v in enumerate(as_list(value, name))]
+        return {k: _plain(v, f"{name}[{k}]") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, name) for v in value]
+    if value in ("true", "false"):
+        return value == "true"
+    return value
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any], name: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key not in base:
+            raise param_error(
+                f"Received unknown parameter: {name}[{key}]",
+                param=f"{name}[{key}]",
+                code="parameter_unknown",
+            )
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            out[key] = _merge(base[key], value, f"{name}[{key}]")
+        else:
+            out[key] = value
+    return out
+
+
+def _new_config(em: Emulator, p: dict[str, Any], *, is_default: bool) -> dict[str, Any]:
+    now = em.now()
+    features = _merge(DEFAULT_FEATURES, _plain(p.get("features") or {}, "features"), "features")
+    config = {
+        "id": new_id("bpc", 24),
+        "object": CONFIG,
+        "active": True,
+        "application": None,
+        "business_profile": {
+            "headline": None,
+            "privacy_policy_url": None,
+            "terms_of_service_url": None,
+            **(p.get("business_profile") or {}),
+        },
+        "created": now,
+        "default_return_url": p.get("default_return_url"),
+        "features": features,
+        "is_default": is_default,
+        "livemode": False,
+        "login_page": {"enabled": False, "url": None},
+        "metadata": merge_metadata({}, p.get("metadata") or {}),
+        "name": p.get("name"),
+        "updated": now,
+    }
+    return em.store.put(CONFIG, config)
+
+
+def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, {**CONFIG_PARAMS, "features": AnyValue(required=True)})
+    is_default = not em.store.all(CONFIG)
+    return show(em, req, _new_config(em, p, is_default=is_default))
+
+
+def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    validate(req.params, {})
+    return show(em, req, em.store.require(CONFIG, req.arg("id")))
+
+
+def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, {**CONFIG_PARAMS, "active": Bool()})
+    config = em.store.require(CONFIG, req.arg("id"))
+    if "features" in p:
+        config["features"] = _merge(
+            config["features"], _plain(p["features"] or {}, "features"), "features"
+        )
+    if "business_profile" in p:
+        config["business_profile"].update(p["business_profile"] or {})
+    for key in ("default_return_url", "name", "active"):
+        if key in p:
+            config[key] = p[key]
+    if "metadata" in p:
+        config["metadata"] = merge_metadata(config["metadata"], p["metadata"])
+    config["updated"] = em.now()
+    return show(em, req, config)
+
+
+def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, {**LIST_PARAMS, "active": Bool(), "is_default": Bool()})
+    items = [
+        c
+        for c in em.store.all(CONFIG)
+        if p.get("active", c["active"]) == c["active"]
+        and p.get("is_default", c["is_default"]) == c["is_default"]
+    ]
+    return page(em, req, items, p, "billing_portal.configuration")
+
+
+def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(
+        req.params,
+        {
+            "customer": Str(),
+            "return_url": Str(),
+            "configuration": Str(),
+            "locale": Str(),
+            "on_behalf_of": Unsupported(),
+            "flow_data": Unsupported(),
+            "customer_account": Unsupported(),
+            "after_expiration": Unsupported(),
+        },
+    )
+    if not p.get("customer"):
+        raise param_error(
+            "Missing required param: customer.", param="customer", code="parameter_missing"
+        )
+    customer = em.store.get("customer", p["customer"])
+    if customer is None:
+        raise not_found_in_params("customer", p["customer"], "customer")
+    if p.get("configuration"):
+        config = em.store.get(CONFIG, p["configuration"])
+        if config is None:
+            raise not_found_in_params(
+                "billing_portal.configuration", p["configuration"], "configuration"
+            )
+        if not config["active"]:
+            raise invalid("The configuration is inactive.", param="configuration")
+    else:
+        defaults = [c for c in em.store.all(CONFIG) if c["is_default"]]
+        config = defaults[0] if defaults else _new_config(em, {}, is_default=True)
+    return_url = p.get("return_url") or config.get("default_return_url")
+    if not return_url:
+        raise param_error(
+            "Missing required param: return_url.", param="return_url", code="parameter_missing"
+        )
+    session_id = new_id("bps", 24)
+    token = random_token(24)
+    session = {
+        "id": session_id,
+        "object": SESSION,
+        "configuration": config["id"],
+        "created": em.now(),
+        "customer": customer["id"],
+        "customer_account": None,
+        "flow": None,
+        "livemode": False,
+        "locale": p.get("locale"),
+        "on_behalf_of": None,
+        "return_url": return_url,
+        "url": f"{req.base_url.rstrip('/')}/emulator/p/session/{session_id}?s={token}",
+    }
+    em.store.put(SESSION, session)
+    em.store.aux(session_id)["token"] = token
+    return show(em, req, session)
+
+
+def register(router: Router) -> None:
+    router.post("/v1/billing_portal/configurations", _create)
+    router.get("/v1/billing_portal/configurations", _list)
+    router.get("/v1/billing_portal/configurations/{id}", _retrieve)
+    router.post("/v1/billing_portal/configurations/{id}", _update)
+    router.post("/v1/billing_portal/sessions", _session)
