@@ -6,6 +6,7 @@ USAGE_REPORTING_INTERVAL in milliseconds, COST_PER_CALL, FREE_TIER_CALLS, STRIPE
 
 from __future__ import annotations
 
+import ipaddress
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -84,6 +85,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _ip_or_cidr(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+        return value
 
     @cached_property
     def global_rate_limit_per_minute(self) -> int:

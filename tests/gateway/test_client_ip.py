@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 from starlette.types import Scope
 
 from novo_gateway.gateway.client_ip import ClientIpResolver, parse_trusted_proxies
+from tests.conftest import make_test_settings
 
 
 def scope(peer: str, *forwarded: str) -> Scope:
@@ -61,3 +63,8 @@ def test_request_without_a_peer_has_an_unknown_client() -> None:
 def test_bad_trusted_proxy_entry_is_refused_at_start_up() -> None:
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         parse_trusted_proxies(["10.0.0.0/8", "proxy.example"])
+
+
+def test_bad_trusted_proxies_setting_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ValidationError, match="trusted_proxies"):
+        make_test_settings(trusted_proxies="10.0.0.0/8, proxy.example")
