@@ -68,9 +68,9 @@ async def list_api_keys(user: CurrentAccount, session: Session, runtime: Runtime
     )
 
 
-@router.delete("/{key_id}", responses=error_responses(*_AUTH_ERRORS, NotFound))
+@router.delete("/{id}", responses=error_responses(*_AUTH_ERRORS, NotFound))
 async def revoke_api_key(
-    key_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    key_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID)],
     user: CurrentAccount,
     session: Session,
     runtime: RuntimeDep,

@@ -31,7 +31,7 @@ class CreateKeyRequest(CamelModel):
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working (ISO 8601 with a time zone)."
     )
-    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650, strict=True)
     # The original's clients also send their credentials here; the auth dependency reads them.
     email: str | None = Field(default=None, exclude=True)
     password: str | None = Field(default=None, exclude=True, repr=False)
