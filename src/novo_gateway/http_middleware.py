@@ -10,6 +10,7 @@ import uuid
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from novo_gateway import metrics
 from novo_gateway.errors import PayloadTooLarge, error_response
 
 access_log = logging.getLogger("novo_gateway.access")
@@ -49,6 +50,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.observe_request(scope, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 query = scope.get("query_string", b"").decode("latin-1")
                 path = scope["path"] + ("?" + redact_query(query) if query else "")
@@ -57,7 +60,7 @@ class RequestContextMiddleware:
                     scope["method"],
                     path,
                     status,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed * 1000,
                     extra={"request_id": request_id},
                 )
 

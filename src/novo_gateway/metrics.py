@@ -61,6 +61,12 @@ UPSTREAM_ERRORS: Final = Counter(
     ["kind"],
 )
 
+# Known label values start at zero, so every series is visible before its first event.
+for _bucket in ("ip", "account"):
+    RATE_LIMITED.labels(_bucket)
+for _kind in ("connect", "timeout", "pool", "stream"):
+    UPSTREAM_ERRORS.labels(_kind)
+
 # Label children by (method, route, status): after the first request of a kind, recording is
 # one dictionary read and two updates.
 _children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

@@ -6,8 +6,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
+from novo_gateway.db import session_scope
+from novo_gateway.metering.models import UsageEvent
 from novo_gateway.novo_api import service
 from novo_gateway.novo_api.routes import router
 from novo_gateway.novo_api.schemas import DEFAULT_AUDIENCE_METRICS
@@ -137,3 +141,15 @@ async def test_openapi_declares_the_error_responses_of_metered_endpoints(caller:
 
 def test_builtin_paths_are_exactly_the_router_paths() -> None:
     assert {route.path for route in router.routes} == service.BUILTIN_PATHS  # type: ignore[attr-defined]
+
+
+async def test_billed_units_in_meta_match_the_ledger(caller: Caller) -> None:
+    response = await caller.post("/api/v1/bulk/process", {"items": ["a", "b", "c"]})
+    meta = _ok(response)["meta"]
+    async with session_scope(caller.client.app.state.runtime.sessions) as session:
+        event = await session.scalar(
+            select(UsageEvent).where(UsageEvent.request_id == meta["requestId"])
+        )
+    assert event is not None
+    assert (event.units, event.billable) == (meta["billedUnits"], True)
+    assert event.endpoint == "/api/v1/bulk/process"

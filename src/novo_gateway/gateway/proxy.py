@@ -103,8 +103,13 @@ class UpstreamProxy:
     async def forward(
         self, route: Route, scope: Scope, receive: Receive, send: Send, identity: KeyIdentity
     ) -> None:
-        """Send the call upstream for `identity`'s account and stream the answer back."""
+        """Send the call upstream for `identity`'s account and stream the answer back.
+
+        Sets `state["billed_units"]` to the route's units (read by the metered path) and
+        `state["route_template"]` (read by the metrics).
+        """
         state = scope.setdefault("state", {})
+        state["billed_units"] = route.units
         state["route_template"] = route.label
         if _has_dot_segment(scope["path"]):
             await _reply(

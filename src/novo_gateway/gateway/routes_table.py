@@ -62,7 +62,7 @@ class Route:
 
     @property
     def label(self) -> str:
-        """A bounded name for metrics and logs."""
+        """The route's name in the usage ledger, metrics and logs: `<prefix>/*`."""
         return f"{self.prefix}/*"
 
 
