@@ -14,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -21,9 +22,12 @@ from starlette.routing import Route as StarletteRoute
 from starlette.types import Message, Receive, Scope, Send
 
 from novo_gateway.config import Settings
+from novo_gateway.db import session_scope
 from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.keys.cache import KeyIdentity
-from tests.conftest import make_test_settings
+from novo_gateway.metering.models import UsageEvent
+from tests.conftest import AppClient, make_test_settings
+from tests.factories import create_api_key, create_user
 
 IDENTITY = KeyIdentity(key_id=7, user_id=42)
 REQUEST_ID = "req0123456789"
@@ -364,3 +368,92 @@ async def test_dot_segments_are_refused(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/api/v1/search/%2E%2E/admin")
     assert response.status_code == 400
     assert response.json()["error"] == "Bad Request"
+
+
+# --- through the whole gateway: key auth, metering, then the proxy ---------------------------
+
+
+async def _account(client: AppClient) -> tuple[int, str]:
+    async with session_scope(client.app.state.runtime.sessions) as session:
+        user = await create_user(session)
+        _row, raw_key = await create_api_key(session, user)
+    return user.id, raw_key
+
+
+async def _event(client: AppClient, request_id: str) -> UsageEvent:
+    async with session_scope(client.app.state.runtime.sessions) as session:
+        event = await session.scalar(select(UsageEvent).where(UsageEvent.request_id == request_id))
+    assert event is not None
+    return event
+
+
+async def test_gateway_proxies_a_metered_call_for_the_key_account(
+    upstream: Upstream, make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    client = await start_app(make_settings(upstream_url=upstream.url))
+    user_id, raw_key = await _account(client)
+    response = await client.get(f"/api/v1/recommendations?api_key={raw_key}&limit=5")
+    assert response.status_code == 200
+    echo = response.json()
+    sent = _headers(echo)
+    assert raw_key not in response.text
+    assert echo["path"] == "/api/v1/recommendations"
+    assert echo["query"] == "limit=5"
+    assert sent["x-novo-account-id"] == [str(user_id)]
+    assert sent["x-request-id"] == [response.headers["x-request-id"]]
+    assert "x-ratelimit-remaining" in response.headers
+
+
+async def test_gateway_bills_a_proxied_call_the_route_units(
+    upstream: Upstream,
+    make_settings: Callable[..., Settings],
+    start_app: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        f'[[routes]]\nprefix = "/api/v1/echo"\nupstream = "{upstream.url}"\nunits = 3\n'
+    )
+    client = await start_app(make_settings(routes_file=routes))
+    _user_id, raw_key = await _account(client)
+    response = await client.post(
+        "/api/v1/echo/score", json={"lead": 1}, headers={"Authorization": f"Bearer {raw_key}"}
+    )
+    assert response.status_code == 200
+    event = await _event(client, response.headers["x-request-id"])
+    assert (event.units, event.billable, event.status) == (3, True, 200)
+    assert event.endpoint == "/api/v1/echo/*"
+
+
+async def test_gateway_records_an_unreachable_upstream_as_not_billable(
+    make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    client = await start_app(make_settings(upstream_url=f"http://127.0.0.1:{port}"))
+    _user_id, raw_key = await _account(client)
+    response = await client.get("/api/v1/recommendations", headers={"X-API-Key": raw_key})
+    assert response.status_code == 502
+    event = await _event(client, response.headers["x-request-id"])
+    assert (event.status, event.billable) == (502, False)
+
+
+async def test_gateway_keeps_builtin_endpoints_local_beside_a_catch_all(
+    upstream: Upstream, make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    client = await start_app(make_settings(upstream_url=upstream.url))
+    _user_id, raw_key = await _account(client)
+    response = await client.get("/api/v1/insights", headers={"X-API-Key": raw_key})
+    assert response.status_code == 200
+    assert "insights" in response.json()
+
+
+async def test_gateway_refuses_a_call_without_key_before_the_upstream(
+    upstream: Upstream, make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    client = await start_app(make_settings(upstream_url=upstream.url))
+    response = await client.get("/api/v1/recommendations")
+    assert response.status_code == 401
+    assert "method" not in response.json()
