@@ -36,6 +36,7 @@ from novo_gateway.errors import (
 )
 from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.ratelimit import LimitResult
+from novo_gateway.gateway.routes_table import Route
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ API_PREFIX = "/api/v1"
 FREE_PATHS = frozenset({f"{API_PREFIX}/health"})
 UNMATCHED_ENDPOINT = f"{API_PREFIX}/(unmatched)"
 MAX_IDEMPOTENCY_KEY = 255
+_PROXY_ROUTE = "novo.proxy_route"  # scope key: the upstream route serving this call
 
 KEY_REQUIRED = (
     "API key is required. Provide it via Authorization header (Bearer), X-API-Key header, "
@@ -191,14 +193,12 @@ class MeteredPathMiddleware:
         self, scope: Scope, receive: Receive, send: Send, identity: KeyIdentity
     ) -> None:
         """The upstream proxy when one of its routes matches, else the inner app."""
-        proxy: Any = self.runtime.proxy
-        match = getattr(proxy, "match", None)
-        route = match(scope["path"]) if match is not None else None
+        route = self.runtime.proxy.match(scope["path"])
         if route is None:
             await self.app(scope, receive, send)
             return
-        scope["novo.proxy_route"] = route
-        await proxy.forward(route, scope, receive, send, identity)
+        scope[_PROXY_ROUTE] = route
+        await self.runtime.proxy.forward(route, scope, receive, send, identity)
 
 
 class _Refused(Exception):
@@ -268,10 +268,10 @@ def _idempotency_key(scope: Scope, headers: dict[str, str]) -> str | None:
 
 def _endpoint(inner: Scope, outer: Scope) -> tuple[str, bool, int]:
     """The call's route template with its full path, whether a route matched, and its units."""
-    proxy_route = inner.get("novo.proxy_route")
+    proxy_route: Route | None = inner.get(_PROXY_ROUTE)
     if proxy_route is not None:
-        label = getattr(proxy_route, "label", None) or UNMATCHED_ENDPOINT
-        return str(label)[:200], True, int(getattr(proxy_route, "units", 1))
+        # One name per route (its prefix), whatever path the client sent under it.
+        return proxy_route.label[:200], True, proxy_route.units
     route = inner.get("route")
     path = getattr(route, "path", None)
     if not isinstance(path, str):
