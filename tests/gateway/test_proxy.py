@@ -81,6 +81,13 @@ def _upstream_app(upstream: Upstream) -> Starlette:
         }
         return Response("ok", headers=headers)
 
+    async def broken(_request: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"partial"
+            raise ConnectionAbortedError("the upstream dies mid-response")
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
     async def zipped(_request: Request) -> Response:
         return Response(gzip.compress(b"squeezed"), headers={"Content-Encoding": "gzip"})
 
@@ -91,6 +98,7 @@ def _upstream_app(upstream: Upstream) -> Starlette:
             StarletteRoute("/api/v1/slow", slow),
             StarletteRoute("/api/v1/hop", hop),
             StarletteRoute("/api/v1/zipped", zipped),
+            StarletteRoute("/api/v1/broken", broken),
             StarletteRoute("/{path:path}", _echo, methods=methods),
         ]
     )
@@ -277,6 +285,23 @@ async def test_chunked_request_body_is_streamed_up(gateway: httpx.AsyncClient) -
     assert response.json()["body"] == "alpha,beta,gamma"
 
 
+def _scope(path: str) -> Scope:
+    return {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(b"host", b"gateway.test")],
+        "client": ("203.0.113.7", 50000),
+    }
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
 async def test_response_is_streamed_before_the_upstream_finishes(upstream: Upstream) -> None:
     proxy = UpstreamProxy(make_test_settings(upstream_url=upstream.url))
     upstream.stream_gate.clear()
@@ -289,27 +314,37 @@ async def test_response_is_streamed_before_the_upstream_finishes(upstream: Upstr
                 # The upstream only sends the rest after the client has the first chunk.
                 upstream.stream_gate.set()
 
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope: Scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/api/v1/stream",
-        "raw_path": b"/api/v1/stream",
-        "query_string": b"",
-        "headers": [(b"host", b"gateway.test")],
-        "client": ("203.0.113.7", 50000),
-    }
     route = proxy.match("/api/v1/stream")
     assert route is not None
+    scope = _scope("/api/v1/stream")
     try:
-        await asyncio.wait_for(proxy.forward(route, scope, receive, send, IDENTITY), timeout=10)
+        await asyncio.wait_for(proxy.forward(route, scope, _no_body, send, IDENTITY), timeout=10)
     finally:
         await proxy.close()
     assert b"".join(received) == b"first\nsecond\n"
     assert received[0] == b"first\n"
+
+
+async def test_upstream_breaking_off_mid_response_is_raised_not_hidden(
+    upstream: Upstream,
+) -> None:
+    proxy = UpstreamProxy(make_test_settings(upstream_url=upstream.url))
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    route = proxy.match("/api/v1/broken")
+    assert route is not None
+    before = _upstream_errors("stream")
+    try:
+        with pytest.raises(httpx.HTTPError):
+            await proxy.forward(route, _scope("/api/v1/broken"), _no_body, send, IDENTITY)
+    finally:
+        await proxy.close()
+    assert sent[0]["status"] == 200
+    assert all(m.get("more_body", True) for m in sent[1:])  # never marked complete
+    assert _upstream_errors("stream") == before + 1
 
 
 async def test_unreachable_upstream_is_502(make_gateway: Any) -> None:
