@@ -228,12 +228,14 @@ async def test_hop_by_hop_request_headers_are_dropped(gateway: httpx.AsyncClient
         "Trailer": "X-Checksum",
         "Upgrade": "websocket",
         "Proxy-Authorization": "Basic abc",
+        "Expect": "100-continue",
         "X-End-To-End": "kept",
     }
     response = await gateway.get("/api/v1/echo", headers=headers)
     sent = _headers(response.json())
     for name in ("x-hop-secret", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"):
         assert name not in sent
+    assert "expect" not in sent
     assert sent["x-end-to-end"] == ["kept"]
     assert sent.get("connection", ["keep-alive"]) == ["keep-alive"]  # httpx's own, to the pool
 
@@ -458,6 +460,8 @@ async def test_gateway_bills_a_proxied_call_the_route_units(
     event = await _event(client, response.headers["x-request-id"])
     assert (event.units, event.billable, event.status) == (3, True, 200)
     assert event.endpoint == "/api/v1/echo/*"
+    labels = {"method": "POST", "route": "/api/v1/echo/*", "status": "200"}
+    assert REGISTRY.get_sample_value("novo_http_requests_total", labels)
 
 
 async def test_gateway_records_an_unreachable_upstream_as_not_billable(

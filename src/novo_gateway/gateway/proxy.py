@@ -59,10 +59,11 @@ HOP_BY_HOP: Final = frozenset(
         b"upgrade",
     }
 )
-# Request headers never forwarded: the client's credentials, headers the proxy sets itself, and
-# the Host (httpx writes the upstream's).
+# Request headers never forwarded: the client's credentials, headers the proxy sets itself, the
+# Host (httpx writes the upstream's) and Expect (the gateway's server already answered it).
 _DROP_REQUEST: Final = HOP_BY_HOP | {
     b"host",
+    b"expect",
     b"authorization",
     b"x-api-key",
     b"x-novo-account-id",
