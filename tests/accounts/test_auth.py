@@ -14,7 +14,7 @@ from tests.accounts.helpers import PASSWORD, register
 from tests.conftest import AppClient
 
 StartApp = Callable[..., Any]
-WELL_FORMED_UNKNOWN = "nk_" + "0" * 32 + "000000"
+WELL_FORMED_UNKNOWN = "nk_" + "0" * 32 + "2WJYRi"  # the right checksum, never stored
 
 
 async def test_no_credentials_is_401_saying_how_to_pass_a_key(client: AppClient) -> None:
@@ -24,7 +24,7 @@ async def test_no_credentials_is_401_saying_how_to_pass_a_key(client: AppClient)
 
 
 @pytest.mark.parametrize(
-    "key", ["nk_short", WELL_FORMED_UNKNOWN, "nk_" + "0" * 32 + "000001", "garbage"]
+    "key", ["nk_short", WELL_FORMED_UNKNOWN, "nk_" + "0" * 32 + "2WJYRj", "garbage"]
 )
 async def test_bad_or_unknown_key_is_401_invalid(client: AppClient, key: str) -> None:
     response = await client.get("/auth/api-keys", headers={"X-API-Key": key})
