@@ -66,9 +66,10 @@ class EmulatorApp:
         elif path.startswith(pages.PREFIX):
             response = pages.handle(self.emulator, scope["method"], path, base_url)
         else:
-            response = await self._api(scope, headers, body, base_url, send)
-            if response is None:
+            api_response = await self._api(scope, headers, body, base_url, send)
+            if api_response is None:
                 return
+            response = api_response
         await _send(send, response)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -96,6 +97,7 @@ class EmulatorApp:
         }
         key = headers.get("idempotency-key") if method in ("POST", "DELETE") else None
         began = False
+        fault = None
         try:
             found = em.router.match(method, path)
             if found is None:

@@ -179,7 +179,7 @@ def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
     if ending:
         end_subscription(em, sub, at, reason="cancellation_requested")
         return
-    previous_items = {"items": _copy_items(sub)}
+    previous_items: dict[str, Any] = {"items": _copy_items(sub)}
     internal["cycle"] += 1
     for item in sub["items"]["data"]:
         item["current_period_start"] = end

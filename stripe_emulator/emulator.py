@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import fields, replace
 from typing import Any
 
 from .clock import Clock
@@ -26,6 +27,7 @@ class Emulator:
         from .resources import build_router
 
         self.config = config or EmulatorConfig()
+        self._initial_config = replace(self.config)
         self.clock = Clock()
         self.store = Store()
         self.faults = FaultBook()
@@ -79,6 +81,10 @@ class Emulator:
             self.store.clear()
             self.clock.set_offset(0.0)
             self.faults.clear()
+            for f in fields(self.config):
+                if f.name not in ("host", "port", "state_file"):
+                    setattr(self.config, f.name, getattr(self._initial_config, f.name))
+            self.limiter.configure(self.config.rate_limit, self.config.rate_limit_burst)
             self.mark_dirty()
 
     # -- state -----------------------------------------------------------------------------

@@ -255,7 +255,9 @@ def validate(raw: Mapping[str, Any], spec: Mapping[str, Field]) -> dict[str, Any
     return _validate_mapping(raw, full, "")
 
 
-def _validate_mapping(raw: Mapping[str, Any], spec: Mapping[str, Field], prefix: str) -> Any:
+def _validate_mapping(
+    raw: Mapping[str, Any], spec: Mapping[str, Field], prefix: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = child_name(prefix, key)

@@ -65,6 +65,7 @@ LIST = {**LIST_PARAMS, "email": Str(max_len=512), "created": RANGE, "test_clock"
 def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     clock_id = p.get("test_clock")
+    clock: dict[str, Any] | None = None
     if clock_id:
         clock = em.store.get("test_helpers.test_clock", clock_id)
         if clock is None:
@@ -75,7 +76,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
                 "You can only attach up to 3 customers to a test clock.", param="test_clock"
             )
     customer_id = new_id("cus", 14)
-    created = int(clock["frozen_time"]) if clock_id else em.now()
+    created = int(clock["frozen_time"]) if clock is not None else em.now()
     customer: dict[str, Any] = {
         "id": customer_id,
         "object": "customer",

@@ -1,0 +1,52 @@
+"""Starting and stopping the emulator, the command line and state persistence."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+
+from stripe_emulator import EmulatorServer, run_in_thread
+from stripe_emulator.__main__ import parse_args
+
+from .helpers import sdk_client
+
+
+def test_run_in_thread_is_ready_in_under_a_second() -> None:
+    started = time.monotonic()
+    url, stop = run_in_thread(port=0)
+    try:
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0
+        assert httpx.get(f"{url}/_emulator/health").json()["ok"] is True
+    finally:
+        stop()
+
+
+def test_command_line_options_map_onto_the_config() -> None:
+    config = parse_args(
+        [
+            "--port",
+            "12111",
+            "--state-file",
+            "s.json",
+            "--rate-limit",
+            "25",
+            "--webhook-retry-base",
+            "0.5",
+            "--finalization-grace",
+            "0",
+        ]
+    )
+    assert (config.port, config.state_file, config.rate_limit) == (12111, "s.json", 25.0)
+    assert (config.webhook_retry_base, config.finalization_grace) == (0.5, 0)
+    assert config.host == "127.0.0.1"
+
+
+def test_state_file_keeps_objects_across_restarts(tmp_path: Path) -> None:
+    state_file = str(tmp_path / "state.json")
+    with EmulatorServer(port=0, state_file=state_file) as server, sdk_client(server.url) as sdk:
+        customer = sdk.v1.customers.create({"email": "kept@example.com"})
+    with EmulatorServer(port=0, state_file=state_file) as server, sdk_client(server.url) as sdk:
+        assert sdk.v1.customers.retrieve(customer.id).email == "kept@example.com"
