@@ -15,6 +15,7 @@ customer who used up their API calls can still look at their usage and keys.
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -27,11 +28,14 @@ from novo_gateway.accounts.session_tokens import is_session_token
 from novo_gateway.accounts.throttle import LoginThrottle
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized
+from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED
 from novo_gateway.runtime import Runtime
 
 # Apart from the metered path's "account" bucket: using up API calls leaves these endpoints open.
 ACCOUNT_BUCKET = "account-endpoints"
+# Register and login cost a password hash each; this caps them per client IP (same rate).
+SIGN_IN_IP_BUCKET = "sign-in-ip"
 INVALID_SESSION = "Invalid or expired session token. Log in again."
 SESSION_REQUIRED = "A session token is required: send Authorization: Bearer <token from login>."
 QUERY_CREDENTIALS_REFUSED = (
@@ -124,6 +128,25 @@ def get_login_throttle(runtime: RuntimeDep) -> LoginThrottle:
         max_failures=settings.login_max_failures,
         window_seconds=settings.login_lockout_seconds,
     )
+
+
+async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
+    """At most ACCOUNT_RATE_LIMIT_PER_MINUTE registrations and logins a minute per client IP."""
+    settings = runtime.settings
+    ip = _ip_resolver(tuple(settings.trusted_proxies)).resolve(request.scope)
+    limit = settings.account_rate_limit_per_minute
+    result = await runtime.limiter.hit(SIGN_IN_IP_BUCKET, ip, limit)
+    if not result.allowed:
+        raise RateLimitExceeded(
+            f"You have exceeded {limit} sign-in requests per minute. Please slow down.",
+            headers={"Retry-After": str(result.reset_in)},
+            retryAfter=result.reset_in,
+        )
+
+
+@cache
+def _ip_resolver(trusted_proxies: tuple[str, ...]) -> ClientIpResolver:
+    return ClientIpResolver(trusted_proxies)
 
 
 async def _limit_account(runtime: Runtime, user_id: int, response: Response) -> None:

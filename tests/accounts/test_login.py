@@ -208,3 +208,20 @@ async def test_lockout_is_shared_by_instances_through_redis(
         "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
     )
     assert response.status_code == 429
+
+
+async def test_sign_in_requests_are_limited_per_client_address(
+    make_settings: Callable[..., Settings], start_app: StartApp, clock: FrozenClock
+) -> None:
+    client = await start_app(make_settings(account_rate_limit_per_minute=3), clock=clock)
+    await register(client)
+    await login(client)
+    await _fail(client, "someone@example.com", 1)
+    refused = await client.post(
+        "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert refused.status_code == 429
+    assert refused.json()["error"] == "Rate Limit Exceeded"
+    assert refused.json()["retryAfter"] == int(refused.headers["Retry-After"])
+    clock.advance(refused.json()["retryAfter"])
+    await login(client)

@@ -28,7 +28,12 @@ class User(Base):
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
     past_due_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    subscription_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When any billing field last changed here (our clock): the access cache of every process
+    # re-reads rows changed since its last pass.
+    subscription_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    # Stripe's `created` of the event whose subscription state these columns hold; an event
+    # older than it is stale and skipped (webhooks arrive in any order).
+    subscription_state_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LoginSession(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from novo_gateway.accounts import service
 from novo_gateway.accounts.schemas import (
@@ -15,11 +15,12 @@ from novo_gateway.accounts.schemas import (
     SubscriptionSummary,
     UserSummary,
 )
-from novo_gateway.auth import CurrentLoginSession, LoginThrottleDep
+from novo_gateway.auth import CurrentLoginSession, LoginThrottleDep, limit_sign_in_by_ip
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import (
     BadRequest,
     Conflict,
+    RateLimitExceeded,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
@@ -30,7 +31,12 @@ from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, MessageResponse
 router = APIRouter(prefix="/auth", tags=["accounts"])
 
 
-@router.post("/register", status_code=201, responses=error_responses(BadRequest, Conflict))
+@router.post(
+    "/register",
+    status_code=201,
+    dependencies=[Depends(limit_sign_in_by_ip)],
+    responses=error_responses(BadRequest, Conflict, RateLimitExceeded, ServiceUnavailable),
+)
 async def register(
     body: RegisterRequest, session: Session, runtime: RuntimeDep
 ) -> RegisterResponse:
@@ -53,6 +59,7 @@ async def register(
 
 @router.post(
     "/login",
+    dependencies=[Depends(limit_sign_in_by_ip)],
     responses=error_responses(BadRequest, Unauthorized, TooManyRequests, ServiceUnavailable),
 )
 async def login(

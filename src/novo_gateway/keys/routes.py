@@ -13,6 +13,7 @@ from novo_gateway.errors import (
     Conflict,
     NotFound,
     RateLimitExceeded,
+    ServiceUnavailable,
     Unauthorized,
     error_responses,
 )
@@ -28,7 +29,7 @@ from novo_gateway.keys.schemas import (
 
 router = APIRouter(prefix="/auth/api-keys", tags=["api keys"])
 
-_AUTH_ERRORS = (BadRequest, Unauthorized, RateLimitExceeded)
+_AUTH_ERRORS = (BadRequest, Unauthorized, RateLimitExceeded, ServiceUnavailable)
 MAX_ID = 2**63 - 1
 
 
