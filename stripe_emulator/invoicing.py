@@ -264,9 +264,18 @@ def subscription_lines(
         for removed in internal.get("removed_items", []):
             price = removed["price"]
             start = max(usage[0], removed.get("usage_from", usage[0]))
-            end = min(usage[1], removed["removed_at"])
+            end = min(usage[1], removed["usage_until"])
             qty = usage_quantity(em, price, sub["customer"], start, end)
-            line = make_line(em, invoice_id, sub["id"], removed["id"], price, qty, usage[0], end)
+            line = make_line(
+                em,
+                invoice_id,
+                sub["id"],
+                removed["id"],
+                price,
+                qty,
+                usage[0],
+                min(usage[1], removed["removed_at"]),
+            )
             _note_usage(em, invoice_id, line, start, end)
             lines.append(line)
     return lines

@@ -412,7 +412,7 @@ def _update_items(em: Emulator, sub: dict[str, Any], specs: list[dict[str, Any]]
             price = _price(em, spec["price"], f"items[{i}][price]")
             _retire(em, internal, item, now, bool(spec.get("clear_usage")))
             item["price"], item["plan"] = copy.deepcopy(price), plan_of(price)
-            em.store.aux(item["id"])["usage_from"] = now
+            em.store.aux(item["id"])["usage_from"] = now + 1
             if price["recurring"]["usage_type"] == "metered":
                 item.pop("quantity", None)
             else:
@@ -438,6 +438,7 @@ def _retire(
             "id": item["id"],
             "price": copy.deepcopy(item["price"]),
             "removed_at": now,
+            "usage_until": now + 1,
             "usage_from": em.store.aux(item["id"]).get("usage_from", item["current_period_start"]),
         }
     )
@@ -472,7 +473,12 @@ def _final_invoice(em: Emulator, sub: dict[str, Any], now: int) -> None:
         period_end=now,
         created=now,
     )
-    lines = invoicing.subscription_lines(em, sub, invoice["id"], usage=(start, now), advance=None)
+    # usage up to and including the cancellation second
+    lines = invoicing.subscription_lines(
+        em, sub, invoice["id"], usage=(start, now + 1), advance=None
+    )
+    for line in lines:
+        line["period"]["end"] = now
     em.store.aux(sub["id"])["removed_items"] = []
     if not lines:
         return
