@@ -1,0 +1,153 @@
+"""Webhook endpoints, events, signed deliveries and their retries."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import stripe
+
+from .helpers import Control, WebhookReceiver
+
+
+def _endpoint(
+    client: stripe.StripeClient, url: str, events: list[str] | None = None
+) -> stripe.WebhookEndpoint:
+    return client.v1.webhook_endpoints.create({"url": url, "enabled_events": events or ["*"]})
+
+
+def test_endpoint_secret_is_only_returned_on_create(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    endpoint = _endpoint(client, receiver.url)
+    assert endpoint.id.startswith("we_") and endpoint.secret.startswith("whsec_")
+    assert "secret" not in client.v1.webhook_endpoints.retrieve(endpoint.id)
+
+
+def test_endpoint_update_list_and_delete(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    endpoint = _endpoint(client, receiver.url)
+    updated = client.v1.webhook_endpoints.update(
+        endpoint.id, {"disabled": True, "enabled_events": ["invoice.paid"]}
+    )
+    assert (updated.status, updated.enabled_events) == ("disabled", ["invoice.paid"])
+    assert [e.id for e in client.v1.webhook_endpoints.list().data] == [endpoint.id]
+    assert client.v1.webhook_endpoints.delete(endpoint.id).deleted is True
+
+
+def test_deliveries_verify_with_construct_event(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    endpoint = _endpoint(client, receiver.url)
+    customer = client.v1.customers.create({"email": "hook@example.com"})
+    assert receiver.wait_for(lambda got: len(got) == 1)
+    received = receiver.bodies()[0]
+    event = stripe.Webhook.construct_event(received.body, received.signature, endpoint.secret)
+    assert (event.type, event.data.object.id) == ("customer.created", customer.id)
+    assert event.object == "event" and event.api_version == "2026-10-28.endive"
+    assert event.livemode is False and event.request.id
+
+
+def test_signature_with_another_secret_fails(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    _endpoint(client, receiver.url)
+    client.v1.customers.create({})
+    assert receiver.wait_for(lambda got: len(got) == 1)
+    received = receiver.bodies()[0]
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.Webhook.construct_event(received.body, received.signature, "whsec_wrong")
+
+
+def test_only_enabled_event_types_are_delivered(
+    client: stripe.StripeClient, receiver: WebhookReceiver, control: Control
+) -> None:
+    _endpoint(client, receiver.url, ["customer.updated"])
+    customer = client.v1.customers.create({})
+    client.v1.customers.update(customer.id, {"name": "New"})
+    control.flush()
+    types = [json.loads(r.body)["type"] for r in receiver.bodies()]
+    assert types == ["customer.updated"]
+    body = json.loads(receiver.bodies()[0].body)
+    assert body["data"]["previous_attributes"] == {"name": None}
+
+
+def test_failed_delivery_is_retried_until_it_succeeds(
+    client: stripe.StripeClient, receiver: WebhookReceiver, control: Control
+) -> None:
+    receiver.fail_next = 2
+    endpoint = _endpoint(client, receiver.url)
+    client.v1.customers.create({})
+    flushed = control.flush()
+    assert receiver.attempts == 3 and len(receiver.bodies()) == 1
+    delivery = flushed["deliveries"][0]
+    assert delivery["status"] == "succeeded"
+    assert [a["status"] for a in delivery["attempts"]] == [500, 500, 200]
+    received = receiver.bodies()[0]
+    stripe.Webhook.construct_event(received.body, received.signature, endpoint.secret)
+    assert client.v1.events.list().data[0].pending_webhooks == 0
+
+
+def test_delivery_gives_up_after_the_last_attempt(
+    client: stripe.StripeClient, receiver: WebhookReceiver, control: Control
+) -> None:
+    receiver.fail_next = 100
+    _endpoint(client, receiver.url)
+    client.v1.customers.create({})
+    flushed = control.flush()
+    assert flushed["counts"] == {"pending": 0, "succeeded": 0, "failed": 1}
+    assert receiver.attempts == 4
+    assert client.v1.events.list().data[0].pending_webhooks == 1
+
+
+def test_unreachable_endpoint_is_retried_then_failed(
+    client: stripe.StripeClient, control: Control
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _endpoint(client, f"http://127.0.0.1:{port}/gone")
+    client.v1.customers.create({})
+    delivery = control.flush()["deliveries"][0]
+    assert delivery["status"] == "failed" and len(delivery["attempts"]) == 4
+    assert all(a["error"] for a in delivery["attempts"])
+
+
+def test_events_list_filters_by_type_and_retrieves(client: stripe.StripeClient) -> None:
+    customer = client.v1.customers.create({})
+    client.v1.customers.update(customer.id, {"name": "x"})
+    updates = client.v1.events.list({"type": "customer.updated"}).data
+    assert [e.type for e in updates] == ["customer.updated"]
+    assert {e.type for e in client.v1.events.list({"type": "customer.*"}).data} == {
+        "customer.created",
+        "customer.updated",
+    }
+    event = client.v1.events.retrieve(updates[0].id)
+    assert event.data.object.name == "x"
+
+
+def test_thin_events_go_to_event_destinations(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    client.v1.billing.meters.create(
+        {"display_name": "x", "event_name": "api_call", "default_aggregation": {"formula": "sum"}}
+    )
+    destination = client.v2.core.event_destinations.create(
+        {
+            "name": "errors",
+            "type": "webhook_endpoint",
+            "event_payload": "thin",
+            "enabled_events": ["v1.billing.meter.error_report_triggered"],
+            "webhook_endpoint": {"url": receiver.url},
+        }
+    )
+    secret = destination.webhook_endpoint.signing_secret
+    client.v1.billing.meter_events.create(
+        {"event_name": "api_call", "payload": {"stripe_customer_id": "cus_missing", "value": "1"}}
+    )
+    assert receiver.wait_for(lambda got: len(got) == 1)
+    received = receiver.bodies()[0]
+    notification = client.parse_event_notification(received.body, received.signature, secret)
+    assert notification.type == "v1.billing.meter.error_report_triggered"
