@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated
 
 import typer
 import uvicorn
 
+from novo_gateway.billing import operations as billing_ops
 from novo_gateway.config import Settings
 from novo_gateway.logs import configure_logging
 from novo_gateway.migrate import upgrade
@@ -55,6 +57,71 @@ def serve(
         proxy_headers=False,
         server_header=False,
     )
+
+
+# --- Usage reporting and reconciliation ------------------------------------------------------
+
+
+def _stripe_settings() -> Settings:
+    settings = _settings()
+    configure_logging(settings.log_level)
+    if not settings.stripe_secret_key:
+        typer.echo("STRIPE_SECRET_KEY is not set: there is no Stripe account to talk to.", err=True)
+        raise typer.Exit(code=2)
+    return settings
+
+
+@app.command("report-usage")
+def report_usage(
+    max_seconds: Annotated[float, typer.Option(help="Give up after this long")] = 300.0,
+) -> None:
+    """Report every pending billable call to Stripe now; exit 0 when nothing is left."""
+    settings = _stripe_settings()
+    run, left, dead = asyncio.run(billing_ops.report_all(settings, max_seconds=max_seconds))
+    typer.echo(
+        f"Claimed {run.claimed_events} events into {run.reports_created} reports; "
+        f"sent {run.sent}, retried {run.retried}, dead-lettered {run.dead}, "
+        f"expired {run.expired}."
+    )
+    if dead:
+        typer.echo(f"{dead} reports are dead-lettered: see `novo-gateway reports --status dead`.")
+    if left:
+        typer.echo(f"{left} reports or events are still pending.", err=True)
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def reports(
+    status: Annotated[str, typer.Option(help="pending, sent, dead or expired")] = "dead",
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """List usage reports, dead-lettered ones by default, with Stripe's message."""
+    settings = _settings()
+    for line in asyncio.run(billing_ops.list_reports(settings, status=status, limit=limit)):
+        typer.echo(line)
+
+
+@app.command("retry-report")
+def retry_report(
+    report_id: Annotated[str, typer.Argument(help="A report id, or 'all' for every dead one")],
+) -> None:
+    """Send a dead-lettered report again on the next reporter run."""
+    settings = _settings()
+    count = asyncio.run(billing_ops.retry_dead(settings, report_id))
+    typer.echo(f"{count} reports queued for another attempt.")
+
+
+@app.command()
+def reconcile(
+    fix: Annotated[bool, typer.Option(help="Send positive drift to Stripe")] = False,
+) -> None:
+    """Compare each customer's reported units with Stripe's meter, for the current period."""
+    settings = _stripe_settings()
+    lines, drifting = asyncio.run(billing_ops.reconcile(settings, fix=fix))
+    for line in lines:
+        typer.echo(line)
+    if drifting and not fix:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -8,104 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
-from novo_gateway.accounts.models import User
-from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import Clock, FrozenClock
 from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
-from novo_gateway.metering.models import UsageEvent
-from tests.billing.conftest import Emulator
+from novo_gateway.db import session_scope
+from tests.billing.conftest import METER_EVENT, Emulator, Ledger
 from tests.factories import create_api_key, create_user
-
-METER_EVENT = "novo_api_calls"
-
-
-class Ledger:
-    """Test access to the gateway's database: accounts, ledger events and reports."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.engine = create_engine(settings)
-        self.sessions: SessionFactory = create_session_factory(self.engine)
-
-    async def customer(self, stripe: StripeBilling, email: str) -> tuple[int, int, str]:
-        """An account provisioned at Stripe: (user id, key id, Stripe customer id)."""
-        async with session_scope(self.sessions) as session:
-            user = await create_user(session, email=email)
-            key, _ = await create_api_key(session, user)
-            user_id, key_id = user.id, key.id
-        customer_id = await stripe.create_customer(
-            email=email, name="Test", account_id=user_id, idempotency_key=f"test-cus-{email}"
-        )
-        async with session_scope(self.sessions) as session:
-            user = await session.get_one(User, user_id)
-            user.stripe_customer_id = customer_id
-        return user_id, key_id, customer_id
-
-    async def record(
-        self,
-        user_id: int,
-        key_id: int,
-        count: int,
-        *,
-        at: datetime | None = None,
-        status: int = 200,
-        units: int = 1,
-    ) -> None:
-        when = at or datetime.now(UTC)
-        async with session_scope(self.sessions) as session:
-            session.add_all(
-                UsageEvent(
-                    user_id=user_id,
-                    api_key_id=key_id,
-                    endpoint="/api/v1/insights",
-                    method="GET",
-                    status=status,
-                    latency_ms=1,
-                    units=units,
-                    billable=status < 400,
-                    created_at=when,
-                )
-                for _ in range(count)
-            )
-
-    async def billable_units(self, user_id: int) -> int:
-        async with session_scope(self.sessions) as session:
-            total = await session.scalar(
-                select(func.coalesce(func.sum(UsageEvent.units), 0)).where(
-                    UsageEvent.user_id == user_id, UsageEvent.billable.is_(True)
-                )
-            )
-        return int(total or 0)
-
-    async def reports(self) -> list[UsageReport]:
-        async with session_scope(self.sessions) as session:
-            return list((await session.scalars(select(UsageReport))).all())
-
-
-@pytest.fixture
-async def ledger(stripe_settings: Settings) -> Any:
-    ledger = Ledger(stripe_settings)
-    yield ledger
-    await ledger.engine.dispose()
-
-
-@pytest.fixture
-async def meter_id(stripe_billing: StripeBilling) -> str:
-    meter = await stripe_billing.call(
-        stripe_billing.sdk.v1.billing.meters.create_async,
-        params={
-            "display_name": "Novo API calls",
-            "event_name": METER_EVENT,
-            "default_aggregation": {"formula": "sum"},
-            "customer_mapping": {"type": "by_id", "event_payload_key": "stripe_customer_id"},
-            "value_settings": {"event_payload_key": "value"},
-        },
-    )
-    return str(meter.id)
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from novo_gateway import failpoints
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
@@ -121,6 +122,7 @@ class UsageReporter:
         run = ReporterRun()
         while not self._stopping and await self.claim(run) == CLAIM_BATCH:
             pass
+        failpoints.hit("reporter.after_claim")
         await self.send_due(run)
         return run
 
@@ -255,6 +257,7 @@ class UsageReporter:
                 run.sent += 1
                 return
             report.attempts += 1
+            failpoints.hit("reporter.before_send")
             try:
                 await self._stripe.meter_event(
                     event_name=self._settings.stripe_meter_event_name,
@@ -277,6 +280,7 @@ class UsageReporter:
                 run.dead += 1
                 log.error("report %s refused by Stripe: %s", report.id, exc)
             else:
+                failpoints.hit("reporter.after_answer")
                 self._mark_sent(report, now)
                 run.sent += 1
 

@@ -1,0 +1,94 @@
+"""Operator actions on billing, as the CLI runs them: each builds what it needs and cleans up."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import func, select, update
+
+from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.reconcile import Reconciler
+from novo_gateway.billing.reporter import ReporterRun, UsageReporter
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(settings)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def _stripe(settings: Settings) -> AsyncIterator[StripeBilling]:
+    stripe = StripeBilling(settings)
+    try:
+        yield stripe
+    finally:
+        await stripe.close()
+
+
+async def report_all(settings: Settings, *, max_seconds: float) -> tuple[ReporterRun, int, int]:
+    """Report everything pending; returns the run, what is still pending, and dead reports."""
+    async with _database(settings) as sessions, _stripe(settings) as stripe:
+        reporter = UsageReporter(sessions, stripe, settings, Clock())
+        run = await reporter.drain(max_seconds=max_seconds)
+        left = await reporter.pending()
+        async with session_scope(sessions) as session:
+            dead = await session.scalar(select(func.count()).where(UsageReport.status == "dead"))
+        return run, left, int(dead or 0)
+
+
+async def list_reports(settings: Settings, *, status: str, limit: int) -> list[str]:
+    async with _database(settings) as sessions, session_scope(sessions) as session:
+        rows = (
+            await session.scalars(
+                select(UsageReport)
+                .where(UsageReport.status == status)
+                .order_by(UsageReport.created_at.desc())
+                .limit(limit)
+            )
+        ).all()
+        return [
+            f"{r.id}\taccount={r.user_id}\tunits={r.units}\tattempts={r.attempts}\t"
+            f"at={r.event_timestamp.isoformat()}\t{r.last_error or ''}"
+            for r in rows
+        ] or [f"No {status} reports."]
+
+
+async def retry_dead(settings: Settings, report_id: str) -> int:
+    """Put dead-lettered reports back in the queue (one, or all with 'all')."""
+    async with _database(settings) as sessions, session_scope(sessions) as session:
+        query = update(UsageReport).where(UsageReport.status == "dead")
+        if report_id != "all":
+            query = query.where(UsageReport.id == report_id)
+        result = await session.execute(
+            query.values(status="pending", next_attempt_at=Clock().now(), attempts=0)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def reconcile(settings: Settings, *, fix: bool) -> tuple[list[str], int]:
+    """Lines describing each customer's drift, and how many customers drift."""
+    async with _database(settings) as sessions, _stripe(settings) as stripe:
+        reconciler = Reconciler(sessions, stripe, settings, Clock())
+        lines, drifting = [], 0
+        for d in await reconciler.check():
+            state = "ok" if d.drift == 0 else f"DRIFT {d.drift:+}"
+            if d.drift != 0:
+                drifting += 1
+            if fix and d.drift > 0 and await reconciler.fix(d):
+                state += " (fixed)"
+            lines.append(
+                f"account={d.user_id} customer={d.customer_id} "
+                f"period={d.period_start:%Y-%m-%d}..{d.period_end:%Y-%m-%d} "
+                f"ledger={d.ledger_units} reported={d.reported_units} "
+                f"unreported={d.unreported_units} stripe={d.stripe_units} {state}"
+            )
+        return lines, drifting

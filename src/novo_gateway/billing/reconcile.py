@@ -1,0 +1,134 @@
+"""Reconciliation: what the ledger says was reported, against what Stripe's meter holds.
+
+Per customer and billing period: the units of reports marked sent (whose timestamps fall in the
+period) are what Stripe should hold; Stripe's meter event summaries say what it does hold. With
+`fix`, a positive drift is sent as one meter event whose identifier names the customer, the period
+and the expected total, so running the fix twice cannot send it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.metering.models import UsageEvent
+
+
+@dataclass(frozen=True)
+class Drift:
+    user_id: int
+    customer_id: str
+    period_start: datetime
+    period_end: datetime
+    ledger_units: int
+    reported_units: int
+    stripe_units: Decimal
+
+    @property
+    def unreported_units(self) -> int:
+        """Billable units not yet acknowledged by Stripe (pending reports, unclaimed events)."""
+        return self.ledger_units - self.reported_units
+
+    @property
+    def drift(self) -> Decimal:
+        """Units Stripe should hold but does not (negative: Stripe holds more than we sent)."""
+        return self.reported_units - self.stripe_units
+
+
+def _minute_floor(at: datetime) -> datetime:
+    return at.replace(second=0, microsecond=0)
+
+
+def _minute_ceil(at: datetime) -> datetime:
+    floor = _minute_floor(at)
+    return floor if floor == at else floor + timedelta(minutes=1)
+
+
+def _month(at: datetime) -> tuple[datetime, datetime]:
+    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=32)).replace(day=1)
+    return start, end
+
+
+class Reconciler:
+    def __init__(
+        self, sessions: SessionFactory, stripe: StripeBilling, settings: Settings, clock: Clock
+    ) -> None:
+        self._sessions = sessions
+        self._stripe = stripe
+        self._settings = settings
+        self._clock = clock
+
+    async def check(self, *, user_id: int | None = None) -> list[Drift]:
+        """The drift of every provisioned customer (or one) in their current period."""
+        meter_id = await self._stripe.meter_id(self._settings.stripe_meter_event_name)
+        async with session_scope(self._sessions) as session:
+            query = select(User).where(User.stripe_customer_id.is_not(None)).order_by(User.id)
+            if user_id is not None:
+                query = query.where(User.id == user_id)
+            users = list((await session.scalars(query)).all())
+            rows = []
+            for user in users:
+                start, end = user.current_period_start, user.current_period_end
+                if start is None or end is None:
+                    start, end = _month(self._clock.now())
+                ledger = await session.scalar(
+                    select(func.coalesce(func.sum(UsageEvent.units), 0)).where(
+                        UsageEvent.user_id == user.id,
+                        UsageEvent.billable.is_(True),
+                        UsageEvent.created_at >= start,
+                        UsageEvent.created_at < end,
+                    )
+                )
+                reported = await session.scalar(
+                    select(func.coalesce(func.sum(UsageReport.units), 0)).where(
+                        UsageReport.user_id == user.id,
+                        UsageReport.status == "sent",
+                        UsageReport.event_timestamp >= start,
+                        UsageReport.event_timestamp < end,
+                    )
+                )
+                rows.append((user.id, str(user.stripe_customer_id), start, end, ledger, reported))
+        drifts = []
+        for uid, customer_id, start, end, ledger, reported in rows:
+            held = await self._stripe.meter_total(
+                meter_id=meter_id,
+                customer_id=customer_id,
+                start=_minute_floor(start),
+                end=_minute_ceil(end),
+            )
+            drifts.append(
+                Drift(uid, customer_id, start, end, int(ledger or 0), int(reported or 0), held)
+            )
+        return drifts
+
+    async def fix(self, drift: Drift) -> bool:
+        """Send a positive drift to Stripe; True when something was sent."""
+        if drift.drift <= 0:
+            return False
+        now = self._clock.now()
+        timestamp = min(now, drift.period_end - timedelta(seconds=1))
+        identifier = (
+            f"nvfix_{drift.user_id}_{int(drift.period_start.astimezone(UTC).timestamp())}"
+            f"_{drift.reported_units}"
+        )
+        try:
+            await self._stripe.meter_event(
+                event_name=self._settings.stripe_meter_event_name,
+                customer_id=drift.customer_id,
+                value=int(drift.drift),
+                identifier=identifier,
+                timestamp=timestamp,
+            )
+        except DuplicateMeterEvent:
+            return False
+        return True
