@@ -150,8 +150,7 @@ def ingest(
         "error": error,
         "canceled": False,
     }
-    em.store.meter_events.append(record)
-    em.store.identifiers[identifier] = len(em.store.meter_events) - 1
+    em.store.add_meter_event(record)
     return record
 
 
@@ -236,13 +235,10 @@ def cancel(em: Emulator, event_name: str, identifier: str) -> None:
 
 
 def counted(em: Emulator, meter_id: str, customer_id: str) -> Iterable[dict[str, Any]]:
-    for record in em.store.meter_events:
-        if (
-            record["meter"] == meter_id
-            and record["customer"] == customer_id
-            and record["error"] is None
-            and not record["canceled"]
-        ):
+    """Events that count for a customer on a meter (no error, not canceled)."""
+    for index in em.store.usage_index.get(f"{meter_id}|{customer_id}", ()):
+        record = em.store.meter_events[index]
+        if record["error"] is None and not record["canceled"]:
             yield record
 
 
@@ -250,7 +246,13 @@ def aggregate(
     em: Emulator, meter: dict[str, Any], customer_id: str, start: int, end: int
 ) -> Decimal:
     """The meter's aggregation over events with ``start <= timestamp < end``."""
-    selected = [r for r in counted(em, meter["id"], customer_id) if start <= r["timestamp"] < end]
+    return combine(meter, counted(em, meter["id"], customer_id), start, end)
+
+
+def combine(
+    meter: dict[str, Any], records: Iterable[dict[str, Any]], start: int, end: int
+) -> Decimal:
+    selected = [r for r in records if start <= r["timestamp"] < end]
     formula = meter["default_aggregation"]["formula"]
     if not selected:
         return Decimal(0)

@@ -45,6 +45,8 @@ class Store:
             self.meter_events: list[dict[str, Any]] = []
             #: identifier -> index into meter_events of the newest event with it
             self.identifiers: dict[str, int] = {}
+            #: "meter|customer" -> indexes into meter_events (rebuilt on load)
+            self.usage_index: dict[str, list[int]] = {}
             #: v1 snapshot events, in creation order
             self.events: dict[str, dict[str, Any]] = {}
             #: v2 thin events (``v2.core.event``), in creation order
@@ -55,6 +57,13 @@ class Store:
             self.meter_sessions: dict[str, dict[str, Any]] = {}
             self.counters: dict[str, int] = {}
             self.version += 1
+
+    def add_meter_event(self, record: dict[str, Any]) -> None:
+        self.meter_events.append(record)
+        index = len(self.meter_events) - 1
+        self.identifiers[record["identifier"]] = index
+        if record["meter"] and record["customer"]:
+            self.usage_index.setdefault(f"{record['meter']}|{record['customer']}", []).append(index)
 
     # -- objects ---------------------------------------------------------------------------
     def put(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -127,6 +136,10 @@ class Store:
             self.idempotency = data.get("idempotency", {})
             self.meter_sessions = data.get("meter_sessions", {})
             self.counters = data.get("counters", {})
+            for index, record in enumerate(self.meter_events):
+                if record["meter"] and record["customer"]:
+                    key = f"{record['meter']}|{record['customer']}"
+                    self.usage_index.setdefault(key, []).append(index)
         return float(data.get("clock_offset", 0.0))
 
 

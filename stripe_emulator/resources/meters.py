@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid, param_error
 from ..ids import new_id
-from ..metering import aggregate
+from ..metering import combine, counted
 from ..wire import LIST_PARAMS, Enum, Int, Obj, Str, validate
 from .common import page, show
 
@@ -142,32 +142,21 @@ def _event_summaries(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     customer = p["customer"]
     em.store.require("customer", customer, param="customer", status=400)
     window = WINDOWS.get(p.get("value_grouping_window", ""))
+    records = [r for r in counted(em, meter["id"], customer) if start <= r["timestamp"] < end]
     items: list[dict[str, Any]] = []
     if window is None:
-        items.append(
-            _summary(
-                meter["id"], customer, start, end, float(aggregate(em, meter, customer, start, end))
-            )
-        )
+        value = float(combine(meter, records, start, end))
+        items.append(_summary(meter["id"], customer, start, end, value))
     else:
-        cursor = start - start % window
-        while cursor < end:
-            lo, hi = max(cursor, start), min(cursor + window, end)
-            if any(lo <= r["timestamp"] < hi for r in _counted(em, meter["id"], customer)):
-                items.append(
-                    _summary(
-                        meter["id"], customer, lo, hi, float(aggregate(em, meter, customer, lo, hi))
-                    )
-                )
-            cursor += window
-        items.reverse()
+        buckets: dict[int, list[dict[str, Any]]] = {}
+        for record in records:
+            ts = record["timestamp"]
+            buckets.setdefault(ts - ts % window, []).append(record)
+        for bucket in sorted(buckets, reverse=True):
+            lo, hi = max(bucket, start), min(bucket + window, end)
+            value = float(combine(meter, buckets[bucket], lo, hi))
+            items.append(_summary(meter["id"], customer, lo, hi, value))
     return page(em, req, items, p, "billing.meter_event_summary")
-
-
-def _counted(em: Emulator, meter_id: str, customer: str) -> list[dict[str, Any]]:
-    from ..metering import counted
-
-    return list(counted(em, meter_id, customer))
 
 
 def register(router: Router) -> None:
