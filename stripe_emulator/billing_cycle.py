@@ -10,6 +10,7 @@ attempt, dunning retries, and expiry of ``incomplete`` subscriptions after 23 ho
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -157,6 +158,10 @@ def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
     end = at
     ending = bool(sub["cancel_at_period_end"])
     following = next_period_end(sub, internal)
+    previous: dict[str, Any] = {
+        "items": copy.deepcopy(sub["items"]),
+        "latest_invoice": sub["latest_invoice"],
+    }
     invoice = invoicing.new_invoice(
         em,
         sub,
@@ -179,20 +184,14 @@ def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
     if ending:
         end_subscription(em, sub, at, reason="cancellation_requested")
         return
-    previous_items: dict[str, Any] = {"items": _copy_items(sub)}
     internal["cycle"] += 1
     for item in sub["items"]["data"]:
         item["current_period_start"] = end
         item["current_period_end"] = following
         em.store.aux(item["id"]).pop("usage_from", None)
-    previous_items["latest_invoice"] = None
-    events.emit(em, "customer.subscription.updated", sub, previous_items)
-
-
-def _copy_items(sub: dict[str, Any]) -> dict[str, Any]:
-    import copy
-
-    return copy.deepcopy(sub["items"])
+    if previous["latest_invoice"] == sub["latest_invoice"]:
+        del previous["latest_invoice"]
+    events.emit(em, "customer.subscription.updated", sub, previous)
 
 
 def _finalize_and_charge(em: Emulator, invoice: dict[str, Any], at: int) -> None:

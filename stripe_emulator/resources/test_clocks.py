@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..billing_cycle import run_due
 from ..errors import invalid
 from ..ids import new_id
-from ..periods import describe, interval_seconds
+from ..periods import add_interval, describe, interval_seconds
 from ..wire import LIST_PARAMS, Int, Str, validate
 from .common import deleted, page, show
 
@@ -78,6 +78,11 @@ def _advance(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         raise invalid(
             "Cannot advance the test clock more than two intervals of the shortest "
             f"subscription interval ({shortest[1]}) at a time.",
+            param="frozen_time",
+        )
+    if shortest is None and target > add_interval(clock["frozen_time"], "year", 2):
+        raise invalid(
+            "Cannot advance a test clock without subscriptions more than two years at a time.",
             param="frozen_time",
         )
     clock["frozen_time"] = target
