@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from novo_gateway import __version__
 from novo_gateway.accounts.routes import router as accounts_router
+from novo_gateway.billing.routes import router as billing_router
+from novo_gateway.billing.webhook_routes import router as webhook_router
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.error_handlers import install_error_handlers
@@ -42,7 +44,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    for router in (home_router, accounts_router, keys_router, usage_router, novo_router):
+    for router in (
+        home_router,
+        accounts_router,
+        keys_router,
+        usage_router,
+        billing_router,
+        webhook_router,
+        novo_router,
+    ):
         app.include_router(router)
 
     # Added last runs first: context (request id, access log) → body limit → metered path.

@@ -73,8 +73,12 @@ class Settings(BaseSettings):
     stripe_meter_event_name: str = Field(default="novo_api_calls", min_length=1, max_length=100)
     stripe_meter_api: Literal["v1", "v2"] = "v1"
     stripe_emulator_port: int = Field(default=12111, ge=1, le=65535)
+    # Origins a billing portal session may return to (empty: PUBLIC_URL, else localhost:PORT).
+    portal_return_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
-    @field_validator("trusted_proxies", "stripe_webhook_secret", mode="before")
+    @field_validator(
+        "trusted_proxies", "stripe_webhook_secret", "portal_return_origins", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-
+from novo_gateway.billing.webhooks import WebhookWorker
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory
@@ -20,7 +20,6 @@ from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.gateway.ratelimit import RateLimiter
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.metering.writer import UsageWriter
-
 
 log = logging.getLogger("novo_gateway.runtime")
 
@@ -48,6 +47,7 @@ class Runtime:
     access: AccessPolicy
     proxy: UpstreamProxy
     stripe: StripeBilling | None = None
+    webhooks: WebhookWorker | None = None
     workers: list[Worker] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _started: bool = field(default=False, repr=False)
@@ -72,6 +72,8 @@ class Runtime:
             runtime.stripe = StripeBilling(settings, clock)
             if settings.usage_reporting_interval > 0:
                 runtime.workers.append(UsageReporter(sessions, runtime.stripe, settings, clock))
+        runtime.webhooks = WebhookWorker(sessions, clock, runtime.stripe)
+        runtime.workers += [runtime.access, runtime.webhooks]
         return runtime
 
     async def start(self, *, workers: bool = True) -> None:

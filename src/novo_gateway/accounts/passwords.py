@@ -6,7 +6,8 @@ run at once: a burst of logins queues here instead of taking every thread and te
 
 from __future__ import annotations
 
-from functools import cache
+import asyncio
+import weakref
 
 import anyio
 from argon2 import PasswordHasher
@@ -16,18 +17,28 @@ MIN_LENGTH = 8
 MAX_LENGTH = 1024  # argon2 takes any length; the bound keeps one request's cost fixed
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
-_hashing_slots = anyio.CapacityLimiter(2)
+_CONCURRENT_HASHES = 2
+# Checked when an email has no account, so that costs what a wrong password costs. Same
+# parameters as `_hasher`; the password behind it is irrelevant (a match is never accepted).
+_UNKNOWN_ACCOUNT_HASH = (
+    "$argon2id$v=19$m=19456,t=2,p=1$fbJTkeTArjvvvwhXnEwd7Q"
+    "$R3cMmXvtKVDiAje3b4pc8JDqUedF3EAsioq9LlWdV0E"
+)
+# One limiter per event loop: a limiter's waiters belong to the loop it was first used on.
+_slots_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def hash_password(password: str) -> str:
     """The argon2id hash of `password` (salted), computed off the event loop."""
-    return await anyio.to_thread.run_sync(_hasher.hash, password, limiter=_hashing_slots)
+    return await anyio.to_thread.run_sync(_hasher.hash, password, limiter=_hashing_slots())
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
     """True when `password` matches; with no hash, checks a dummy one so timing is the same."""
     matched = await anyio.to_thread.run_sync(
-        _verify, password_hash, password, limiter=_hashing_slots
+        _verify, password_hash, password, limiter=_hashing_slots()
     )
     return matched and password_hash is not None
 
@@ -40,13 +51,16 @@ def needs_rehash(password_hash: str) -> bool:
         return True
 
 
+def _hashing_slots() -> anyio.CapacityLimiter:
+    loop = asyncio.get_running_loop()
+    slots = _slots_by_loop.get(loop)
+    if slots is None:
+        slots = _slots_by_loop[loop] = anyio.CapacityLimiter(_CONCURRENT_HASHES)
+    return slots
+
+
 def _verify(password_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _dummy_hash(), password)
+        return _hasher.verify(password_hash or _UNKNOWN_ACCOUNT_HASH, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-@cache
-def _dummy_hash() -> str:
-    return _hasher.hash("not a real password: used so unknown emails cost the same time")

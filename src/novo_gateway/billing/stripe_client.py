@@ -263,6 +263,65 @@ class StripeBilling:
             total += Decimal(str(summary.aggregated_value))
         return total
 
+    # --- Billing endpoints and webhooks: subscription changes, invoices, portal, events --------
+
+    async def set_cancel_at_period_end(
+        self, subscription_id: str, cancel: bool
+    ) -> SubscriptionInfo:
+        """Cancel at the end of the period (or undo that); the same call twice is harmless."""
+        sub = await self.call(
+            self._client.v1.subscriptions.update_async,
+            subscription_id,
+            params={"cancel_at_period_end": cancel},
+        )
+        return subscription_info(sub)
+
+    async def cancel_subscription_now(self, subscription_id: str) -> SubscriptionInfo:
+        """End the subscription now and invoice its usage so far (no proration credit)."""
+        sub = await self.call(
+            self._client.v1.subscriptions.cancel_async,
+            subscription_id,
+            params={"invoice_now": True, "prorate": False},
+        )
+        return subscription_info(sub)
+
+    async def live_subscriptions(self, customer_id: str) -> list[SubscriptionInfo]:
+        """The customer's subscriptions that have not ended (Stripe's default list filter)."""
+        page = await self.call(
+            self._client.v1.subscriptions.list_async,
+            params={"customer": customer_id, "limit": 10},
+        )
+        return [subscription_info(sub) for sub in page.data]
+
+    async def upcoming_invoice(
+        self, customer_id: str, subscription_id: str | None
+    ) -> UpcomingInvoice | None:
+        """Stripe's preview of the next invoice; None when nothing is upcoming."""
+        params: dict[str, Any] = {"customer": customer_id}
+        if subscription_id:
+            params["subscription"] = subscription_id
+        try:
+            preview = await self.call(self._client.v1.invoices.create_preview_async, params=params)
+        except StripeRejected as exc:
+            if exc.code == "invoice_upcoming_none":
+                return None
+            raise
+        return upcoming_invoice(preview)
+
+    async def portal_url(self, customer_id: str, return_url: str) -> str:
+        """A billing portal session's URL for the customer, coming back to `return_url`."""
+        session = await self.call(
+            self._client.v1.billing_portal.sessions.create_async,
+            params={"customer": customer_id, "return_url": return_url},
+        )
+        return str(session.url)
+
+    async def thin_event(self, event_id: str) -> dict[str, Any]:
+        """A v2 event with its `data` (webhooks carry thin events without it)."""
+        event = await self.call(self._client.v2.core.events.retrieve_async, event_id)
+        data: dict[str, Any] = _plain(event)
+        return data
+
 
 def _retry_after(exc: stripe.StripeError) -> float | None:
     headers = exc.headers or {}
@@ -278,7 +337,13 @@ def _should_retry(exc: stripe.StripeError) -> bool:
     return (headers.get("Stripe-Should-Retry") or headers.get("stripe-should-retry")) == "true"
 
 
+def _plain(obj: Any) -> Any:
+    """A plain dict: SDK objects are not dicts (no `.get`); webhook payloads already are."""
+    return obj.to_dict() if isinstance(obj, stripe.StripeObject) else obj
+
+
 def subscription_info(sub: Any) -> SubscriptionInfo:
+    sub = _plain(sub)
     items = sub["items"]["data"] if sub.get("items") else []
     first = items[0] if items else {}
     return SubscriptionInfo(
@@ -294,6 +359,7 @@ def subscription_info(sub: Any) -> SubscriptionInfo:
 
 
 def invoice_info(inv: Any) -> InvoiceInfo:
+    inv = _plain(inv)
     return InvoiceInfo(
         id=inv.get("id"),
         number=inv.get("number"),
@@ -336,3 +402,49 @@ def verify_webhook(
             raise InvalidSignature("body is not JSON") from exc
         return event
     raise InvalidSignature("no signature matches")
+
+
+# --- Billing endpoints: the upcoming invoice -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceLineInfo:
+    description: str | None
+    amount: int
+    quantity: int | None
+    period_start: datetime | None
+    period_end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpcomingInvoice:
+    amount_due: int
+    total: int
+    currency: str
+    period_start: datetime | None
+    period_end: datetime | None
+    next_payment_attempt: datetime | None
+    lines: list[InvoiceLineInfo]
+
+
+def upcoming_invoice(preview: Any) -> UpcomingInvoice:
+    data = _plain(preview)
+    lines = (data.get("lines") or {}).get("data") or []
+    return UpcomingInvoice(
+        amount_due=int(data.get("amount_due") or 0),
+        total=int(data.get("total") or 0),
+        currency=str(data.get("currency") or "usd"),
+        period_start=_ts(data.get("period_start")),
+        period_end=_ts(data.get("period_end")),
+        next_payment_attempt=_ts(data.get("next_payment_attempt")),
+        lines=[
+            InvoiceLineInfo(
+                description=line.get("description"),
+                amount=int(line.get("amount") or 0),
+                quantity=line.get("quantity"),
+                period_start=_ts((line.get("period") or {}).get("start")),
+                period_end=_ts((line.get("period") or {}).get("end")),
+            )
+            for line in lines
+        ],
+    )

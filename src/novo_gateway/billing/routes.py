@@ -1,0 +1,106 @@
+"""Routes of the billing domain: invoices, the portal, the subscription and changes to it.
+
+Never billed and never refused for the subscription's state (a customer who may not call the
+API can still see and fix their billing). `/billing/usage*` are the metering domain's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from novo_gateway.auth import CurrentAccount
+from novo_gateway.billing import service
+from novo_gateway.billing.schemas import (
+    CancelRequest,
+    InvoiceList,
+    NoSubscription,
+    PortalRequest,
+    PortalSession,
+    Subscription,
+    SubscriptionChange,
+)
+from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.errors import (
+    BadGateway,
+    BadRequest,
+    Conflict,
+    RateLimitExceeded,
+    ServiceUnavailable,
+    Unauthorized,
+    error_responses,
+)
+
+router = APIRouter(prefix="/billing", tags=["billing"])
+
+_AUTH_ERRORS = (BadRequest, Unauthorized, RateLimitExceeded)
+_STRIPE_ERRORS = (Conflict, BadGateway, ServiceUnavailable)
+
+MESSAGES: dict[service.Outcome, str] = {
+    "canceled": "Your subscription has been canceled. The usage so far is invoiced now.",
+    "cancel_scheduled": "Your subscription will be canceled at the end of the current billing "
+    "period. You can keep using the API until then.",
+    "already_canceled": "Your subscription is already canceled.",
+    "resumed": "Your subscription will continue; the cancellation has been undone.",
+    "subscribed": "You are subscribed again. You can use the API right away.",
+    "active": "Your subscription is already active.",
+}
+
+
+@router.get("/invoices", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
+async def list_invoices(user: CurrentAccount, runtime: RuntimeDep) -> InvoiceList:
+    """The account's invoices (amounts in currency units) and the upcoming one, from Stripe."""
+    return InvoiceList.of(*await service.invoices(runtime.stripe, user))
+
+
+@router.post("/portal", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
+async def create_portal_session(
+    user: CurrentAccount,
+    runtime: RuntimeDep,
+    body: Annotated[PortalRequest | None, Body()] = None,
+) -> PortalSession:
+    """A Stripe billing portal link; `returnUrl` must be on an allowed origin."""
+    return_url = body.return_url if body is not None else None
+    url = await service.portal_url(runtime.stripe, runtime.settings, user, return_url)
+    return PortalSession(url=url)
+
+
+@router.get("/subscription", responses=error_responses(*_AUTH_ERRORS))
+async def get_subscription(
+    user: CurrentAccount, runtime: RuntimeDep
+) -> Subscription | NoSubscription:
+    """The account's subscription as last heard from Stripe, and whether it may call the API."""
+    grace = timedelta(days=runtime.settings.stripe_past_due_grace_days)
+    view = service.subscription_view(user, now=runtime.clock.now(), grace=grace)
+    return Subscription.of(view) if user.subscription_id else NoSubscription.of(view)
+
+
+@router.post("/subscription/cancel", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
+async def cancel_subscription(
+    user: CurrentAccount,
+    session: Session,
+    runtime: RuntimeDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> SubscriptionChange:
+    """Cancel at the end of the period (default), or now with `{"immediately": true}`."""
+    immediately = body.immediately if body is not None else False
+    outcome = await service.cancel(
+        session, runtime.stripe, user, immediately=immediately, now=runtime.clock.now()
+    )
+    return SubscriptionChange.of(user, MESSAGES[outcome])
+
+
+@router.post("/subscription/resume", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
+@router.post("/subscribe", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
+async def resume_subscription(
+    user: CurrentAccount,
+    session: Session,
+    runtime: RuntimeDep,
+) -> SubscriptionChange:
+    """Undo a pending cancellation, or subscribe again after the subscription ended."""
+    outcome = await service.resubscribe(
+        session, runtime.stripe, runtime.settings, user, now=runtime.clock.now()
+    )
+    return SubscriptionChange.of(user, MESSAGES[outcome])
