@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Annotated
 
 import typer
 import uvicorn
 
+from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
+from novo_gateway.billing import setup as stripe_setup
+from novo_gateway.billing.setup import SetupError, webhook_url_for
+from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.config import Settings
+from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
 from novo_gateway.migrate import upgrade
 
@@ -46,17 +52,25 @@ def serve(
     configure_logging(settings.log_level)
     if settings.is_sqlite:
         upgrade(settings)
-    uvicorn.run(
-        "novo_gateway.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
+    bind_host, bind_port = host or settings.host, port or settings.port
+    with contextlib.ExitStack() as stack:
+        if not settings.stripe_secret_key:  # the offline demo: the Stripe emulator beside us
+            try:
+                stack.enter_context(demo.offline_stripe(settings, host=bind_host, port=bind_port))
+            except (demo.DemoError, StripeFailure, StripeRejected, SetupError) as exc:
+                typer.echo(f"The offline Stripe emulator could not start: {exc}", err=True)
+                raise typer.Exit(code=1) from None
+        uvicorn.run(
+            "novo_gateway.app:create_app",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers or settings.workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
+            server_header=False,
+        )
 
 
 # --- Usage reporting and reconciliation ------------------------------------------------------
@@ -122,6 +136,50 @@ def reconcile(
         typer.echo(line)
     if drifting and not fix:
         raise typer.Exit(code=1)
+
+
+# --- Stripe set-up and the job runner ----------------------------------------------------------
+
+
+@app.command("setup-stripe")
+def setup_stripe(
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(help="Webhook endpoint URL (default: PUBLIC_URL + /webhooks/stripe)"),
+    ] = None,
+) -> None:
+    """Create or find the Stripe meter, product, price, portal and webhook; print the settings."""
+    settings = _stripe_settings()
+    try:
+        result = asyncio.run(
+            stripe_setup.run_setup(settings, webhook_url=webhook_url_for(settings, webhook_url))
+        )
+    except (SetupError, StripeFailure, StripeRejected) as exc:
+        typer.echo(f"Stripe set-up failed: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    for change in result.changed:
+        typer.echo(f"created {change}", err=True)
+    if not result.changed:
+        typer.echo("Stripe is already set up; nothing was created.", err=True)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo("# Add these lines to .env:", err=True)
+    for line in result.env_lines():
+        typer.echo(line)
+
+
+@app.command("run-jobs")
+def run_jobs(
+    once: Annotated[bool, typer.Option("--once", help="Run the jobs due now, then exit")] = False,
+) -> None:
+    """Run queued jobs (Stripe provisioning, ...); `serve` does this too."""
+    settings = _settings()
+    configure_logging(settings.log_level)
+    summary = asyncio.run(job_handlers.run_jobs(settings, once=once))
+    if once:
+        typer.echo(f"{summary.succeeded} jobs done, {summary.failed} failed (retried later).")
+        if summary.failed:
+            raise typer.Exit(code=1)
 
 
 def main() -> None:

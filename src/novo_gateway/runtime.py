@@ -18,6 +18,8 @@ from novo_gateway.db import SessionFactory, create_engine, create_session_factor
 from novo_gateway.gateway.access import AccessPolicy
 from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.gateway.ratelimit import RateLimiter
+from novo_gateway.jobs.handlers import build_job_runner
+from novo_gateway.jobs.worker import JobRunner
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.metering.writer import UsageWriter
 
@@ -47,6 +49,7 @@ class Runtime:
     access: AccessPolicy
     proxy: UpstreamProxy
     stripe: StripeBilling | None = None
+    jobs: JobRunner | None = None
     webhooks: WebhookWorker | None = None
     workers: list[Worker] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -74,6 +77,9 @@ class Runtime:
                 runtime.workers.append(UsageReporter(sessions, runtime.stripe, settings, clock))
         runtime.webhooks = WebhookWorker(sessions, clock, runtime.stripe)
         runtime.workers += [runtime.access, runtime.webhooks]
+        # The jobs outbox (Stripe provisioning, ...); register kicks it and waits briefly.
+        runtime.jobs = build_job_runner(settings, sessions, clock, runtime.stripe)
+        runtime.workers.append(runtime.jobs)
         return runtime
 
     async def start(self, *, workers: bool = True) -> None:

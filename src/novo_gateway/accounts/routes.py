@@ -16,6 +16,8 @@ from novo_gateway.accounts.schemas import (
     UserSummary,
 )
 from novo_gateway.auth import CurrentLoginSession, LoginThrottleDep, limit_sign_in_by_ip
+from novo_gateway.billing.provisioning import await_provisioning
+from novo_gateway.db import session_scope
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import (
     BadRequest,
@@ -37,23 +39,29 @@ router = APIRouter(prefix="/auth", tags=["accounts"])
     dependencies=[Depends(limit_sign_in_by_ip)],
     responses=error_responses(BadRequest, Conflict, RateLimitExceeded, ServiceUnavailable),
 )
-async def register(
-    body: RegisterRequest, session: Session, runtime: RuntimeDep
-) -> RegisterResponse:
-    """Create an account and its first API key (shown once); Stripe provisioning follows."""
-    created = await service.register(
-        session,
-        email=body.email,
-        password=body.password,
-        name=body.display_name(),
-        now=runtime.clock.now(),
+async def register(body: RegisterRequest, runtime: RuntimeDep) -> RegisterResponse:
+    """Create an account and its first API key (shown once), then provision it at Stripe.
+
+    The account commits first (its own unit of work, not the request session); provisioning
+    then gets a short budget, so the answer holds the subscription when Stripe is quick and
+    `{"status": "pending"}` when it is slow or down (the job retries in the background).
+    """
+    async with session_scope(runtime.sessions) as session:
+        created = await service.register(
+            session,
+            email=body.email,
+            password=body.password,
+            name=body.display_name(),
+            now=runtime.clock.now(),
+        )
+    user = await await_provisioning(
+        runtime.jobs, runtime.sessions, user_id=created.user.id, job_id=created.job.id
     )
     return RegisterResponse(
         message="User registered successfully",
-        user=UserSummary.of(created.user),
+        user=UserSummary.of(user),
         api_key=ApiKeyCreated.of(created.key.row, created.key.raw_key),
-        # Billing's seam: the status it keeps on the user (`pending` until provisioned).
-        subscription=SubscriptionSummary.of(created.user),
+        subscription=SubscriptionSummary.of(user),
     )
 
 

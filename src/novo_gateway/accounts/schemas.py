@@ -7,10 +7,17 @@ a 400 naming the field rather than something silently dropped or, worse, honoure
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 from pydantic_core import PydanticCustomError
 
 from novo_gateway.accounts.models import User
@@ -73,14 +80,29 @@ class UserSummary(CamelModel):
 
 
 class SubscriptionSummary(CamelModel):
-    """The account's subscription as billing last recorded it (`pending` until provisioned)."""
+    """The account's subscription as billing last recorded it: `{id, status, currentPeriodStart,
+    currentPeriodEnd}`, or `{"status": "pending"}` until Stripe provisioning has finished."""
 
-    id: str | None
+    id: str | None = None
     status: str
+    current_period_start: datetime | None = None
+    current_period_end: datetime | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unknown(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        return {k: v for k, v in data.items() if v is not None} if isinstance(data, dict) else data
 
     @classmethod
     def of(cls, user: User) -> SubscriptionSummary:
-        return cls(id=user.subscription_id, status=user.subscription_status)
+        if user.subscription_id is None:
+            return cls(status=user.subscription_status)
+        return cls(
+            id=user.subscription_id,
+            status=user.subscription_status,
+            current_period_start=user.current_period_start,
+            current_period_end=user.current_period_end,
+        )
 
 
 class RegisterResponse(CamelModel):

@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -322,6 +322,128 @@ class StripeBilling:
         data: dict[str, Any] = _plain(event)
         return data
 
+    # --- Set-up and provisioning (billing/setup.py, billing/provisioning.py) --------------------
+
+    async def find_meter(self, event_name: str) -> MeterInfo | None:
+        """The meter with this event name: the active one if any, else an inactive one."""
+        page = await self.call(self._client.v1.billing.meters.list_async, params={"limit": 100})
+        found: MeterInfo | None = None
+        async for meter in page.auto_paging_iter():
+            if meter.event_name == event_name:
+                info = meter_info(meter)
+                if info.status == "active":
+                    return info
+                found = found or info
+        return found
+
+    async def create_meter(self, params: Mapping[str, Any]) -> MeterInfo:
+        return meter_info(
+            await self.call(self._client.v1.billing.meters.create_async, params=params)
+        )
+
+    async def reactivate_meter(self, meter_id: str) -> MeterInfo:
+        return meter_info(
+            await self.call(self._client.v1.billing.meters.reactivate_async, meter_id)
+        )
+
+    async def find_product(self, product_id: str) -> ProductInfo | None:
+        """The product with this id, or None when Stripe has none."""
+        try:
+            product = await self.call(self._client.v1.products.retrieve_async, product_id)
+        except StripeRejected as exc:
+            if exc.status == 404 or exc.code == "resource_missing":
+                return None
+            raise
+        return product_info(product)
+
+    async def create_product(self, params: Mapping[str, Any]) -> ProductInfo:
+        return product_info(await self.call(self._client.v1.products.create_async, params=params))
+
+    async def update_product(self, product_id: str, params: Mapping[str, Any]) -> ProductInfo:
+        product = await self.call(self._client.v1.products.update_async, product_id, params=params)
+        return product_info(product)
+
+    async def find_price(self, lookup_key: str) -> PriceInfo | None:
+        """The price holding this lookup key, with its tiers; None when no price has it."""
+        page = await self.call(
+            self._client.v1.prices.list_async,
+            params={"lookup_keys": [lookup_key], "expand": ["data.tiers"], "limit": 1},
+        )
+        return price_info(page.data[0]) if page.data else None
+
+    async def create_price(self, params: Mapping[str, Any]) -> PriceInfo:
+        price = await self.call(
+            self._client.v1.prices.create_async, params={**params, "expand": ["tiers"]}
+        )
+        return price_info(price)
+
+    async def find_portal_configuration(self, marker: Mapping[str, str]) -> str | None:
+        """The id of the active portal configuration whose metadata holds `marker`."""
+        page = await self.call(
+            self._client.v1.billing_portal.configurations.list_async,
+            params={"active": True, "limit": 100},
+        )
+        async for config in page.auto_paging_iter():
+            metadata = _plain(config).get("metadata") or {}
+            if all(metadata.get(k) == v for k, v in marker.items()):
+                return str(config.id)
+        return None
+
+    async def create_portal_configuration(self, params: Mapping[str, Any]) -> str:
+        config = await self.call(
+            self._client.v1.billing_portal.configurations.create_async, params=params
+        )
+        return str(config.id)
+
+    async def find_webhook_endpoint(self, url: str) -> WebhookEndpointInfo | None:
+        """The webhook endpoint sending to exactly this URL (its secret is not shown again)."""
+        page = await self.call(self._client.v1.webhook_endpoints.list_async, params={"limit": 100})
+        async for endpoint in page.auto_paging_iter():
+            if endpoint.url == url:
+                return webhook_endpoint_info(endpoint)
+        return None
+
+    async def create_webhook_endpoint(self, params: Mapping[str, Any]) -> WebhookEndpointInfo:
+        endpoint = await self.call(self._client.v1.webhook_endpoints.create_async, params=params)
+        return webhook_endpoint_info(endpoint)
+
+    async def update_webhook_endpoint(
+        self, endpoint_id: str, params: Mapping[str, Any]
+    ) -> WebhookEndpointInfo:
+        endpoint = await self.call(
+            self._client.v1.webhook_endpoints.update_async, endpoint_id, params=params
+        )
+        return webhook_endpoint_info(endpoint)
+
+    async def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        await self.call(self._client.v1.webhook_endpoints.delete_async, endpoint_id)
+
+    async def find_customer(self, *, email: str, account_id: int) -> str | None:
+        """Our customer for an account: listed by email (consistent, unlike search), then
+        matched on `metadata.novo_account_id`, so another customer with that email is ignored."""
+        page = await self.call(
+            self._client.v1.customers.list_async, params={"email": email, "limit": 100}
+        )
+        async for customer in page.auto_paging_iter():
+            metadata = _plain(customer).get("metadata") or {}
+            if metadata.get("novo_account_id") == str(account_id):
+                return str(customer.id)
+        return None
+
+    async def find_subscription(
+        self, *, customer_id: str, price_id: str
+    ) -> SubscriptionInfo | None:
+        """The customer's live subscription to this price, if it has one."""
+        page = await self.call(
+            self._client.v1.subscriptions.list_async,
+            params={"customer": customer_id, "price": price_id, "limit": 10},
+        )
+        for sub in page.data:
+            info = subscription_info(sub)
+            if info.status not in {"canceled", "incomplete_expired"}:
+                return info
+        return None
+
 
 def _retry_after(exc: stripe.StripeError) -> float | None:
     headers = exc.headers or {}
@@ -447,4 +569,117 @@ def upcoming_invoice(preview: Any) -> UpcomingInvoice:
             )
             for line in lines
         ],
+    )
+
+
+# --- Set-up and provisioning: meters, products, prices, webhook endpoints -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeterInfo:
+    id: str
+    event_name: str
+    status: str
+    formula: str
+    customer_payload_key: str
+    value_payload_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProductInfo:
+    id: str
+    name: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTier:
+    """One graduated tier: `up_to` units (None: no limit) at `unit_amount` cents each."""
+
+    up_to: int | None
+    unit_amount: Decimal
+    flat_amount: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceInfo:
+    id: str
+    product_id: str
+    lookup_key: str | None
+    active: bool
+    currency: str
+    interval: str | None
+    usage_type: str | None
+    meter_id: str | None
+    billing_scheme: str
+    tiers_mode: str | None
+    tiers: tuple[PriceTier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointInfo:
+    id: str
+    url: str
+    status: str
+    enabled_events: tuple[str, ...]
+    secret: str | None = field(default=None, repr=False)
+
+
+def _decimal(exact: Any, whole: Any) -> Decimal:
+    if exact is not None:
+        return Decimal(str(exact))
+    return Decimal(int(whole or 0))
+
+
+def meter_info(meter: Any) -> MeterInfo:
+    data = _plain(meter)
+    return MeterInfo(
+        id=str(data["id"]),
+        event_name=str(data["event_name"]),
+        status=str(data.get("status") or "active"),
+        formula=str((data.get("default_aggregation") or {}).get("formula") or ""),
+        customer_payload_key=str((data.get("customer_mapping") or {}).get("event_payload_key")),
+        value_payload_key=str((data.get("value_settings") or {}).get("event_payload_key")),
+    )
+
+
+def product_info(product: Any) -> ProductInfo:
+    data = _plain(product)
+    return ProductInfo(id=str(data["id"]), name=str(data.get("name")), active=bool(data["active"]))
+
+
+def price_info(price: Any) -> PriceInfo:
+    data = _plain(price)
+    recurring = data.get("recurring") or {}
+    product = data.get("product")
+    return PriceInfo(
+        id=str(data["id"]),
+        product_id=str(product if isinstance(product, str) else (product or {}).get("id")),
+        lookup_key=data.get("lookup_key"),
+        active=bool(data.get("active")),
+        currency=str(data.get("currency")),
+        interval=recurring.get("interval"),
+        usage_type=recurring.get("usage_type"),
+        meter_id=recurring.get("meter"),
+        billing_scheme=str(data.get("billing_scheme")),
+        tiers_mode=data.get("tiers_mode"),
+        tiers=tuple(
+            PriceTier(
+                up_to=tier.get("up_to"),
+                unit_amount=_decimal(tier.get("unit_amount_decimal"), tier.get("unit_amount")),
+                flat_amount=_decimal(tier.get("flat_amount_decimal"), tier.get("flat_amount")),
+            )
+            for tier in data.get("tiers") or []
+        ),
+    )
+
+
+def webhook_endpoint_info(endpoint: Any) -> WebhookEndpointInfo:
+    data = _plain(endpoint)
+    return WebhookEndpointInfo(
+        id=str(data["id"]),
+        url=str(data["url"]),
+        status=str(data.get("status") or "enabled"),
+        enabled_events=tuple(data.get("enabled_events") or ()),
+        secret=data.get("secret"),
     )

@@ -279,13 +279,13 @@ class JobRunner:
         self._wake.set()
 
     def start(self) -> None:
-        """Poll for due jobs in the background; does nothing when no handler is registered."""
+        """Run `run_forever` in a task of its own (the gateway's runtime starts workers itself)."""
         if self._loop_task is None and self._handlers:
-            self._stopping = False
-            self._loop_task = asyncio.create_task(self._loop(), name=self.name)
+            self._loop_task = asyncio.create_task(self.run_forever(), name=self.name)
 
-    async def _loop(self) -> None:
-        while not self._stopping:
+    async def run_forever(self) -> None:
+        """Poll for due jobs until `stop`; returns at once when no handler is registered."""
+        while self._handlers and not self._stopping:
             self._wake.clear()  # before the pass: a kick during it triggers another pass
             try:
                 await self.run_once()
@@ -305,7 +305,6 @@ class JobRunner:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         if self._loop_task is not None:
-            self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None

@@ -1,0 +1,49 @@
+"""Which handler runs each kind of job, and the job runner outside the gateway (`run-jobs`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from novo_gateway.billing.provisioning import Provisioner
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+from novo_gateway.db import SessionFactory, create_engine, create_session_factory
+from novo_gateway.jobs.worker import JobRunner, RunSummary
+
+
+def build_job_runner(
+    settings: Settings, sessions: SessionFactory, clock: Clock, stripe: StripeBilling | None
+) -> JobRunner:
+    """A runner with every handler this process can run (Stripe jobs only with a Stripe key)."""
+    runner = JobRunner(sessions, clock)
+    if stripe is not None:
+        Provisioner(sessions, stripe, settings, clock).register_with(runner)
+    return runner
+
+
+async def run_jobs(settings: Settings, *, once: bool) -> RunSummary:
+    """Run due jobs: those due now (`once`), or until SIGINT/SIGTERM."""
+    clock = Clock()
+    engine = create_engine(settings)
+    stripe = StripeBilling(settings, clock) if settings.stripe_secret_key else None
+    runner = build_job_runner(settings, create_session_factory(engine), clock, stripe)
+    try:
+        if once:
+            return await runner.run_once()
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        task = asyncio.create_task(runner.run_forever())
+        await stopping.wait()
+        await runner.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return RunSummary()
+    finally:
+        if stripe is not None:
+            await stripe.close()
+        await engine.dispose()
