@@ -230,6 +230,7 @@ def refresh_usage(em: Emulator, invoice: dict[str, Any], sub: dict[str, Any]) ->
             amount=fresh["amount"],
             subtotal=fresh["amount"],
             quantity=qty,
+            quantity_decimal=str(qty),
             description=fresh["description"],
         )
     invoicing.set_lines(invoice, invoice["lines"]["data"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import fields, replace
 from typing import Any
 
@@ -67,13 +68,16 @@ class Emulator:
     def _schedule(self) -> None:
         from .billing_cycle import run_due_global
 
+        last_save = time.monotonic()
         while not self._stop.wait(self.config.scheduler_interval):
             try:
                 with self.store.lock:
                     run_due_global(self)
             except Exception:  # pragma: no cover - keep the scheduler alive
                 log.exception("scheduler tick failed")
-            self.save(only_if_dirty=True)
+            if time.monotonic() - last_save >= self.config.save_interval:
+                last_save = time.monotonic()
+                self.save(only_if_dirty=True)
 
     def reset(self) -> None:
         self.webhooks.clear()

@@ -204,6 +204,7 @@ def make_line(
             "unit_amount_decimal": price.get("unit_amount_decimal"),
         },
         "quantity": quantity,
+        "quantity_decimal": str(quantity),
         "subtotal": amount,
         "taxes": [],
     }

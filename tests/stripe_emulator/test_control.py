@@ -16,18 +16,19 @@ def test_clock_advance_by_seconds_and_to_a_timestamp(control: Control) -> None:
     target = start + 7 * 86400
     response = control.http.post("/_emulator/clock/advance", json={"to": target})
     assert response.json()["now"] >= target
-    assert control.http.post("/_emulator/clock/advance",
-                             json={"seconds": -5}).status_code == 400
+    assert control.http.post("/_emulator/clock/advance", json={"seconds": -5}).status_code == 400
 
 
-def test_created_timestamps_follow_the_global_clock(client: stripe.StripeClient,
-                                                    control: Control) -> None:
+def test_created_timestamps_follow_the_global_clock(
+    client: stripe.StripeClient, control: Control
+) -> None:
     later = control.advance(86400)
     assert client.v1.customers.create({}).created >= later
 
 
-def test_state_lists_events_and_per_customer_totals(client: stripe.StripeClient,
-                                                    control: Control) -> None:
+def test_state_lists_events_and_per_customer_totals(
+    client: stripe.StripeClient, control: Control
+) -> None:
     meter = create_meter(client)
     first = create_customer(client, card=None)
     second = create_customer(client, card=None)
@@ -38,7 +39,10 @@ def test_state_lists_events_and_per_customer_totals(client: stripe.StripeClient,
     assert state["counts"]["customer"] == 2 and state["counts"]["meter_event"] == 2
     event = state["meter_events"][0]
     assert {k: event[k] for k in ("identifier", "customer", "value")} == {
-        "identifier": "a", "customer": first.id, "value": "3"}
+        "identifier": "a",
+        "customer": first.id,
+        "value": "3",
+    }
     only = control.state(customer=second.id, meter_events="true")
     assert [e["identifier"] for e in only["meter_events"]] == ["b"]
 
@@ -53,8 +57,7 @@ def test_reset_empties_everything(client: stripe.StripeClient, control: Control)
 
 def test_runtime_config_rejects_unknown_settings(control: Control) -> None:
     assert control.http.post("/_emulator/config", json={"colour": 1}).status_code == 400
-    assert control.http.post("/_emulator/config",
-                             json={"finalization_grace": 0}).status_code == 200
+    assert control.http.post("/_emulator/config", json={"finalization_grace": 0}).status_code == 200
 
 
 def test_control_token_guards_control_endpoints() -> None:
