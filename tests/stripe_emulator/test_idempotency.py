@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import httpx
 import pytest
 import stripe
 
-from .helpers import API_KEY, Control, sdk_client
-
-
-def _raw_create(url: str, key: str, email: str) -> httpx.Response:
-    return httpx.post(
-        f"{url}/v1/customers",
-        data={"email": email},
-        headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key},
-    )
+from .helpers import Control, sdk_client
 
 
 def test_same_key_replays_the_first_response(client: stripe.StripeClient) -> None:
@@ -85,10 +76,9 @@ def test_concurrent_request_with_the_same_key_gets_409(
     assert len(results) == 1
 
 
-def test_keys_expire_after_24_hours(url: str, control: Control) -> None:
-    first = _raw_create(url, "key-5", "a@example.com").json()["id"]
+def test_keys_expire_after_24_hours(client: stripe.StripeClient, control: Control) -> None:
+    first = client.v1.customers.create({"email": "a@example.com"}, {"idempotency_key": "key-5"})
     control.advance(24 * 3600 + 1)
-    second = _raw_create(url, "key-5", "b@example.com")
-    assert second.status_code == 200
-    assert second.json()["id"] != first
-    assert "Idempotent-Replayed" not in second.headers
+    second = client.v1.customers.create({"email": "b@example.com"}, {"idempotency_key": "key-5"})
+    assert second.id != first.id
+    assert "Idempotent-Replayed" not in second.last_response.headers

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 import stripe
 
@@ -126,14 +125,12 @@ def test_v2_create_is_synchronous_and_reports_duplicates(
     assert info.value.json_body["error"]["type"] == "invalid_request_error"
 
 
-def test_v2_errors_use_the_v2_shape(url: str, client: stripe.StripeClient) -> None:
-    response = httpx.post(
-        f"{url}/v2/billing/meter_events",
-        json={"payload": {}},
-        headers={"Authorization": "Bearer sk_test_x"},
-    )
-    assert response.status_code == 400
-    assert set(response.json()["error"]) >= {"type", "code", "message"}
+def test_v2_errors_use_the_v2_shape(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v2.billing.meter_events.create({"payload": {}})  # type: ignore[typeddict-item]
+    assert info.value.http_status == 400
+    assert set(info.value.json_body["error"]) >= {"type", "code", "message"}
+    assert "doc_url" not in info.value.json_body["error"]
 
 
 def test_v2_adjustment_cancels_an_event(
