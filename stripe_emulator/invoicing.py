@@ -339,6 +339,12 @@ def mark_paid(em: Emulator, invoice: dict[str, Any], at: int) -> None:
     events.emit(em, "invoice.paid", invoice)
     if invoice["amount_due"] > 0:
         events.emit(em, "invoice.payment_succeeded", invoice)
+    customer = em.store.get("customer", invoice["customer"])
+    if customer is not None and customer.get("delinquent"):
+        customer["delinquent"] = any(
+            inv["customer"] == customer["id"] and inv["status"] == "open" and inv["attempted"]
+            for inv in em.store.all("invoice")
+        )
     sub_id = sub_id_of(invoice)
     sub = em.store.get("subscription", sub_id) if sub_id else None
     if (
@@ -389,6 +395,7 @@ def attempt_payment(
         invoice["next_payment_attempt"] = (
             at + schedule[failures] * 86400 if failures < len(schedule) else None
         )
+    customer["delinquent"] = True
     events.emit(em, "invoice.payment_failed", invoice)
     if sub is not None and sub["status"] == "active":
         set_status(em, sub, "past_due")

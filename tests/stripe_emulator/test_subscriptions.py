@@ -173,6 +173,7 @@ def test_failed_renewal_makes_it_past_due_and_paying_makes_it_active(
     past_due = client.v1.subscriptions.retrieve(sub.id, {"expand": ["latest_invoice"]})
     invoice = past_due.latest_invoice
     assert past_due.status == "past_due"
+    assert client.v1.customers.retrieve(customer.id).delinquent is True
     assert (invoice.status, invoice.attempt_count, invoice.amount_remaining) == ("open", 1, 50)
     assert invoice.next_payment_attempt == T0 + MONTH_2027_01 + GRACE + 3 * 86400
     with pytest.raises(stripe.CardError):
@@ -184,6 +185,7 @@ def test_failed_renewal_makes_it_past_due_and_paying_makes_it_active(
     paid = client.v1.invoices.pay(invoice.id)
     assert (paid.status, paid.amount_paid) == ("paid", 50)
     assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+    assert client.v1.customers.retrieve(customer.id).delinquent is False
 
 
 def test_dunning_cancels_after_the_last_retry_fails(
