@@ -194,3 +194,38 @@ async def create_metered_price(stripe: StripeBilling, event_name: str) -> Stripe
         },
     )
     return StripeProduct(price_id=str(price.id), meter_id=str(meter.id))
+
+
+async def subscribed_account(
+    client: AppClient, stripe: StripeBilling, price_id: str, email: str = "ada@example.com"
+) -> Account:
+    """An account provisioned at Stripe: a customer with an active subscription to the price."""
+    account = await make_account(client, email, customer_id=None, status="pending")
+    customer = await stripe.create_customer(
+        email=email, name="Ada", account_id=account.user_id, idempotency_key=f"cus-{email}"
+    )
+    sub = await stripe.create_subscription(
+        customer_id=customer,
+        price_id=price_id,
+        account_id=account.user_id,
+        idempotency_key=f"sub-{email}",
+    )
+    await update_account(
+        client,
+        account.user_id,
+        stripe_customer_id=customer,
+        subscription_id=sub.id,
+        subscription_status=sub.status,
+        current_period_start=sub.current_period_start,
+        current_period_end=sub.current_period_end,
+        cancel_at_period_end=sub.cancel_at_period_end,
+    )
+    return Account(account.user_id, account.key, customer)
+
+
+async def stripe_events(stripe: StripeBilling, event_type: str) -> list[dict[str, Any]]:
+    """Stripe's events of a type, oldest first, as the plain JSON a webhook carries."""
+    page = await stripe.call(
+        stripe.sdk.v1.events.list_async, params={"type": event_type, "limit": 100}
+    )
+    return [e.to_dict() for e in reversed(page.data)]
