@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # Metering and pricing
     billable_status_max: int = Field(default=399, ge=100, le=599)
     usage_reporting_interval: int = Field(default=60_000, ge=100)
+    reporter_lease_seconds: float = Field(default=30.0, ge=1)
     cost_per_call: Decimal = Field(default=Decimal("0.001"), ge=0)
     free_tier_calls: int = Field(default=1000, ge=0)
 

@@ -29,6 +29,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
         STRIPE_SECRET_KEY=settings.stripe_secret_key,
         STRIPE_API_BASE=settings.stripe_api_base,
         STRIPE_MAX_NETWORK_RETRIES="0",
+        REPORTER_LEASE_SECONDS="1",
         LOG_LEVEL="warning",
         NOVO_FAILPOINTS="",
     )
@@ -91,8 +92,10 @@ async def test_killed_while_the_request_is_in_flight_bills_each_call_once(
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 30
-    while emulator.state()["faults"] and time.monotonic() < deadline:
-        time.sleep(0.02)  # until the emulator has taken the request
+    while time.monotonic() < deadline:
+        if any(f["matched"] for f in emulator.state(meter_events="false")["faults"]):
+            break  # the emulator has taken the request and holds it
+        time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     time.sleep(1.2)  # let the held request finish at the emulator, as Stripe would

@@ -94,7 +94,6 @@ class UsageReporter:
         clock: Clock,
         *,
         holder: str | None = None,
-        lease_seconds: float = 60.0,
         max_backoff_seconds: float = 600.0,
     ) -> None:
         self._sessions = sessions
@@ -106,7 +105,7 @@ class UsageReporter:
             clock,
             name=LEASE_NAME,
             holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
-            ttl=lease_seconds,
+            ttl=settings.reporter_lease_seconds,
         )
         self._max_backoff = max_backoff_seconds
         self._stopping = False
