@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -70,6 +71,7 @@ class EmulatorProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.info("Stripe emulator (pid %s) stopped", process.pid)
 
 
 def _is_emulator(url: str) -> bool:
@@ -159,14 +161,20 @@ def webhook_url(host: str, port: int) -> str:
     return f"http://{reachable}:{port}{WEBHOOK_PATH}"
 
 
+def _is_local_gateway(url: str) -> bool:
+    parsed = urlsplit(url)
+    return parsed.hostname in {"127.0.0.1", "localhost", "::1"} and parsed.path == WEBHOOK_PATH
+
+
 async def _set_up(settings: Settings, url: str) -> SetupResult:
     stripe = StripeBilling(settings)
     try:
         # Stripe shows an endpoint's signing secret only when it is created; the demo makes a
-        # fresh endpoint each start so the gateway knows its secret.
-        old = await stripe.find_webhook_endpoint(url)
-        if old is not None:
-            await stripe.delete_webhook_endpoint(old.id)
+        # fresh endpoint each start so the gateway knows its secret, and drops those of earlier
+        # runs on this machine (perhaps on another port) so nothing retries into the void.
+        for old in await stripe.webhook_endpoints():
+            if old.url == url or _is_local_gateway(old.url):
+                await stripe.delete_webhook_endpoint(old.id)
         return await setup_stripe(stripe, settings, webhook_url=url)
     finally:
         await stripe.close()

@@ -395,12 +395,15 @@ class StripeBilling:
         )
         return str(config.id)
 
+    async def webhook_endpoints(self) -> list[WebhookEndpointInfo]:
+        page = await self.call(self._client.v1.webhook_endpoints.list_async, params={"limit": 100})
+        return [webhook_endpoint_info(endpoint) async for endpoint in page.auto_paging_iter()]
+
     async def find_webhook_endpoint(self, url: str) -> WebhookEndpointInfo | None:
         """The webhook endpoint sending to exactly this URL (its secret is not shown again)."""
-        page = await self.call(self._client.v1.webhook_endpoints.list_async, params={"limit": 100})
-        async for endpoint in page.auto_paging_iter():
+        for endpoint in await self.webhook_endpoints():
             if endpoint.url == url:
-                return webhook_endpoint_info(endpoint)
+                return endpoint
         return None
 
     async def create_webhook_endpoint(self, params: Mapping[str, Any]) -> WebhookEndpointInfo:
