@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import REGISTRY
 
 from novo_gateway import metrics
+from novo_gateway.config import Settings
 from tests.conftest import AppClient
 from tests.novo_api.conftest import new_key
 
@@ -20,6 +24,7 @@ def _latency_count(route: str, status: int) -> float:
 
 
 async def test_metrics_exposes_every_gateway_series(client: AppClient) -> None:
+    await client.get("/health")  # a histogram shows its buckets once it has a sample
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -82,3 +87,22 @@ def test_other_parts_count_usage_rate_limits_and_upstream_errors() -> None:
     assert value("novo_usage_events_recorded_total") == usage + 3
     assert value("novo_rate_limited_requests_total", {"bucket": "ip"}) == limited + 1
     assert value("novo_upstream_errors_total", {"kind": "connect"}) == upstream + 1
+
+
+async def test_metered_calls_and_rate_limit_refusals_are_counted(
+    make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    client: AppClient = await start_app(make_settings(rate_limit_per_minute=2))
+    key = await new_key(client)
+    usage = REGISTRY.get_sample_value("novo_usage_events_recorded_total") or 0.0
+    labels = {"bucket": "account"}
+    limited = REGISTRY.get_sample_value("novo_rate_limited_requests_total", labels) or 0.0
+
+    statuses = [
+        (await client.get("/api/v1/insights", headers={"X-API-Key": key})).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [200, 200, 429]
+    assert REGISTRY.get_sample_value("novo_usage_events_recorded_total") == usage + 2
+    assert REGISTRY.get_sample_value("novo_rate_limited_requests_total", labels) == limited + 1

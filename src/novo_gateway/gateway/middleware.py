@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from novo_gateway import metrics
 from novo_gateway.errors import (
     BadRequest,
     GatewayError,
@@ -180,6 +181,7 @@ class MeteredPathMiddleware:
             extra = shown.headers() if shown is not None else {}
             raise _Refused(_with_headers(err, extra)) from err
         if not result.allowed:
+            metrics.rate_limited(bucket)
             raise _Refused(
                 RateLimitExceeded(
                     f"You have exceeded {limit} requests per minute. Please slow down.",

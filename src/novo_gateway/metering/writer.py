@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from novo_gateway import metrics
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
@@ -148,6 +149,7 @@ class UsageWriter:
                     future.set_exception(UsageWriteError("the usage event was not recorded"))
             return
         self.committed_batches += 1
+        metrics.usage_events_recorded(len(events))
         for (_, future), bill in zip(batch, billed, strict=True):
             if not future.done():
                 future.set_result(bill)
