@@ -20,6 +20,7 @@ from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContext
 from novo_gateway.keys.routes import router as keys_router
 from novo_gateway.metering.routes import router as usage_router
 from novo_gateway.novo_api.routes import router as novo_router
+from novo_gateway.openapi import install_openapi
 from novo_gateway.runtime import Runtime
 
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     for router in (
         home_router,
         accounts_router,
