@@ -53,28 +53,30 @@ def run_due_global(em: Emulator) -> None:
 
 
 def run_due(em: Emulator, clock_id: str | None) -> None:
-    for _ in range(MAX_STEPS):
-        actions = _due_actions(em, clock_id)
-        if not actions:
-            return
-        due, _, run = min(actions, key=lambda a: (a[0], a[1]))
-        run(due)
+    """Run due work, subscription by subscription (each in time order)."""
+    subs = [
+        sub
+        for sub in reversed(em.store.all("subscription"))
+        if _customer_in_scope(em, sub["customer"], clock_id)
+    ]
+    for sub in subs:
+        for _ in range(MAX_STEPS):
+            actions = _due_actions(em, sub)
+            if not actions:
+                break
+            due, _, run = min(actions, key=lambda a: (a[0], a[1]))
+            run(due)
 
 
-def _due_actions(em: Emulator, clock_id: str | None) -> list[Action]:
+def _due_actions(em: Emulator, sub: dict[str, Any]) -> list[Action]:
     actions: list[Action] = []
-    for sub in em.store.all("subscription"):
-        if not _customer_in_scope(em, sub["customer"], clock_id):
-            continue
-        now = em.customer_now(sub["customer"])
-        internal = em.store.aux(sub["id"])
-        if sub["status"] == "incomplete":
-            due = sub["created"] + INCOMPLETE_TTL
-            if due <= now:
-                actions.append((due, 0, _bind(_expire_incomplete, em, sub)))
-            continue
-        if sub["status"] not in LIVE:
-            continue
+    now = em.customer_now(sub["customer"])
+    internal = em.store.aux(sub["id"])
+    if sub["status"] == "incomplete":
+        due = sub["created"] + INCOMPLETE_TTL
+        if due <= now:
+            actions.append((due, 0, _bind(_expire_incomplete, em, sub)))
+    elif sub["status"] in LIVE:
         end = sub["items"]["data"][0]["current_period_end"]
         upcoming = end - em.config.upcoming_days * 86400
         start = sub["items"]["data"][0]["current_period_start"]
@@ -82,10 +84,10 @@ def _due_actions(em: Emulator, clock_id: str | None) -> list[Action]:
             actions.append((upcoming, 1, _bind(_upcoming, em, sub)))
         elif end <= now:
             actions.append((end, 2, _bind(_renew, em, sub)))
-    for invoice in em.store.all("invoice"):
-        if not _customer_in_scope(em, invoice["customer"], clock_id):
+    for invoice_id in internal.get("invoices", ()):
+        invoice = em.store.get("invoice", invoice_id)
+        if invoice is None:
             continue
-        now = em.customer_now(invoice["customer"])
         if invoice["status"] == "draft" and invoice["automatically_finalizes_at"] is not None:
             due = invoice["automatically_finalizes_at"]
             if due <= now:
@@ -178,7 +180,7 @@ def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
     if lines:
         invoicing.set_lines(invoice, lines)
         invoice["automatically_finalizes_at"] = at + em.config.finalization_grace
-        em.store.put("invoice", invoice)
+        invoicing.save_invoice(em, invoice)
         sub["latest_invoice"] = invoice["id"]
         events.emit(em, "invoice.created", invoice)
     if ending:

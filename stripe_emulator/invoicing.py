@@ -141,6 +141,14 @@ def new_invoice(
     }
 
 
+def save_invoice(em: Emulator, invoice: dict[str, Any]) -> None:
+    """Store an invoice and index it under its subscription (for the billing cycle)."""
+    em.store.put("invoice", invoice)
+    sub_id = sub_id_of(invoice)
+    if sub_id:
+        em.store.aux(sub_id).setdefault("invoices", []).append(invoice["id"])
+
+
 def money(cents: Decimal | int, currency: str = "usd") -> str:
     value = Decimal(cents) / 100
     text = f"{value:,.2f}" if value == value.quantize(Decimal("0.01")) else f"{value:,f}"

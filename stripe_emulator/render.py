@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import StripeError, param_error
+from .store import clone
 
 Resolver = Callable[[str], dict[str, Any] | None]
 
@@ -36,7 +36,7 @@ _NOT_EXPANDABLE_IDS = {
 
 def present(obj: dict[str, Any], expand: Sequence[str] | None, resolve: Resolver) -> dict[str, Any]:
     """A deep copy of ``obj`` with ``expand`` paths expanded and includable fields hidden."""
-    out = copy.deepcopy(obj)
+    out: dict[str, Any] = clone(obj)
     for path in expand or ():
         _expand(out, path.split("."), path, resolve)
     _strip(out)
@@ -59,7 +59,7 @@ def _expand(node: Any, parts: list[str], path: str, resolve: Resolver) -> None:
         target = resolve(value)
         if target is None:
             return
-        node[field] = value = copy.deepcopy(target)
+        node[field] = value = clone(target)
     if value is None:
         return
     if isinstance(value, dict) and value.get("object") == "list" and rest[:1] == ["data"]:
@@ -82,15 +82,18 @@ def _cannot(path: str) -> StripeError:
 
 def _strip(node: Any) -> None:
     if isinstance(node, dict):
-        keep = node.pop(_KEEP, [])
-        for field in INCLUDABLE.get(str(node.get("object")), ()):
+        keep = node.pop(_KEEP, ())
+        fields = INCLUDABLE.get(str(node["object"]), ()) if "object" in node else ()
+        for field in fields:
             if field not in keep:
                 node.pop(field, None)
         for value in node.values():
-            _strip(value)
+            if isinstance(value, dict | list):
+                _strip(value)
     elif isinstance(node, list):
         for item in node:
-            _strip(item)
+            if isinstance(item, dict | list):
+                _strip(item)
 
 
 def list_page(

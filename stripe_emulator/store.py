@@ -6,7 +6,6 @@ bookkeeping that Stripe does not show lives in ``internal[id]``.
 
 from __future__ import annotations
 
-import copy
 import threading
 from typing import Any
 
@@ -143,5 +142,6 @@ class Store:
         return float(data.get("clock_offset", 0.0))
 
 
-def snapshot(obj: dict[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(obj)
+def clone(obj: Any) -> Any:
+    """A deep copy of JSON-shaped data (much faster than ``copy.deepcopy``)."""
+    return orjson.loads(orjson.dumps(obj))

@@ -334,7 +334,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     sub["latest_invoice"] = invoice["id"]
     em.store.put("subscription", sub)
     em.store.aux(sub_id)["cycle"] = cycle
-    em.store.put("invoice", invoice)
+    invoicing.save_invoice(em, invoice)
     events.emit(em, "customer.subscription.created", sub)
     events.emit(em, "invoice.created", invoice)
     invoicing.finalize(em, invoice, now)
@@ -483,7 +483,7 @@ def _final_invoice(em: Emulator, sub: dict[str, Any], now: int) -> None:
     if not lines:
         return
     invoicing.set_lines(invoice, lines)
-    em.store.put("invoice", invoice)
+    invoicing.save_invoice(em, invoice)
     sub["latest_invoice"] = invoice["id"]
     events.emit(em, "invoice.created", invoice)
     invoicing.finalize(em, invoice, now)
