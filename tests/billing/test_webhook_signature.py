@@ -106,9 +106,7 @@ async def test_a_v0_signature_alone_is_refused(app: AppClient) -> None:
 
 
 @pytest.mark.parametrize("skew", [-301, 301])
-async def test_a_timestamp_more_than_300_seconds_off_is_refused(
-    app: AppClient, skew: int
-) -> None:
+async def test_a_timestamp_more_than_300_seconds_off_is_refused(app: AppClient, skew: int) -> None:
     payload = an_event(app)
 
     assert_refused(await deliver(app, payload, timestamp=now_ts(app) + skew))
