@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
@@ -241,7 +241,7 @@ async def test_run_now_runs_one_job_and_reports_success(
     job_id = await add_job(sessions, clock)
     assert await runner.run_now(job_id, wait_seconds=5) is True
     assert (await load(sessions, job_id)).status == "done"
-    assert await runner.run_now(job_id, wait_seconds=5) is False  # already done
+    assert await runner.run_now(job_id, wait_seconds=5) is True  # already done: nothing runs
     assert await runner.run_now(job_id + 1000, wait_seconds=5) is False  # no such job
 
 
@@ -316,3 +316,46 @@ def test_registering_two_handlers_for_one_kind_is_refused() -> None:
     runner.register("greet", lambda job: asyncio.sleep(0))
     with pytest.raises(ValueError, match="already registered"):
         runner.register("greet", lambda job: asyncio.sleep(0))
+
+
+async def test_run_now_follows_a_job_another_process_is_running(
+    sessions: SessionFactory, clock: FrozenClock
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(job: JobContext) -> None:
+        await release.wait()
+
+    other_process = make_runner(sessions, clock)
+    other_process.register("greet", slow)
+    here = make_runner(sessions, clock)
+    here.register("greet", slow)
+    job_id = await add_job(sessions, clock)
+    await other_process.run_now(job_id, wait_seconds=0.01)  # claimed and running over there
+
+    assert await here.run_now(job_id, wait_seconds=0.05) is False  # still running: gives up
+    waiting = asyncio.create_task(here.run_now(job_id, wait_seconds=10))
+    release.set()
+    assert await waiting is True
+    assert (await load(sessions, job_id)).attempts == 1
+
+
+async def test_an_idle_poll_only_reads(
+    sessions: SessionFactory, clock: FrozenClock, settings: Settings
+) -> None:
+    statements: list[str] = []
+    engine = create_engine(settings)
+    idle_sessions = create_session_factory(engine)
+
+    def record(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement.lstrip().split()[0].upper())
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        runner = make_runner(idle_sessions, clock)
+        runner.register("greet", lambda job: asyncio.sleep(0))
+        await runner.run_once()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        await engine.dispose()
+    assert statements and set(statements) <= {"SELECT", "PRAGMA"}

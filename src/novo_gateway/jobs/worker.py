@@ -42,6 +42,7 @@ PENDING = "pending"
 RUNNING = "running"
 DONE = "done"
 MAX_ERROR_CHARS = 2000
+ELSEWHERE_POLL_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +121,17 @@ class JobRunner:
             ),
         )
 
+    async def _any_due(self) -> bool:
+        """A read-only look first, so an idle poll takes no write lock (SQLite has one)."""
+        async with session_scope(self._sessions) as session:
+            found = await session.scalar(select(Job.id).where(self._due()).limit(1))
+        return found is not None
+
     async def _claim(self, *, job_id: int | None = None, limit: int = 1) -> list[JobContext]:
         """Mark due jobs (or the one job `job_id` if due) running under a lease; return them."""
         if not self._handlers:
+            return []
+        if job_id is None and not await self._any_due():
             return []
         now = self._clock.now()
         async with session_scope(self._sessions) as session:
@@ -261,16 +270,29 @@ class JobRunner:
         """Run job `job_id` now if it is due (or wait for it if it runs here); True once done.
 
         Waits at most `wait_seconds`; the job keeps running in the background after that.
-        False also when it failed (it is then rescheduled) or runs in another process.
+        False also when it failed (it is then rescheduled) or is not due.
         """
         task = self._running.get(job_id)
         if task is None:
             claimed = await self._claim(job_id=job_id)
             if not claimed:
-                return False
+                return await self._wait_elsewhere(job_id, wait_seconds)
             task = self._track(claimed[0])
         done, _ = await asyncio.wait({task}, timeout=wait_seconds)
         return task in done and not task.cancelled() and task.exception() is None and task.result()
+
+    async def _wait_elsewhere(self, job_id: int, wait_seconds: float) -> bool:
+        """Follow a job another process runs (or ran) until it is done, no longer running, or
+        `wait_seconds` have passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_seconds):
+                while True:
+                    async with session_scope(self._sessions) as session:
+                        status = await session.scalar(select(Job.status).where(Job.id == job_id))
+                    if status != RUNNING:
+                        return status == DONE
+                    await asyncio.sleep(ELSEWHERE_POLL_SECONDS)
+        return False
 
     # --- Background loop ------------------------------------------------------------------------
 
