@@ -37,6 +37,9 @@ class EmulatorConfig:
     no_payment_method: Literal["succeed", "fail"] = "succeed"
     #: ``invoice.upcoming`` is sent this many days before a renewal.
     upcoming_days: int = 7
+    #: Idempotency results kept at most (oldest evicted first; Stripe keeps keys >= 24 h, this
+    #: bounds memory in long benchmarks). Keys older than 24 h are pruned regardless.
+    idempotency_max_keys: int = 100_000
     #: Lifetime of a v2 meter event session token, seconds.
     meter_event_session_ttl: int = 900
     #: When set, ``/_emulator`` endpoints require header ``X-Emulator-Token: <value>``.

@@ -33,7 +33,7 @@ class Emulator:
         self.store = Store()
         self.faults = FaultBook()
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_limit_burst)
-        self.idempotency = IdempotencyLayer(self.store)
+        self.idempotency = IdempotencyLayer(self.store, self.config.idempotency_max_keys)
         self.webhooks = WebhookDispatcher(self)
         self.router: Router = build_router()
         self.base_url = f"http://{self.config.host}:{self.config.port}"

@@ -35,8 +35,9 @@ class Replay:
 
 
 class IdempotencyLayer:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, max_keys: int = 100_000) -> None:
         self.store = store
+        self.max_keys = max(1, max_keys)
 
     def begin(self, key: str, fp: str, now: int, request_id: str) -> Replay | None:
         """Register ``key`` as in flight, or return the saved response to replay.
@@ -55,6 +56,7 @@ class IdempotencyLayer:
                 del self.store.idempotency[key]
                 entry = None
             if entry is None:
+                self._evict(now)
                 self.store.idempotency[key] = {
                     "state": "in_flight",
                     "fingerprint": fp,
@@ -92,6 +94,17 @@ class IdempotencyLayer:
                     headers=headers,
                 )
             )
+
+    def _evict(self, now: int) -> None:
+        """Drop expired keys from the oldest end, and the oldest beyond ``max_keys``."""
+        keys = self.store.idempotency
+        while keys:
+            oldest = next(iter(keys))
+            entry = keys[oldest]
+            if entry["created"] + KEY_TTL <= now or len(keys) >= self.max_keys:
+                del keys[oldest]
+            else:
+                break
 
     def finish(self, key: str, response: Response) -> None:
         with self.store.lock:

@@ -145,13 +145,17 @@ def ingest(
         "value": value,
         "timestamp": ts,
         "created": em.now(),
-        "payload": {str(k): str(v) for k, v in payload.items()},
         "source": source,
         "error": error,
         "canceled": False,
     }
     em.store.add_meter_event(record)
     return record
+
+
+def payload_strings(payload: dict[str, Any]) -> dict[str, str]:
+    """The payload as Stripe echoes it (string values)."""
+    return {str(k): str(v) for k, v in payload.items()}
 
 
 def _fail(strict: bool, code: str, param: str, message: str) -> str:

@@ -65,7 +65,7 @@ def _create_v1(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             "event_name": record["event_name"],
             "identifier": identifier,
             "livemode": False,
-            "payload": record["payload"],
+            "payload": metering.payload_strings(p["payload"]),
             "timestamp": record["timestamp"],
         },
     )
@@ -126,14 +126,14 @@ def _v2_timestamp(value: str | None) -> int | None:
         ) from exc
 
 
-def _v2_event(record: dict[str, Any]) -> dict[str, Any]:
+def _v2_event(record: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "object": "v2.billing.meter_event",
         "created": rfc3339(record["created"]),
         "event_name": record["event_name"],
         "identifier": record["identifier"],
         "livemode": False,
-        "payload": record["payload"],
+        "payload": metering.payload_strings(payload),
         "timestamp": rfc3339(record["timestamp"]),
     }
 
@@ -156,7 +156,7 @@ def _create_v2(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             400, dup.message, code="duplicate_meter_event", headers=dup.headers
         ) from dup
     metering.report_errors(em, [record])
-    return _v2_event(record)
+    return _v2_event(record, p["payload"])
 
 
 def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:

@@ -82,3 +82,16 @@ def test_keys_expire_after_24_hours(client: stripe.StripeClient, control: Contro
     second = client.v1.customers.create({"email": "b@example.com"}, {"idempotency_key": "key-5"})
     assert second.id != first.id
     assert "Idempotent-Replayed" not in second.last_response.headers
+
+
+def test_oldest_keys_are_evicted_beyond_the_configured_bound() -> None:
+    from stripe_emulator.http import Response
+    from stripe_emulator.idempotency import IdempotencyLayer
+    from stripe_emulator.store import Store
+
+    layer = IdempotencyLayer(Store(), max_keys=2)
+    for key in ("a", "b", "c"):
+        assert layer.begin(key, "fp", 0, "req_1") is None
+        layer.finish(key, Response(200, b"{}"))
+    assert list(layer.store.idempotency) == ["b", "c"]
+    assert layer.begin("c", "fp", 0, "req_2") is not None
