@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -220,3 +221,27 @@ def test_cost_per_call_finer_than_stripe_keeps_is_refused() -> None:
     pricing = Pricing(free_tier_calls=0, cost_per_call=Decimal("0.000000000000001"))
     with pytest.raises(SetupError, match="COST_PER_CALL"):
         pricing.tier_params()
+
+
+async def test_invoice_for_usage_past_the_free_tier_is_our_estimate_to_the_cent(
+    stripe_settings: Settings, stripe_billing: StripeBilling, emulator: Emulator
+) -> None:
+    result = await run_setup(stripe_settings, webhook_url=None)
+    customer = await stripe_billing.create_customer(
+        email="ada@example.com", name="Ada", account_id=1, idempotency_key="test-invoice"
+    )
+    sub = await stripe_billing.create_subscription(
+        customer_id=customer, price_id=result.price_id, account_id=1, idempotency_key="test-sub"
+    )
+    await stripe_billing.meter_event(
+        event_name="novo_api_calls",
+        customer_id=customer,
+        value=1500,
+        identifier="usage-1",
+        timestamp=sub.current_period_start or datetime.now(UTC),
+    )
+    preview = await stripe_billing.upcoming_invoice(customer, sub.id)
+
+    assert preview is not None
+    # 1000 free calls, then 500 at $0.001: $0.50, as the gateway's estimate says.
+    assert (preview.amount_due, preview.currency) == (50, "usd")
