@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+import stripe
 
 from stripe_emulator import EmulatorServer, run_in_thread
 from stripe_emulator.__main__ import parse_args
 
-from .helpers import sdk_client
+from .helpers import create_customer, create_meter, sdk_client, send_usage
 
 
 def test_run_in_thread_is_ready_in_under_a_second() -> None:
@@ -50,3 +52,18 @@ def test_state_file_keeps_objects_across_restarts(tmp_path: Path) -> None:
         customer = sdk.v1.customers.create({"email": "kept@example.com"})
     with EmulatorServer(port=0, state_file=state_file) as server, sdk_client(server.url) as sdk:
         assert sdk.v1.customers.retrieve(customer.id).email == "kept@example.com"
+
+
+def test_state_file_keeps_usage_and_the_clock(tmp_path: Path) -> None:
+    state_file = str(tmp_path / "state.json")
+    with EmulatorServer(port=0, state_file=state_file) as server, sdk_client(server.url) as sdk:
+        meter = create_meter(sdk)
+        customer = create_customer(sdk, card=None)
+        send_usage(sdk, customer.id, 12, identifier="kept-1")
+        httpx.post(f"{server.url}/_emulator/clock/advance", json={"seconds": 3600})
+    with EmulatorServer(port=0, state_file=state_file) as server, sdk_client(server.url) as sdk:
+        state = httpx.get(f"{server.url}/_emulator/state").json()
+        assert state["totals"] == {customer.id: {meter.id: "12"}}
+        assert state["offset"] >= 3600
+        with pytest.raises(stripe.InvalidRequestError):
+            send_usage(sdk, customer.id, 12, identifier="kept-1")
