@@ -393,3 +393,22 @@ def test_backoff_grows_and_is_capped() -> None:
     assert max(delays) <= webhooks.BACKOFF_MAX_SECONDS * 1.2
     assert webhooks.backoff_seconds(1, retry_after=90) >= 90
     assert timedelta(seconds=delays[5]) > timedelta(seconds=delays[0])
+
+
+async def test_a_new_subscriptions_events_are_not_judged_by_the_old_ones_times(
+    app: AppClient,
+) -> None:
+    t = now_ts(app)
+    account = await make_account(
+        app,
+        status="canceled",
+        subscription_id="sub_old",
+        subscription_state_at=datetime.fromtimestamp(t + 100, UTC),
+    )
+    created = sub_event(app, "active", event_type="customer.subscription.created", sub_id="sub_new")
+    await deliver(app, created)
+
+    await deliver(app, sub_event(app, "past_due", created=t + 10, sub_id="sub_new"))
+
+    user = await load_user(app, account.user_id)
+    assert (user.subscription_id, user.subscription_status) == ("sub_new", "past_due")

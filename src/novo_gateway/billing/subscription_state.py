@@ -34,6 +34,8 @@ def apply_subscription(
             user.past_due_since = min(state_at, now) if state_at is not None else now
     else:
         user.past_due_since = None
+    if user.subscription_id != info.id:
+        user.subscription_state_at = None  # another subscription: its own order of events
     user.subscription_id = info.id
     user.subscription_status = info.status
     user.current_period_start = info.current_period_start
