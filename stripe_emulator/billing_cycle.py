@@ -14,7 +14,7 @@ import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import events, invoicing
+from . import events, invoice_shapes, invoicing
 from .periods import add_interval
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def preview_invoice(em: Emulator, sub: dict[str, Any], at: int) -> dict[str, Any
     end = sub["items"]["data"][0]["current_period_end"]
     ends = bool(sub["cancel_at_period_end"])
     following = next_period_end(sub, internal)
-    invoice = invoicing.new_invoice(
+    invoice = invoice_shapes.new_invoice(
         em,
         sub,
         customer,
@@ -164,7 +164,7 @@ def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
         "items": copy.deepcopy(sub["items"]),
         "latest_invoice": sub["latest_invoice"],
     }
-    invoice = invoicing.new_invoice(
+    invoice = invoice_shapes.new_invoice(
         em,
         sub,
         customer,
@@ -218,7 +218,7 @@ def refresh_usage(em: Emulator, invoice: dict[str, Any], sub: dict[str, Any]) ->
             continue
         qty = invoicing.usage_quantity(em, price, sub["customer"], window[0], window[1])
         item_id = line["parent"]["subscription_item_details"]["subscription_item"]
-        fresh = invoicing.make_line(
+        fresh = invoice_shapes.make_line(
             em,
             invoice["id"],
             sub["id"],

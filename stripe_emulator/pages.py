@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from .http import Response
-from .invoicing import money
+from .invoice_shapes import money
 from .periods import format_day
 
 if TYPE_CHECKING:

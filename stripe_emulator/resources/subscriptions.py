@@ -6,8 +6,8 @@ import copy
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .. import events, invoicing, payments
-from ..errors import StripeError, card_declined, invalid, missing_param
+from .. import events, invoice_shapes, invoicing, payments
+from ..errors import card_declined, invalid, missing_param
 from ..ids import new_id
 from ..periods import add_interval
 from ..wire import (
@@ -24,7 +24,7 @@ from ..wire import (
     in_range,
     validate,
 )
-from .common import diff, merge_metadata, not_found_in_params, page, show
+from .common import merge_metadata, not_found_in_params, page, show
 
 if TYPE_CHECKING:
     from ..emulator import Emulator
@@ -68,18 +68,6 @@ CREATE = {
     "currency": Str(),
     "billing_mode": Unsupported(),
     "backdate_start_date": Unsupported(),
-}
-UPDATE = {
-    **COMMON,
-    "items": List(Obj({**ITEM, "id": Str(), "deleted": Bool(), "clear_usage": Bool()})),
-    "cancellation_details": Obj({"comment": Str(emptyable=True), "feedback": Str()}),
-    "billing_cycle_anchor": Unsupported(),
-    "pause_collection": Unsupported(),
-}
-CANCEL = {
-    "invoice_now": Bool(),
-    "prorate": Bool(),
-    "cancellation_details": Obj({"comment": Str(emptyable=True), "feedback": Str()}),
 }
 STATUSES = (
     "active",
@@ -131,7 +119,7 @@ def plan_of(price: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _price(em: Emulator, price_id: str | None, param: str) -> dict[str, Any]:
+def recurring_price(em: Emulator, price_id: str | None, param: str) -> dict[str, Any]:
     if not price_id:
         raise missing_param(param)
     price = em.store.get("price", price_id)
@@ -151,7 +139,7 @@ def _price(em: Emulator, price_id: str | None, param: str) -> dict[str, Any]:
     return price
 
 
-def _make_item(
+def make_item(
     em: Emulator,
     sub_id: str,
     price: dict[str, Any],
@@ -185,7 +173,7 @@ def _make_item(
     return item
 
 
-def _check_intervals(items: list[dict[str, Any]]) -> None:
+def check_items(items: list[dict[str, Any]]) -> None:
     keys = {
         (
             i["price"]["currency"],
@@ -204,7 +192,7 @@ def _check_intervals(items: list[dict[str, Any]]) -> None:
         raise invalid("Cannot add multiple subscription items with the same plan.", param="items")
 
 
-def _check_pm(em: Emulator, customer_id: str, pm_id: str | None) -> None:
+def check_payment_method(em: Emulator, customer_id: str, pm_id: str | None) -> None:
     if pm_id is None:
         return
     pm = em.store.get("payment_method", pm_id)
@@ -224,8 +212,10 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     specs = p.get("items") or []
     if not specs:
         raise missing_param("items")
-    prices = [_price(em, s.get("price"), f"items[{i}][price]") for i, s in enumerate(specs)]
-    _check_pm(em, customer["id"], p.get("default_payment_method"))
+    prices = [
+        recurring_price(em, s.get("price"), f"items[{i}][price]") for i, s in enumerate(specs)
+    ]
+    check_payment_method(em, customer["id"], p.get("default_payment_method"))
     collection = p.get("collection_method", "charge_automatically")
     if collection == "send_invoice" and p.get("days_until_due") is None:
         raise missing_param("days_until_due")
@@ -238,10 +228,10 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     end = add_interval(anchor, rec["interval"], rec["interval_count"] * cycle)
     sub_id = new_id("sub", 24)
     items = [
-        _make_item(em, sub_id, price, spec, now, end, now)
+        make_item(em, sub_id, price, spec, now, end, now)
         for price, spec in zip(prices, specs, strict=True)
     ]
-    _check_intervals(items)
+    check_items(items)
     sub: dict[str, Any] = {
         "id": sub_id,
         "object": "subscription",
@@ -298,7 +288,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
         "trial_start": None,
     }
-    invoice = invoicing.new_invoice(
+    invoice = invoice_shapes.new_invoice(
         em,
         sub,
         customer,
@@ -317,7 +307,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     for item in items:
         if item["price"]["recurring"]["usage_type"] == "metered":
             lines.append(
-                invoicing.make_line(
+                invoice_shapes.make_line(
                     em, invoice["id"], sub_id, item["id"], item["price"], 0, now, end
                 )
             )
@@ -346,149 +336,6 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
 def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
     return show(em, req, em.store.require("subscription", req.arg("id")))
-
-
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
-    p = validate(req.params, UPDATE)
-    sub = em.store.require("subscription", req.arg("id"))
-    if sub["status"] in ("canceled", "incomplete_expired") and set(p) - {
-        "metadata",
-        "cancellation_details",
-        "expand",
-    }:
-        raise invalid(
-            "A canceled subscription can only update its cancellation_details and metadata."
-        )
-    before = copy.deepcopy(sub)
-    now = em.customer_now(sub["customer"])
-    if "default_payment_method" in p:
-        _check_pm(em, sub["customer"], p["default_payment_method"])
-        sub["default_payment_method"] = p["default_payment_method"]
-    for key in ("cancel_at_period_end", "description", "days_until_due", "collection_method"):
-        if key in p:
-            sub[key] = p[key]
-    if p.get("cancel_at_period_end"):
-        sub["canceled_at"] = now
-        sub["cancel_at"] = sub["items"]["data"][0]["current_period_end"]
-    elif p.get("cancel_at_period_end") is False:
-        sub["canceled_at"] = None
-        sub["cancel_at"] = None
-    if "metadata" in p:
-        sub["metadata"] = merge_metadata(sub["metadata"], p["metadata"])
-    if "cancellation_details" in p:
-        sub["cancellation_details"].update(p["cancellation_details"] or {})
-    if "items" in p:
-        _update_items(em, sub, p["items"], now)
-    changes = diff(before, sub)
-    if changes:
-        events.emit(em, "customer.subscription.updated", sub, changes)
-    return show(em, req, sub)
-
-
-def _update_items(em: Emulator, sub: dict[str, Any], specs: list[dict[str, Any]], now: int) -> None:
-    internal = em.store.aux(sub["id"])
-    items: list[dict[str, Any]] = sub["items"]["data"]
-    current = items[0] if items else None
-    start = current["current_period_start"] if current else now
-    end = current["current_period_end"] if current else now
-    by_id = {item["id"]: item for item in items}
-    for i, spec in enumerate(specs):
-        item_id = spec.get("id")
-        if item_id is not None and item_id not in by_id:
-            raise not_found_in_params("subscription_item", item_id, f"items[{i}][id]")
-        if item_id is None:
-            price = _price(em, spec.get("price"), f"items[{i}][price]")
-            item = _make_item(em, sub["id"], price, spec, start, end, now)
-            em.store.aux(item["id"])["usage_from"] = now
-            items.append(item)
-            by_id[item["id"]] = item
-            continue
-        item = by_id[item_id]
-        if spec.get("deleted"):
-            _retire(em, internal, item, now, bool(spec.get("clear_usage")))
-            items.remove(item)
-            continue
-        if spec.get("price") and spec["price"] != item["price"]["id"]:
-            price = _price(em, spec["price"], f"items[{i}][price]")
-            _retire(em, internal, item, now, bool(spec.get("clear_usage")))
-            item["price"], item["plan"] = copy.deepcopy(price), plan_of(price)
-            em.store.aux(item["id"])["usage_from"] = now + 1
-            if price["recurring"]["usage_type"] == "metered":
-                item.pop("quantity", None)
-            else:
-                item.setdefault("quantity", 1)
-        if spec.get("quantity") is not None and "quantity" in item:
-            item["quantity"] = spec["quantity"]
-        if "metadata" in spec:
-            item["metadata"] = merge_metadata(item["metadata"], spec["metadata"])
-    if not items:
-        raise invalid("A subscription must have at least one active plan.", param="items")
-    _check_intervals(items)
-    sub["items"]["total_count"] = len(items)
-
-
-def _retire(
-    em: Emulator, internal: dict[str, Any], item: dict[str, Any], now: int, clear_usage: bool
-) -> None:
-    """A metered item leaving mid-period still bills its usage so far (unless cleared)."""
-    if item["price"]["recurring"]["usage_type"] != "metered" or clear_usage:
-        return
-    internal.setdefault("removed_items", []).append(
-        {
-            "id": item["id"],
-            "price": copy.deepcopy(item["price"]),
-            "removed_at": now,
-            "usage_until": now + 1,
-            "usage_from": em.store.aux(item["id"]).get("usage_from", item["current_period_start"]),
-        }
-    )
-
-
-def _cancel(em: Emulator, req: ApiRequest) -> dict[str, Any]:
-    p = validate(req.params, CANCEL)
-    sub = em.store.require("subscription", req.arg("id"))
-    if sub["status"] in ("canceled", "incomplete_expired"):
-        raise StripeError(
-            400, "This subscription has already been canceled.", code="resource_missing", param="id"
-        )
-    now = em.customer_now(sub["customer"])
-    if "cancellation_details" in p:
-        sub["cancellation_details"].update(p["cancellation_details"] or {})
-    if p.get("invoice_now"):
-        _final_invoice(em, sub, now)
-    sub["canceled_at"] = now
-    invoicing.end_subscription(em, sub, now, reason="cancellation_requested")
-    return show(em, req, sub)
-
-
-def _final_invoice(em: Emulator, sub: dict[str, Any], now: int) -> None:
-    customer = em.store.require("customer", sub["customer"])
-    start = sub["items"]["data"][0]["current_period_start"]
-    invoice = invoicing.new_invoice(
-        em,
-        sub,
-        customer,
-        billing_reason="subscription_cycle",
-        period_start=start,
-        period_end=now,
-        created=now,
-    )
-    # usage up to and including the cancellation second
-    lines = invoicing.subscription_lines(
-        em, sub, invoice["id"], usage=(start, now + 1), advance=None
-    )
-    for line in lines:
-        line["period"]["end"] = now
-    em.store.aux(sub["id"])["removed_items"] = []
-    if not lines:
-        return
-    invoicing.set_lines(invoice, lines)
-    invoicing.save_invoice(em, invoice)
-    sub["latest_invoice"] = invoice["id"]
-    events.emit(em, "invoice.created", invoice)
-    invoicing.finalize(em, invoice, now)
-    if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
-        invoicing.attempt_payment(em, invoice, now, automatic=False)
 
 
 def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
@@ -538,7 +385,5 @@ def register(router: Router) -> None:
     router.post("/v1/subscriptions", _create)
     router.get("/v1/subscriptions", _list)
     router.get("/v1/subscriptions/{id}", _retrieve)
-    router.post("/v1/subscriptions/{id}", _update)
-    router.delete("/v1/subscriptions/{id}", _cancel)
     router.get("/v1/subscription_items", _item_list)
     router.get("/v1/subscription_items/{id}", _item_retrieve)

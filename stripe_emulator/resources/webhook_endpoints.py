@@ -54,10 +54,6 @@ def _check(p: dict[str, Any]) -> None:
                 )
 
 
-def _public(endpoint: dict[str, Any]) -> dict[str, Any]:
-    return endpoint
-
-
 def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     _check(p)
