@@ -55,7 +55,7 @@ async def register(body: RegisterRequest, runtime: RuntimeDep) -> RegisterRespon
             now=runtime.clock.now(),
         )
     user = await await_provisioning(
-        runtime.jobs, runtime.sessions, user_id=created.user.id, job_id=created.job.id
+        runtime.jobs, runtime.sessions, user=created.user, job_id=created.job.id
     )
     return RegisterResponse(
         message="User registered successfully",
