@@ -58,6 +58,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         webhook_retry_base=args.webhook_retry_base,
         webhook_retry_max=args.webhook_retry_max,
         webhook_timeout=args.webhook_timeout,
+        webhook_signature_clock=args.webhook_signature_clock,
         finalization_grace=args.finalization_grace,
         no_payment_method=args.no_payment_method,
         dunning_final_status=args.dunning_final_status,

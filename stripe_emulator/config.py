@@ -26,6 +26,9 @@ class EmulatorConfig:
     webhook_retry_base: float = 1.0
     webhook_retry_max: float = 300.0
     webhook_timeout: float = 10.0
+    #: Clock for the signature's ``t=``: real ``wall`` time (default; what receivers' tolerance
+    #: checks expect) or the ``emulator``'s global clock (for receivers on a moved clock).
+    webhook_signature_clock: Literal["wall", "emulator"] = "wall"
     #: Seconds a renewal invoice stays draft after the period ends before it is finalized and
     #: paid (Stripe's default one hour; late usage with a timestamp inside the period counts).
     finalization_grace: int = 3600

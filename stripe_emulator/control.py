@@ -25,6 +25,7 @@ RUNTIME_SETTINGS = {
     "webhook_max_attempts": (int,),
     "webhook_retry_base": (float,),
     "webhook_retry_max": (float,),
+    "webhook_signature_clock": (str,),
     "finalization_grace": (int,),
     "no_payment_method": (str,),
     "dunning_final_status": (str,),
@@ -118,8 +119,17 @@ def add_fault(em: Emulator, data: dict[str, Any]) -> Response:
     return json_response({"id": fault.id, "faults": em.faults.describe()})
 
 
+CHOICES = {
+    "no_payment_method": ("succeed", "fail"),
+    "dunning_final_status": ("canceled", "unpaid", "past_due"),
+    "webhook_signature_clock": ("wall", "emulator"),
+}
+
+
 def configure(em: Emulator, data: dict[str, Any]) -> Response:
     for key, value in data.items():
+        if key in CHOICES and value not in CHOICES[key]:
+            return _error(400, f"{key} must be one of {', '.join(CHOICES[key])}.")
         types = RUNTIME_SETTINGS.get(key)
         if types is None:
             return _error(400, f"Unknown setting {key}; settable: {', '.join(RUNTIME_SETTINGS)}.")

@@ -154,7 +154,8 @@ class WebhookDispatcher:
             delivery = deliveries[job.delivery] if job.delivery < len(deliveries) else None
         if secret is None or delivery is None or delivery["endpoint"] != job.target:
             return
-        timestamp = int(time.time())
+        wall = em.config.webhook_signature_clock == "wall"
+        timestamp = int(time.time()) if wall else em.clock.now()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,

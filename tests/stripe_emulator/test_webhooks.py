@@ -151,3 +151,19 @@ def test_thin_events_go_to_event_destinations(
     received = receiver.bodies()[0]
     notification = client.parse_event_notification(received.body, received.signature, secret)
     assert notification.type == "v1.billing.meter.error_report_triggered"
+
+
+def test_signature_can_use_the_emulator_clock(
+    client: stripe.StripeClient, receiver: WebhookReceiver, control: Control
+) -> None:
+    control.configure(webhook_signature_clock="emulator")
+    now = control.advance(86400)
+    endpoint = _endpoint(client, receiver.url)
+    client.v1.customers.create({})
+    assert receiver.wait_for(lambda got: len(got) == 1)
+    received = receiver.bodies()[0]
+    stamp = int(received.signature.split(",")[0][2:])
+    assert abs(stamp - now) < 5
+    stripe.WebhookSignature.verify_header(
+        received.body.decode(), received.signature, endpoint.secret, tolerance=None
+    )
