@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_client import MeterEvent, StripeBilling
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from tests.billing.conftest import Emulator
@@ -58,10 +58,12 @@ async def use(stripe: StripeBilling, emulator: Emulator, account: Account, calls
     assert account.customer_id is not None
     await stripe.meter_event(
         event_name="novo_api_calls",
-        customer_id=account.customer_id,
-        value=calls,
-        identifier=f"nvr_test_{account.user_id}_{calls}_{emulator.now()}",
-        timestamp=datetime.fromtimestamp(emulator.now()).astimezone(),
+        event=MeterEvent(
+            identifier=f"nvr_test_{account.user_id}_{calls}_{emulator.now()}",
+            customer_id=account.customer_id,
+            value=calls,
+            timestamp=datetime.fromtimestamp(emulator.now()).astimezone(),
+        ),
     )
 
 

@@ -251,3 +251,46 @@ async def test_an_unacknowledged_report_past_24_hours_is_checked_before_any_rese
     assert emulator.total(ada[2], meter_id) == 6
     [report] = await ledger.reports()
     assert report.status == "sent" and "summaries" in (report.last_error or "")
+
+
+async def test_the_v2_stream_reports_in_batches_with_exact_totals(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_stripe_settings: Callable[..., Settings],
+) -> None:
+    settings = make_stripe_settings(stripe_meter_api="v2")
+    customers = [await ledger.customer(stripe_billing, f"c{i}@example.com") for i in range(130)]
+    for user_id, key_id, _ in customers:
+        await ledger.record(user_id, key_id, 3)
+    reporter = UsageReporter(ledger.sessions, stripe_billing, settings, Clock())
+
+    run = await reporter.drain(max_seconds=60)
+
+    assert run.sent == 130 and run.dead == 0
+    assert {e["source"] for e in emulator.state()["meter_events"]} == {"v2_stream"}
+    for _, _, customer_id in customers:
+        assert emulator.total(customer_id, meter_id) == 3
+    assert_no_identifier_twice(emulator)
+
+
+async def test_the_v2_stream_survives_faults_and_resends_without_doubling(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_stripe_settings: Callable[..., Settings],
+) -> None:
+    settings = make_stripe_settings(stripe_meter_api="v2")
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 12)
+    emulator.fault("drop", "/v2/billing/meter_event_stream", count=1)
+    emulator.fault("500", "/v2/billing/meter_event_stream", count=1)
+
+    run = await UsageReporter(
+        ledger.sessions, stripe_billing, settings, Clock(), max_backoff_seconds=0.01
+    ).drain(max_seconds=30)
+
+    assert run.sent == 1 and run.retried == 2
+    assert emulator.total(ada[2], meter_id) == 12

@@ -17,7 +17,7 @@ from novo_gateway.billing.setup import (
     SetupError,
     setup_stripe,
 )
-from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_client import MeterEvent, StripeBilling
 from novo_gateway.config import Settings
 from tests.billing.conftest import Emulator
 
@@ -235,10 +235,12 @@ async def test_invoice_for_usage_past_the_free_tier_is_our_estimate_to_the_cent(
     )
     await stripe_billing.meter_event(
         event_name="novo_api_calls",
-        customer_id=customer,
-        value=1500,
-        identifier="usage-1",
-        timestamp=sub.current_period_start or datetime.now(UTC),
+        event=MeterEvent(
+            identifier="usage-1",
+            customer_id=customer,
+            value=1500,
+            timestamp=sub.current_period_start or datetime.now(UTC),
+        ),
     )
     preview = await stripe_billing.upcoming_invoice(customer, sub.id)
 

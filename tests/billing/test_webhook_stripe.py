@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_client import MeterEvent, StripeBilling
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
@@ -182,10 +182,12 @@ async def test_stripes_meter_error_report_is_read_in_full_and_marks_the_report(
         )
     await stripe_billing.meter_event(
         event_name="novo_api_calls",
-        customer_id="cus_does_not_exist",
-        value=3,
-        identifier="nvr_test_unknown_customer",
-        timestamp=now,
+        event=MeterEvent(
+            identifier="nvr_test_unknown_customer",
+            customer_id="cus_does_not_exist",
+            value=3,
+            timestamp=now,
+        ),
     )
     page = await stripe_billing.call(stripe_billing.sdk.v2.core.events.list_async)
     [thin] = [e.to_dict() for e in page.data]

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
+from novo_gateway.billing.stripe_client import DuplicateMeterEvent, MeterEvent, StripeBilling
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
@@ -124,10 +124,7 @@ class Reconciler:
         try:
             await self._stripe.meter_event(
                 event_name=self._settings.stripe_meter_event_name,
-                customer_id=drift.customer_id,
-                value=int(drift.drift),
-                identifier=identifier,
-                timestamp=timestamp,
+                event=MeterEvent(identifier, drift.customer_id, int(drift.drift), timestamp),
             )
         except DuplicateMeterEvent:
             return False

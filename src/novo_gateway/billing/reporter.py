@@ -39,6 +39,7 @@ from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.stripe_client import (
     DuplicateMeterEvent,
+    MeterEvent,
     StripeBilling,
     StripeFailure,
     StripeRejected,
@@ -198,13 +199,15 @@ class UsageReporter:
         await session.flush()
 
     async def send_due(self, run: ReporterRun) -> None:
-        """Send every report that is due, one meter event each."""
+        """Send every report that is due: one meter event each (v1), or batches of 100 (v2)."""
+        stream = self._settings.stripe_meter_api == "v2"
         while not self._stopping:
             due = await self._due_ids()
-            for report_id in due:
+            batches = [due] if stream and due else [[report_id] for report_id in due]
+            for batch in batches:
                 if self._stopping or not await self._lease.acquire():
                     return
-                await self._send(report_id, run)
+                await self._send(batch, run)
             if len(due) < SEND_BATCH:
                 return
 
@@ -233,55 +236,76 @@ class UsageReporter:
                 )
             return ids
 
-    async def _send(self, report_id: str, run: ReporterRun) -> None:
+    async def _send(self, report_ids: list[str], run: ReporterRun) -> None:
+        """Send these reports in one Stripe call and record the outcome, in one transaction."""
         async with session_scope(self._sessions) as session:
             query = select(UsageReport).where(
-                UsageReport.id == report_id, UsageReport.status == "pending"
+                UsageReport.id.in_(report_ids), UsageReport.status == "pending"
             )
             if session.get_bind().dialect.name == "postgresql":
-                # A second reporter (should the lease ever overlap) skips a report being sent.
+                # A second reporter (should the lease ever overlap) skips reports being sent.
                 query = query.with_for_update(skip_locked=True)
-            report = await session.scalar(query)
-            if report is None:
-                return
             now = self._clock.now()
-            if report.event_timestamp < now - STRIPE_MAX_EVENT_AGE:
-                report.status, report.last_error = "expired", "older than Stripe accepts (35 days)"
-                run.expired += 1
+            ready = [
+                report
+                for report in (await session.scalars(query)).all()
+                if await self._still_to_send(session, report, now, run)
+            ]
+            if not ready:
                 return
-            first = report.first_attempt_at
-            past_dedup_window = first is not None and now - first > STRIPE_DEDUP_WINDOW
-            if past_dedup_window and await self._stripe_holds(session, report):
-                self._mark_sent(report, now, note="found in Stripe's meter summaries")
-                run.sent += 1
-                return
-            report.attempts += 1
+            for report in ready:
+                report.attempts += 1
             failpoints.hit("reporter.before_send")
             try:
-                await self._stripe.meter_event(
-                    event_name=self._settings.stripe_meter_event_name,
-                    customer_id=report.stripe_customer_id,
-                    value=report.units,
-                    identifier=report.id,
-                    timestamp=report.event_timestamp,
-                )
+                await self._deliver(ready)
             except DuplicateMeterEvent:
-                self._mark_sent(report, now, note="Stripe already held this report")
-                run.sent += 1
+                for report in ready:
+                    self._mark_sent(report, now, note="Stripe already held this report")
+                run.sent += len(ready)
             except StripeFailure as exc:
-                delay = self._backoff(report.attempts, exc.retry_after)
-                report.next_attempt_at = now + timedelta(seconds=delay)
-                report.last_error = str(exc)[:1000]
-                run.retried += 1
-                log.warning("report %s not sent, retrying in %.1fs: %s", report.id, delay, exc)
+                for report in ready:
+                    delay = self._backoff(report.attempts, exc.retry_after)
+                    report.next_attempt_at = now + timedelta(seconds=delay)
+                    report.last_error = str(exc)[:1000]
+                run.retried += len(ready)
+                log.warning("%d reports not sent, will retry: %s", len(ready), exc)
             except StripeRejected as exc:
-                report.status, report.last_error = "dead", str(exc)[:1000]
-                run.dead += 1
-                log.error("report %s refused by Stripe: %s", report.id, exc)
+                for report in ready:
+                    report.status, report.last_error = "dead", str(exc)[:1000]
+                run.dead += len(ready)
+                log.error("%d reports refused by Stripe: %s", len(ready), exc)
             else:
                 failpoints.hit("reporter.after_answer")
-                self._mark_sent(report, now)
-                run.sent += 1
+                for report in ready:
+                    self._mark_sent(report, now)
+                run.sent += len(ready)
+
+    async def _still_to_send(
+        self, session: AsyncSession, report: UsageReport, now: datetime, run: ReporterRun
+    ) -> bool:
+        """False for a report too old for Stripe, or one Stripe turns out to hold already."""
+        if report.event_timestamp < now - STRIPE_MAX_EVENT_AGE:
+            report.status, report.last_error = "expired", "older than Stripe accepts (35 days)"
+            run.expired += 1
+            return False
+        first = report.first_attempt_at
+        past_dedup_window = first is not None and now - first > STRIPE_DEDUP_WINDOW
+        if past_dedup_window and await self._stripe_holds(session, report):
+            self._mark_sent(report, now, note="found in Stripe's meter summaries")
+            run.sent += 1
+            return False
+        return True
+
+    async def _deliver(self, reports: list[UsageReport]) -> None:
+        event_name = self._settings.stripe_meter_event_name
+        events = [
+            MeterEvent(r.id, r.stripe_customer_id, r.units, r.event_timestamp) for r in reports
+        ]
+        if self._settings.stripe_meter_api == "v2":
+            await self._stripe.meter_event_stream(event_name=event_name, events=events)
+            return
+        [event] = events
+        await self._stripe.meter_event(event_name=event_name, event=event)
 
     async def _stripe_holds(self, session: AsyncSession, report: UsageReport) -> bool:
         """True when Stripe's summary for the report's minute covers it (checked past 24 h)."""
