@@ -31,6 +31,12 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--webhook-retry-max", type=float, default=defaults.webhook_retry_max)
     parser.add_argument("--webhook-timeout", type=float, default=defaults.webhook_timeout)
     parser.add_argument(
+        "--webhook-signature-clock",
+        choices=("wall", "emulator"),
+        default=defaults.webhook_signature_clock,
+        help="clock for the t= of Stripe-Signature",
+    )
+    parser.add_argument(
         "--finalization-grace",
         type=int,
         default=defaults.finalization_grace,
