@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import stripe
@@ -64,9 +65,10 @@ def test_concurrent_request_with_the_same_key_gets_409(
 
     thread = threading.Thread(target=slow)
     thread.start()
-    import time
-
-    time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while control.http.get("/_emulator/faults").json()["faults"][0]["matched"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     with pytest.raises(stripe.APIError) as info:
         client.v1.customers.create({"email": "a@example.com"}, {"idempotency_key": "key-4"})
     thread.join()
