@@ -167,6 +167,7 @@ def state(em: Emulator, args: dict[str, str]) -> dict[str, Any]:
             meter_event_counted=sum(
                 1 for r in store.meter_events if r["error"] is None and not r["canceled"]
             ),
+            meter_event_duplicate=store.counters.get("meter_event_duplicate", 0),
             event=len(store.events),
             thin_event=len(store.thin_events),
             idempotency_key=len(store.idempotency),

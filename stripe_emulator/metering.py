@@ -76,6 +76,7 @@ def ingest(
     """Validate and store one meter event; ``strict`` raises the synchronous errors (v1, v2
     create), otherwise every problem becomes an asynchronous error (v2 stream)."""
     if is_duplicate(em, identifier):
+        em.store.next_counter("meter_event_duplicate")
         raise DuplicateIdentifier(identifier)
     meter = active_meter(em, event_name)
     error: str | None = None

@@ -50,7 +50,9 @@ def test_duplicate_identifier_is_rejected_without_retry(
     assert info.value.http_status == 400
     assert info.value.user_message == "An event already exists with identifier dup."
     assert info.value.headers["Stripe-Should-Retry"] == "false"
-    assert control.state()["totals"][customer.id][meter.id] == "5"
+    state = control.state()
+    assert state["totals"][customer.id][meter.id] == "5"
+    assert state["counts"]["meter_event_duplicate"] == 1
 
 
 def test_identifier_can_be_reused_after_24_hours(
