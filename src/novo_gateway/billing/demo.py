@@ -134,6 +134,9 @@ def start_emulator(port: int, state_dir: Path) -> EmulatorProcess:
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
+            # Its own process group: a Ctrl-C in the terminal stops the gateway first, and we
+            # stop the emulator after it (the gateway may still talk to Stripe while stopping).
+            start_new_session=True,
             preexec_fn=_die_with_parent,  # runs before exec; `serve` has no threads yet
         )
     emulator = EmulatorProcess(url=url, process=process, log_path=log_path)
