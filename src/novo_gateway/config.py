@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     billable_status_max: int = Field(default=399, ge=100, le=599)
     usage_reporting_interval: int = Field(default=60_000, ge=100)
     reporter_lease_seconds: float = Field(default=30.0, ge=1)
+    reporter_max_backoff_seconds: float = Field(default=600.0, gt=0)
     cost_per_call: Decimal = Field(default=Decimal("0.001"), ge=0)
     free_tier_calls: int = Field(default=1000, ge=0)
 
@@ -77,6 +78,10 @@ class Settings(BaseSettings):
     # Origins a billing portal session may return to (empty: PUBLIC_URL, else localhost:PORT).
     portal_return_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # Dashboards. The operator dashboard (/admin) is open only to holders of this token
+    # (empty: /admin does not exist); at least 24 characters.
+    admin_token: str = Field(default="", repr=False)
+
     @field_validator(
         "trusted_proxies", "stripe_webhook_secret", "portal_return_origins", mode="before"
     )
@@ -90,6 +95,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 24:
+            raise ValueError("must be empty or at least 24 characters (a random secret)")
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

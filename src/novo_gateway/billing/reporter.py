@@ -95,7 +95,7 @@ class UsageReporter:
         clock: Clock,
         *,
         holder: str | None = None,
-        max_backoff_seconds: float = 600.0,
+        max_backoff_seconds: float | None = None,
     ) -> None:
         self._sessions = sessions
         self._stripe = stripe
@@ -108,7 +108,7 @@ class UsageReporter:
             holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
             ttl=settings.reporter_lease_seconds,
         )
-        self._max_backoff = max_backoff_seconds
+        self._max_backoff = max_backoff_seconds or settings.reporter_max_backoff_seconds
         self._stopping = False
         self._wake = asyncio.Event()
         self._running = False
