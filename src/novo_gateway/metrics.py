@@ -61,11 +61,19 @@ UPSTREAM_ERRORS: Final = Counter(
     ["kind"],
 )
 
+USAGE_REPORTS: Final = Counter(
+    "novo_usage_reports_total",
+    "Usage reports to Stripe by outcome: sent, retried (429/5xx/network), dead (refused), expired.",
+    ["outcome"],
+)
+
 # Known label values start at zero, so every series is visible before its first event.
 for _bucket in ("ip", "account"):
     RATE_LIMITED.labels(_bucket)
 for _kind in ("connect", "timeout", "pool", "stream"):
     UPSTREAM_ERRORS.labels(_kind)
+for _outcome in ("sent", "retried", "dead", "expired"):
+    USAGE_REPORTS.labels(_outcome)
 
 # Label children by (method, route, status): after the first request of a kind, recording is
 # one dictionary read and two updates.
@@ -118,6 +126,12 @@ def rate_limited(bucket: str) -> None:
 def upstream_error(kind: UpstreamErrorKind) -> None:
     """Count a failed upstream call."""
     UPSTREAM_ERRORS.labels(kind).inc()
+
+
+def usage_reports(outcome: str, count: int) -> None:
+    """Count usage reports by outcome (sent, retried, dead, expired)."""
+    if count > 0:
+        USAGE_REPORTS.labels(outcome).inc(count)
 
 
 def render() -> tuple[bytes, str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -294,3 +296,59 @@ async def test_the_v2_stream_survives_faults_and_resends_without_doubling(
 
     assert run.sent == 1 and run.retried == 2
     assert emulator.total(ada[2], meter_id) == 12
+
+
+async def test_report_outcomes_are_counted_in_the_metrics(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    def count(outcome: str) -> float:
+        labels = {"outcome": outcome}
+        return REGISTRY.get_sample_value("novo_usage_reports_total", labels) or 0.0
+
+    before = {o: count(o) for o in ("sent", "dead")}
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 2)
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    await ledger.record(ada[0], ada[1], 1, at=ahead)  # refused by Stripe: too far ahead
+
+    await make_reporter(FrozenClock(ahead)).run_once()
+
+    assert count("sent") == before["sent"] + 1
+    assert count("dead") == before["dead"] + 1
+
+
+async def test_stopping_hands_back_an_in_flight_report_within_a_bound(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_stripe_settings: Callable[..., Settings],
+) -> None:
+    """SIGTERM during a slow Stripe call: the runtime's bounded stop cancels, the report waits."""
+    settings = make_stripe_settings(usage_reporting_interval=100)
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 5)
+    emulator.fault("delay", "/v1/billing/meter_events", count=1, delay=3)
+    reporter = UsageReporter(ledger.sessions, stripe_billing, settings, Clock())
+    task = asyncio.create_task(reporter.run_forever())
+    for _ in range(200):
+        if any(f["matched"] for f in emulator.state(meter_events="false")["faults"]):
+            break
+        await asyncio.sleep(0.02)
+
+    await reporter.stop()
+    done, _ = await asyncio.wait([task], timeout=0.5)
+    if not done:  # the call in flight outlasts the bound: the runtime cancels it
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert [r.status for r in await ledger.reports()] == ["pending"]
+    successor = UsageReporter(ledger.sessions, stripe_billing, settings, Clock())
+    await asyncio.sleep(3.1)  # the held request completes at Stripe, as it would there
+    assert (await successor.drain(max_seconds=30)).dead == 0
+    assert emulator.total(ada[2], meter_id) == 5
+    assert_no_identifier_twice(emulator)

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway import failpoints
+from novo_gateway import failpoints, metrics
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
@@ -120,10 +120,14 @@ class UsageReporter:
         if not await self._lease.acquire():
             return None
         run = ReporterRun()
-        while not self._stopping and await self.claim(run) == CLAIM_BATCH:
-            pass
-        failpoints.hit("reporter.after_claim")
-        await self.send_due(run)
+        try:
+            while not self._stopping and await self.claim(run) == CLAIM_BATCH:
+                pass
+            failpoints.hit("reporter.after_claim")
+            await self.send_due(run)
+        finally:
+            for outcome in ("sent", "retried", "dead", "expired"):
+                metrics.usage_reports(outcome, getattr(run, outcome))
         return run
 
     async def claim(self, run: ReporterRun) -> int:
