@@ -17,7 +17,8 @@ from novo_gateway.billing.setup import (
     SetupError,
     setup_stripe,
 )
-from novo_gateway.billing.stripe_client import MeterEvent, StripeBilling
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.config import Settings
 from tests.billing.conftest import Emulator
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from novo_gateway.billing.setup import setup_stripe
-from novo_gateway.billing.stripe_client import DuplicateMeterEvent, MeterEvent, StripeBilling
+from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
+from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.config import Settings
 from tests.conftest import make_test_settings
 

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.billing.stripe_client import MeterEvent, StripeBilling
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope

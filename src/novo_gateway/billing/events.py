@@ -31,12 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.billing.stripe_client import (
-    StripeBilling,
-    StripeRejected,
-    SubscriptionInfo,
-    subscription_info,
-)
+from novo_gateway.billing.stripe_client import StripeBilling, StripeRejected
+from novo_gateway.billing.stripe_types import SubscriptionInfo, subscription_info
 from novo_gateway.billing.subscription_state import ENDED, apply_subscription, user_for_customer
 
 log = logging.getLogger("novo_gateway.billing.events")

@@ -27,7 +27,8 @@ from sqlalchemy import update
 from novo_gateway.accounts.models import User
 from novo_gateway.accounts.service import PROVISION_JOB
 from novo_gateway.billing.setup import PRICE_LOOKUP_KEY
-from novo_gateway.billing.stripe_client import StripeBilling, SubscriptionInfo
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_types import SubscriptionInfo
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope

@@ -16,7 +16,8 @@ from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.billing.stripe_client import DuplicateMeterEvent, MeterEvent, StripeBilling
+from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
+from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope

@@ -39,11 +39,11 @@ from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.stripe_client import (
     DuplicateMeterEvent,
-    MeterEvent,
     StripeBilling,
     StripeFailure,
     StripeRejected,
 )
+from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope

@@ -11,7 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.service import NO_SUBSCRIPTION, SETTING_UP, SubscriptionView
-from novo_gateway.billing.stripe_client import InvoiceInfo, UpcomingInvoice
+from novo_gateway.billing.stripe_types import InvoiceInfo, UpcomingInvoice
 
 
 class CamelModel(BaseModel):

@@ -19,14 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import User
 from novo_gateway.billing import portal
 from novo_gateway.billing.access import Standing, grace_ends, refusal
-from novo_gateway.billing.stripe_client import (
-    InvoiceInfo,
-    StripeBilling,
-    StripeFailure,
-    StripeRejected,
-    SubscriptionInfo,
-    UpcomingInvoice,
-)
+from novo_gateway.billing.stripe_client import StripeBilling, StripeFailure, StripeRejected
+from novo_gateway.billing.stripe_types import InvoiceInfo, SubscriptionInfo, UpcomingInvoice
 from novo_gateway.billing.subscription_state import ENDED, apply_subscription
 from novo_gateway.config import Settings
 from novo_gateway.errors import BadGateway, Conflict, GatewayError, ServiceUnavailable

@@ -22,14 +22,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from novo_gateway.billing.stripe_client import (
-    API_VERSION,
-    MeterInfo,
-    PriceInfo,
-    PriceTier,
-    StripeBilling,
-    StripeRejected,
-)
+from novo_gateway.billing.stripe_client import API_VERSION, StripeBilling, StripeRejected
+from novo_gateway.billing.stripe_types import MeterInfo, PriceInfo, PriceTier
 from novo_gateway.config import Settings
 
 DEFAULT_PRODUCT_ID = "prod_novo_api"

@@ -11,13 +11,30 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import stripe
 
+from novo_gateway.billing.stripe_types import (
+    InvoiceInfo,
+    MeterEvent,
+    MeterInfo,
+    PriceInfo,
+    ProductInfo,
+    SubscriptionInfo,
+    UpcomingInvoice,
+    WebhookEndpointInfo,
+    as_dict,
+    invoice_info,
+    meter_info,
+    price_info,
+    product_info,
+    subscription_info,
+    upcoming_invoice,
+    webhook_endpoint_info,
+)
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 
@@ -52,54 +69,6 @@ class SessionExpired(StripeRejected):
 
 class InvalidSignature(Exception):
     """A webhook whose signature, secret or timestamp does not check out."""
-
-
-@dataclass(frozen=True, slots=True)
-class MeterEvent:
-    """One usage report as a meter event: `identifier` makes a resend a no-op at Stripe."""
-
-    identifier: str
-    customer_id: str
-    value: int
-    timestamp: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SubscriptionInfo:
-    id: str
-    customer_id: str
-    status: str
-    current_period_start: datetime | None
-    current_period_end: datetime | None
-    cancel_at_period_end: bool
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceInfo:
-    id: str | None
-    number: str | None
-    status: str | None
-    amount_due: int
-    amount_paid: int
-    total: int
-    currency: str
-    created: datetime | None
-    period_start: datetime | None
-    period_end: datetime | None
-    pdf_url: str | None
-    hosted_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class MeterSummary:
-    customer_id: str
-    start: datetime
-    end: datetime
-    value: Decimal
-
-
-def _ts(value: int | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 class _RateLimit:
@@ -366,7 +335,7 @@ class StripeBilling:
     async def thin_event(self, event_id: str) -> dict[str, Any]:
         """A v2 event with its `data` (webhooks carry thin events without it)."""
         event = await self.call(self._client.v2.core.events.retrieve_async, event_id)
-        data: dict[str, Any] = _plain(event)
+        data: dict[str, Any] = as_dict(event)
         return data
 
     # --- Set-up and provisioning (billing/setup.py, billing/provisioning.py) --------------------
@@ -431,7 +400,7 @@ class StripeBilling:
             params={"active": True, "limit": 100},
         )
         async for config in page.auto_paging_iter():
-            metadata = _plain(config).get("metadata") or {}
+            metadata = as_dict(config).get("metadata") or {}
             if all(metadata.get(k) == v for k, v in marker.items()):
                 return str(config.id)
         return None
@@ -475,7 +444,7 @@ class StripeBilling:
             self._client.v1.customers.list_async, params={"email": email, "limit": 100}
         )
         async for customer in page.auto_paging_iter():
-            metadata = _plain(customer).get("metadata") or {}
+            metadata = as_dict(customer).get("metadata") or {}
             if metadata.get("novo_account_id") == str(account_id):
                 return str(customer.id)
         return None
@@ -509,45 +478,6 @@ def _should_retry(exc: stripe.StripeError) -> bool:
     return (headers.get("Stripe-Should-Retry") or headers.get("stripe-should-retry")) == "true"
 
 
-def _plain(obj: Any) -> Any:
-    """A plain dict: SDK objects are not dicts (no `.get`); webhook payloads already are."""
-    return obj.to_dict() if isinstance(obj, stripe.StripeObject) else obj
-
-
-def subscription_info(sub: Any) -> SubscriptionInfo:
-    sub = _plain(sub)
-    items = sub["items"]["data"] if sub.get("items") else []
-    first = items[0] if items else {}
-    return SubscriptionInfo(
-        id=str(sub["id"]),
-        customer_id=str(
-            sub["customer"] if isinstance(sub["customer"], str) else sub["customer"]["id"]
-        ),
-        status=str(sub["status"]),
-        current_period_start=_ts(first.get("current_period_start")),
-        current_period_end=_ts(first.get("current_period_end")),
-        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-    )
-
-
-def invoice_info(inv: Any) -> InvoiceInfo:
-    inv = _plain(inv)
-    return InvoiceInfo(
-        id=inv.get("id"),
-        number=inv.get("number"),
-        status=inv.get("status"),
-        amount_due=int(inv.get("amount_due") or 0),
-        amount_paid=int(inv.get("amount_paid") or 0),
-        total=int(inv.get("total") or 0),
-        currency=str(inv.get("currency") or "usd"),
-        created=_ts(inv.get("created")),
-        period_start=_ts(inv.get("period_start")),
-        period_end=_ts(inv.get("period_end")),
-        pdf_url=inv.get("invoice_pdf"),
-        hosted_url=inv.get("hosted_invoice_url"),
-    )
-
-
 def verify_webhook(
     payload: bytes, header: str | None, secrets: Sequence[str], now: float
 ) -> dict[str, Any]:
@@ -574,162 +504,3 @@ def verify_webhook(
             raise InvalidSignature("body is not JSON") from exc
         return event
     raise InvalidSignature("no signature matches")
-
-
-# --- Billing endpoints: the upcoming invoice -------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InvoiceLineInfo:
-    description: str | None
-    amount: int
-    quantity: int | None
-    period_start: datetime | None
-    period_end: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class UpcomingInvoice:
-    amount_due: int
-    total: int
-    currency: str
-    period_start: datetime | None
-    period_end: datetime | None
-    next_payment_attempt: datetime | None
-    lines: list[InvoiceLineInfo]
-
-
-def upcoming_invoice(preview: Any) -> UpcomingInvoice:
-    data = _plain(preview)
-    lines = (data.get("lines") or {}).get("data") or []
-    return UpcomingInvoice(
-        amount_due=int(data.get("amount_due") or 0),
-        total=int(data.get("total") or 0),
-        currency=str(data.get("currency") or "usd"),
-        period_start=_ts(data.get("period_start")),
-        period_end=_ts(data.get("period_end")),
-        next_payment_attempt=_ts(data.get("next_payment_attempt")),
-        lines=[
-            InvoiceLineInfo(
-                description=line.get("description"),
-                amount=int(line.get("amount") or 0),
-                quantity=line.get("quantity"),
-                period_start=_ts((line.get("period") or {}).get("start")),
-                period_end=_ts((line.get("period") or {}).get("end")),
-            )
-            for line in lines
-        ],
-    )
-
-
-# --- Set-up and provisioning: meters, products, prices, webhook endpoints -------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class MeterInfo:
-    id: str
-    event_name: str
-    status: str
-    formula: str
-    customer_payload_key: str
-    value_payload_key: str
-
-
-@dataclass(frozen=True, slots=True)
-class ProductInfo:
-    id: str
-    name: str
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class PriceTier:
-    """One graduated tier: `up_to` units (None: no limit) at `unit_amount` cents each."""
-
-    up_to: int | None
-    unit_amount: Decimal
-    flat_amount: Decimal = Decimal(0)
-
-
-@dataclass(frozen=True, slots=True)
-class PriceInfo:
-    id: str
-    product_id: str
-    lookup_key: str | None
-    active: bool
-    currency: str
-    interval: str | None
-    usage_type: str | None
-    meter_id: str | None
-    billing_scheme: str
-    tiers_mode: str | None
-    tiers: tuple[PriceTier, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookEndpointInfo:
-    id: str
-    url: str
-    status: str
-    enabled_events: tuple[str, ...]
-    secret: str | None = field(default=None, repr=False)
-
-
-def _decimal(exact: Any, whole: Any) -> Decimal:
-    if exact is not None:
-        return Decimal(str(exact))
-    return Decimal(int(whole or 0))
-
-
-def meter_info(meter: Any) -> MeterInfo:
-    data = _plain(meter)
-    return MeterInfo(
-        id=str(data["id"]),
-        event_name=str(data["event_name"]),
-        status=str(data.get("status") or "active"),
-        formula=str((data.get("default_aggregation") or {}).get("formula") or ""),
-        customer_payload_key=str((data.get("customer_mapping") or {}).get("event_payload_key")),
-        value_payload_key=str((data.get("value_settings") or {}).get("event_payload_key")),
-    )
-
-
-def product_info(product: Any) -> ProductInfo:
-    data = _plain(product)
-    return ProductInfo(id=str(data["id"]), name=str(data.get("name")), active=bool(data["active"]))
-
-
-def price_info(price: Any) -> PriceInfo:
-    data = _plain(price)
-    recurring = data.get("recurring") or {}
-    product = data.get("product")
-    return PriceInfo(
-        id=str(data["id"]),
-        product_id=str(product if isinstance(product, str) else (product or {}).get("id")),
-        lookup_key=data.get("lookup_key"),
-        active=bool(data.get("active")),
-        currency=str(data.get("currency")),
-        interval=recurring.get("interval"),
-        usage_type=recurring.get("usage_type"),
-        meter_id=recurring.get("meter"),
-        billing_scheme=str(data.get("billing_scheme")),
-        tiers_mode=data.get("tiers_mode"),
-        tiers=tuple(
-            PriceTier(
-                up_to=tier.get("up_to"),
-                unit_amount=_decimal(tier.get("unit_amount_decimal"), tier.get("unit_amount")),
-                flat_amount=_decimal(tier.get("flat_amount_decimal"), tier.get("flat_amount")),
-            )
-            for tier in data.get("tiers") or []
-        ),
-    )
-
-
-def webhook_endpoint_info(endpoint: Any) -> WebhookEndpointInfo:
-    data = _plain(endpoint)
-    return WebhookEndpointInfo(
-        id=str(data["id"]),
-        url=str(data["url"]),
-        status=str(data.get("status") or "enabled"),
-        enabled_events=tuple(data.get("enabled_events") or ()),
-        secret=data.get("secret"),
-    )

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
-from novo_gateway.billing.stripe_client import SubscriptionInfo
+from novo_gateway.billing.stripe_types import SubscriptionInfo
 
 # A subscription in one of these states is over for good (Stripe never revives it).
 ENDED: Final = frozenset({"canceled", "incomplete_expired"})
