@@ -9,10 +9,13 @@ from fastapi import FastAPI
 
 from novo_gateway import __version__
 from novo_gateway.accounts.routes import router as accounts_router
+from novo_gateway.admin.routes import router as admin_router
 from novo_gateway.billing.routes import router as billing_router
 from novo_gateway.billing.webhook_routes import router as webhook_router
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
+from novo_gateway.dashboard.assets import router as assets_router
+from novo_gateway.dashboard.routes import router as dashboard_router
 from novo_gateway.error_handlers import install_error_handlers
 from novo_gateway.gateway.middleware import MeteredPathMiddleware
 from novo_gateway.home.routes import router as home_router
@@ -54,6 +57,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         billing_router,
         webhook_router,
         novo_router,
+        dashboard_router,
+        admin_router,
+        assets_router,
     ):
         app.include_router(router)
 

@@ -1,0 +1,1 @@
+"""The operator dashboard (`/admin`): customers, the reporter and webhooks, for operators only."""

@@ -1,0 +1,310 @@
+"""Routes of the customer dashboard: sign in and out, the page, keys, subscription, portal.
+
+Pages are server-rendered HTML; every form is a POST with a CSRF token, answered with a
+redirect (303) back to the page, except key creation, whose answer shows the new key once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import RedirectResponse, Response
+
+from novo_gateway.accounts import service as accounts
+from novo_gateway.accounts.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
+from novo_gateway.accounts.schemas import normalise_email
+from novo_gateway.auth import get_login_throttle, limit_sign_in_by_ip
+from novo_gateway.billing import service as billing
+from novo_gateway.billing.routes import MESSAGES as SUBSCRIPTION_MESSAGES
+from novo_gateway.dashboard import service
+from novo_gateway.dashboard.auth import OptionalViewer, Viewer
+from novo_gateway.dashboard.forms import (
+    CsrfField,
+    EmailField,
+    KeyNameField,
+    PasswordField,
+    key_name,
+)
+from novo_gateway.dashboard.security import (
+    SESSION_COOKIE,
+    SIGN_IN_CSRF_COOKIE,
+    SIGN_IN_CSRF_SECONDS,
+    check_csrf,
+    check_same_origin,
+    clear_cookie,
+    new_sign_in_token,
+    set_cookie,
+)
+from novo_gateway.dashboard.templating import render
+from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.errors import GatewayError, Unauthorized
+from novo_gateway.keys import service as keys
+from novo_gateway.keys.schemas import KEY_NOTE
+from novo_gateway.keys.service import NewKey
+from novo_gateway.runtime import Runtime
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+HOME: Final = "/dashboard"
+SIGN_IN: Final = "/dashboard/login"
+MAX_ID: Final = 2**63 - 1
+
+NOTICES: Final[dict[str, str]] = {
+    "signed-out": "You are signed out.",
+    "expired": "Your session has ended. Please sign in again.",
+    "key-revoked": "The key is revoked: calls made with it are refused from now on.",
+}
+NOTICES.update({str(outcome): text for outcome, text in SUBSCRIPTION_MESSAGES.items()})
+
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _notice(request: Request) -> str | None:
+    return NOTICES.get(request.query_params.get("notice", ""))
+
+
+def _sign_in_page(
+    request: Request, runtime: Runtime, *, error: str | None = None, status_code: int = 200
+) -> Response:
+    """The sign-in form, with a fresh double-submit CSRF token in a cookie and the form."""
+    token = new_sign_in_token()
+    response = render(
+        runtime.settings,
+        "login.html",
+        {"csrf": token, "error": error, "notice": _notice(request), "email": ""},
+        status_code=status_code,
+    )
+    set_cookie(
+        response,
+        request,
+        runtime.settings,
+        name=SIGN_IN_CSRF_COOKIE,
+        value=token,
+        max_age=SIGN_IN_CSRF_SECONDS,
+        path="/",
+    )
+    return response
+
+
+async def _page(
+    request: Request,
+    session: Session,
+    runtime: Runtime,
+    viewer: Viewer,
+    *,
+    new_key: NewKey | None = None,
+    error: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    view = await service.dashboard(session, runtime, viewer.user)
+    context: dict[str, Any] = {
+        "view": view,
+        "csrf": viewer.csrf,
+        "notice": _notice(request),
+        "error": error,
+        "new_key": new_key,
+        "key_note": KEY_NOTE,
+    }
+    return render(runtime.settings, "dashboard.html", context, status_code=status_code)
+
+
+def _checked(request: Request, runtime: Runtime, viewer: Viewer | None, csrf: str) -> Viewer | None:
+    """The viewer of a form post, after the origin and CSRF checks; None when signed out."""
+    check_same_origin(request, runtime.settings)
+    if viewer is None:
+        return None
+    check_csrf(viewer.csrf, csrf)
+    return viewer
+
+
+@router.get("")
+async def dashboard_page(
+    request: Request, session: Session, runtime: RuntimeDep, viewer: OptionalViewer
+) -> Response:
+    if viewer is None:
+        return _redirect(SIGN_IN)
+    return await _page(request, session, runtime, viewer)
+
+
+@router.get("/login")
+async def sign_in_form(request: Request, runtime: RuntimeDep, viewer: OptionalViewer) -> Response:
+    if viewer is not None:
+        return _redirect(HOME)
+    return _sign_in_page(request, runtime)
+
+
+@router.post("/login", dependencies=[Depends(limit_sign_in_by_ip)])
+async def sign_in(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    email: EmailField = "",
+    password: PasswordField = "",
+    csrf: CsrfField = "",
+) -> Response:
+    check_same_origin(request, runtime.settings)
+    check_csrf(request.cookies.get(SIGN_IN_CSRF_COOKIE), csrf)
+    try:
+        if len(password) > PASSWORD_MAX_LENGTH or not password:
+            raise Unauthorized(accounts.INVALID_CREDENTIALS)
+        try:
+            address = normalise_email(email)
+        except ValueError:
+            raise Unauthorized(accounts.INVALID_CREDENTIALS) from None
+        result = await accounts.login(
+            session,
+            get_login_throttle(runtime),
+            email=address,
+            password=password,
+            now=runtime.clock.now(),
+            ttl_seconds=runtime.settings.session_ttl_seconds,
+        )
+    except GatewayError as exc:
+        return _sign_in_page(request, runtime, error=exc.message, status_code=exc.status_code)
+    response = _redirect(HOME)
+    set_cookie(
+        response,
+        request,
+        runtime.settings,
+        name=SESSION_COOKIE,
+        value=result.token,
+        max_age=runtime.settings.session_ttl_seconds,
+        path="/",
+    )
+    clear_cookie(response, request, runtime.settings, name=SIGN_IN_CSRF_COOKIE)
+    return response
+
+
+@router.post("/logout")
+async def sign_out(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: OptionalViewer,
+    csrf: CsrfField = "",
+) -> Response:
+    checked = _checked(request, runtime, viewer, csrf)
+    if checked is not None:
+        await accounts.logout(session, checked.login_session, now=runtime.clock.now())
+    response = _redirect(f"{SIGN_IN}?notice=signed-out")
+    clear_cookie(response, request, runtime.settings, name=SESSION_COOKIE)
+    return response
+
+
+@router.post("/keys")
+async def create_key(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: OptionalViewer,
+    csrf: CsrfField = "",
+    name: KeyNameField = "",
+) -> Response:
+    checked = _checked(request, runtime, viewer, csrf)
+    if checked is None:
+        return _redirect(f"{SIGN_IN}?notice=expired")
+    try:
+        created = await keys.create_key(
+            session,
+            checked.user.id,
+            now=runtime.clock.now(),
+            name=key_name(name, keys.DEFAULT_NAME),
+        )
+    except GatewayError as exc:
+        return await _page(
+            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
+        )
+    return await _page(request, session, runtime, checked, new_key=created, status_code=201)
+
+
+@router.post("/keys/{key_id}/revoke")
+async def revoke_key(
+    key_id: KeyId,
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: OptionalViewer,
+    csrf: CsrfField = "",
+) -> Response:
+    checked = _checked(request, runtime, viewer, csrf)
+    if checked is None:
+        return _redirect(f"{SIGN_IN}?notice=expired")
+    try:
+        await keys.revoke_key(
+            session, runtime.keys, checked.user.id, key_id, now=runtime.clock.now()
+        )
+    except GatewayError as exc:
+        return await _page(
+            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
+        )
+    return _redirect(f"{HOME}?notice=key-revoked#keys")
+
+
+@router.post("/subscription/cancel")
+async def cancel_subscription(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: OptionalViewer,
+    csrf: CsrfField = "",
+) -> Response:
+    checked = _checked(request, runtime, viewer, csrf)
+    if checked is None:
+        return _redirect(f"{SIGN_IN}?notice=expired")
+    try:
+        outcome = await billing.cancel(
+            session, runtime.stripe, checked.user, immediately=False, now=runtime.clock.now()
+        )
+    except GatewayError as exc:
+        return await _page(
+            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
+        )
+    return _redirect(f"{HOME}?notice={outcome}#billing")
+
+
+@router.post("/subscription/resume")
+async def resume_subscription(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: OptionalViewer,
+    csrf: CsrfField = "",
+) -> Response:
+    checked = _checked(request, runtime, viewer, csrf)
+    if checked is None:
+        return _redirect(f"{SIGN_IN}?notice=expired")
+    try:
+        outcome = await billing.resubscribe(
+            session, runtime.stripe, runtime.settings, checked.user, now=runtime.clock.now()
+        )
+    except GatewayError as exc:
+        return await _page(
+            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
+        )
+    return _redirect(f"{HOME}?notice={outcome}#billing")
+
+
+@router.post("/portal")
+async def billing_portal(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: OptionalViewer,
+    csrf: CsrfField = "",
+) -> Response:
+    checked = _checked(request, runtime, viewer, csrf)
+    if checked is None:
+        return _redirect(f"{SIGN_IN}?notice=expired")
+    back = service.portal_return_url(str(request.base_url), runtime)
+    try:
+        url = await billing.portal_url(runtime.stripe, runtime.settings, checked.user, back)
+    except GatewayError as exc:
+        return await _page(
+            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
+        )
+    return _redirect(url)

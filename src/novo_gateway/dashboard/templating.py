@@ -1,0 +1,78 @@
+"""Jinja2 for the dashboards: templates shipped in the package, every value escaped.
+
+Autoescaping is on for every template, and undefined names are errors, so a value that comes
+from a user (a name, a key's label, Stripe's error text) is always shown as text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.responses import HTMLResponse
+
+from novo_gateway import __version__
+from novo_gateway.config import Settings
+from novo_gateway.dashboard.security import security_headers
+
+
+def _when(value: datetime | None) -> str:
+    """`2026-11-26 14:05 UTC`; a dash when unknown."""
+    if value is None:
+        return "—"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _day(value: datetime | date | None) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).date()
+    return value.strftime("%b %-d, %Y")
+
+
+def _number(value: int | float | Decimal) -> str:
+    return f"{value:,}"
+
+
+def _amount(value: Decimal | int | float, currency: str = "USD") -> str:
+    """An amount in currency units: `$1.50`, or `1.50 EUR` for other currencies."""
+    text = f"{Decimal(value):,.2f}"
+    return f"${text}" if currency.upper() == "USD" else f"{text} {currency.upper()}"
+
+
+def safe_url(value: str | None) -> str | None:
+    """The URL when it is plain http(s), else None (never a `javascript:` link)."""
+    if not value:
+        return None
+    try:
+        scheme = urlsplit(value).scheme.lower()
+    except ValueError:
+        return None
+    return value if scheme in {"http", "https"} else None
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("novo_gateway", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=_when, day=_day, number=_number, amount=_amount, safe_url=safe_url)
+    env.globals["version"] = __version__
+    return env
+
+
+def render(
+    settings: Settings, template: str, context: dict[str, Any], *, status_code: int = 200
+) -> HTMLResponse:
+    """A page from a template, with the dashboards' security headers."""
+    html = environment().get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status_code, headers=security_headers(settings))
