@@ -133,7 +133,10 @@ async def gateway(
         port=port,
         stripe_price_id=product.price_id,
         admin_token=ADMIN_TOKEN,
+        # The gateway's reporter runs once at start, then rarely; a test may report sooner
+        # with its own reporter once the short lease has lapsed.
         usage_reporting_interval=3_600_000,
+        reporter_lease_seconds=1,
     )
     server = ServerThread(settings, sock)
     server.start()

@@ -66,3 +66,16 @@ def test_axis_steps_are_round_numbers_reaching_the_top(top: float, step: int) ->
 )
 def test_axis_labels_are_short(value: int, text: str) -> None:
     assert compact(value) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "none"), (45, "45 s"), (720, "12 min"), (11100, "3 h 5 min"), (187200, "2 d 4 h")],
+)
+def test_durations_read_naturally(seconds: int | None, text: str) -> None:
+    from datetime import timedelta
+
+    from novo_gateway.dashboard.templating import environment
+
+    value = None if seconds is None else timedelta(seconds=seconds)
+    assert environment().filters["duration"](value) == text

@@ -6,7 +6,7 @@ from a user (a name, a key's label, Stripe's error text) is always shown as text
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -33,6 +33,21 @@ def _day(value: datetime | date | None) -> str:
     if isinstance(value, datetime):
         value = value.astimezone(UTC).date()
     return value.strftime("%b %-d, %Y")
+
+
+def _duration(value: timedelta | None) -> str:
+    """`45 s`, `12 min`, `3 h 5 min`, `2 d 4 h`; `none` when there is nothing to wait for."""
+    if value is None:
+        return "none"
+    seconds = int(value.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours == 0:
+        return f"{minutes} min"
+    if days == 0:
+        return f"{hours} h {minutes % 60} min"
+    return f"{days} d {hours % 24} h"
 
 
 def _number(value: int | float | Decimal) -> str:
@@ -65,7 +80,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, day=_day, number=_number, amount=_amount, safe_url=safe_url)
+    env.filters.update(
+        when=_when, day=_day, duration=_duration, number=_number, amount=_amount, safe_url=safe_url
+    )
     env.globals["version"] = __version__
     return env
 

@@ -93,6 +93,10 @@ _PAGE: Final = Template("""<!doctype html>
 <header>
 <h1>Novo Gateway</h1>
 <p>Usage-billed access to the Novo marketing API. Version $version.</p>
+<nav class="links" aria-label="Dashboards">
+<a href="/dashboard">Your dashboard</a>: usage, API keys and invoices$operator_link
+· <a href="/docs">API documentation</a>
+</nav>
 </header>
 
 <section id="pricing">
@@ -123,6 +127,8 @@ curl "$base/api/v1/analytics?period=7d" -H "X-API-Key: nk_your_api_key"
 curl "$base/api/v1/insights?api_key=nk_your_api_key"</code></pre>
 <h3>3. Check your usage</h3>
 <pre><code>curl $base/billing/usage -H "Authorization: Bearer nk_your_api_key"</code></pre>
+<p>Or sign in to <a href="/dashboard">your dashboard</a> with your email and password to see it
+plotted day by day, manage your keys and your subscription, and download your invoices.</p>
 </section>
 
 <section id="endpoints">
@@ -155,6 +161,8 @@ th, td { text-align: left; padding: 0.35rem 0.5rem; vertical-align: top;
          border-bottom: 1px solid color-mix(in srgb, currentColor 12%, transparent); }
 caption { text-align: left; font-weight: 600; padding: 0.5rem 0; }
 .method { font-weight: 600; width: 5rem; }
+.links { margin-top: 1rem; }
+.links a { font-weight: 600; color: var(--accent); }
 """
 
 
@@ -200,4 +208,6 @@ def render_home(settings: Settings, base_url: str, version: str) -> str:
         billable_max=escape(str(settings.billable_status_max)),
         base=escape(base_url.rstrip("/")),
         endpoints=_TABLES,
+        # The operator dashboard exists only when ADMIN_TOKEN is set; never link to a 404.
+        operator_link=' · <a href="/admin">Operator dashboard</a>' if settings.admin_token else "",
     )
