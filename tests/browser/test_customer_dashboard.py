@@ -47,6 +47,14 @@ async def test_customer_signs_in_sees_usage_manages_keys_opens_an_invoice_and_si
 
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     page = await context.new_page()
+    problems: list[str] = []  # script errors, and anything the CSP had to block
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     await sign_in(page, gateway, ada.email)
 
     # The figures are /billing/usage's, and the plot has one point per day of the period so far.
@@ -106,4 +114,5 @@ async def test_customer_signs_in_sees_usage_manages_keys_opens_an_invoice_and_si
     assert "signed out" in await page.inner_text(".notice")
     await page.goto(f"{gateway.url}/dashboard")
     assert page.url.endswith("/dashboard/login")
+    assert problems == []
     await context.close()
