@@ -72,6 +72,7 @@ async def test_a_wrong_password_shows_the_form_again_with_a_401(client: AppClien
 
     assert response.status_code == 401
     assert "Invalid credentials" in response.text
+    assert 'value="ada@example.com"' in response.text  # kept, so only the password is retyped
     assert SESSION_COOKIE not in response.headers.get("set-cookie", "")
 
 
@@ -148,3 +149,11 @@ async def test_a_forged_session_cookie_is_treated_as_signed_out(client: AppClien
     client.cookies.set(SESSION_COOKIE, "ns_" + "x" * 43)
 
     assert (await client.get("/dashboard")).status_code == 303
+
+
+async def test_an_email_with_markup_comes_back_escaped_in_the_form(client: AppClient) -> None:
+    response = await sign_in(client, email='"><script>alert(1)</script>')
+
+    assert response.status_code == 401
+    assert "<script>alert(1)" not in response.text
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in response.text

@@ -69,14 +69,19 @@ def _notice(request: Request) -> str | None:
 
 
 def _sign_in_page(
-    request: Request, runtime: Runtime, *, error: str | None = None, status_code: int = 200
+    request: Request,
+    runtime: Runtime,
+    *,
+    error: str | None = None,
+    email: str = "",
+    status_code: int = 200,
 ) -> Response:
     """The sign-in form, with a fresh double-submit CSRF token in a cookie and the form."""
     token = new_sign_in_token()
     response = render(
         runtime.settings,
         "login.html",
-        {"csrf": token, "error": error, "notice": _notice(request), "email": ""},
+        {"csrf": token, "error": error, "notice": _notice(request), "email": email},
         status_code=status_code,
     )
     set_cookie(
@@ -165,7 +170,9 @@ async def sign_in(
             ttl_seconds=runtime.settings.session_ttl_seconds,
         )
     except GatewayError as exc:
-        return _sign_in_page(request, runtime, error=exc.message, status_code=exc.status_code)
+        return _sign_in_page(
+            request, runtime, error=exc.message, email=email, status_code=exc.status_code
+        )
     response = _redirect(HOME)
     set_cookie(
         response,
