@@ -6,8 +6,12 @@ import re
 
 import pytest
 
+from novo_gateway.accounts.models import User
+from novo_gateway.db import session_scope
+from novo_gateway.keys.service import MAX_ACTIVE_KEYS
 from tests.conftest import AppClient
-from tests.dashboard.helpers import customer, dashboard_csrf, sign_in
+from tests.dashboard.helpers import customer, dashboard_csrf, runtime_of, sign_in
+from tests.factories import create_api_key
 
 NEW_KEY = re.compile(r'id="new-key-value"[^>]*value="(nk_[0-9A-Za-z]+)"')
 
@@ -135,3 +139,21 @@ async def test_a_bad_key_id_is_a_400_not_an_error(client: AppClient, key_id: str
     )
 
     assert response.status_code == 400
+
+
+async def test_a_refused_key_is_explained_on_the_page_with_its_status(client: AppClient) -> None:
+    user_id, _key = await customer(client)
+    async with session_scope(runtime_of(client).sessions) as session:
+        user = await session.get_one(User, user_id)
+        for _ in range(MAX_ACTIVE_KEYS - 1):
+            await create_api_key(session, user)
+    await sign_in(client)
+
+    response = await client.post(
+        "/dashboard/keys", data={"csrf": await dashboard_csrf(client), "name": "one too many"}
+    )
+
+    assert response.status_code == 409
+    assert f"already has {MAX_ACTIVE_KEYS} active API keys" in response.text
+    assert 'role="alert"' in response.text and 'id="new-key-value"' not in response.text
+    assert "one too many" not in (await client.get("/dashboard")).text

@@ -6,6 +6,7 @@ redirect (303) back to the page, except key creation, whose answer shows the new
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -118,13 +119,39 @@ async def _page(
     return render(runtime.settings, "dashboard.html", context, status_code=status_code)
 
 
-def _checked(request: Request, runtime: Runtime, viewer: Viewer | None, csrf: str) -> Viewer | None:
-    """The viewer of a form post, after the origin and CSRF checks; None when signed out."""
+async def form_viewer(
+    request: Request, runtime: RuntimeDep, viewer: OptionalViewer, csrf: CsrfField = ""
+) -> Viewer | None:
+    """The viewer sending a form, after the origin and CSRF checks; None when signed out."""
     check_same_origin(request, runtime.settings)
     if viewer is None:
         return None
     check_csrf(viewer.csrf, csrf)
     return viewer
+
+
+FormViewer = Annotated[Viewer | None, Depends(form_viewer)]
+
+
+async def _act(
+    request: Request,
+    session: Session,
+    runtime: Runtime,
+    viewer: Viewer | None,
+    action: Callable[[Viewer], Awaitable[Response]],
+) -> Response:
+    """Run a form's action for a signed-in viewer; a refusal is shown on the page, with its
+    status, and nothing of the refused action is kept."""
+    if viewer is None:
+        return _redirect(f"{SIGN_IN}?notice=expired")
+    try:
+        return await action(viewer)
+    except GatewayError as exc:
+        await session.rollback()
+        await session.refresh(viewer.user)
+        return await _page(
+            request, session, runtime, viewer, error=exc.message, status_code=exc.status_code
+        )
 
 
 @router.get("")
@@ -189,15 +216,10 @@ async def sign_in(
 
 @router.post("/logout")
 async def sign_out(
-    request: Request,
-    session: Session,
-    runtime: RuntimeDep,
-    viewer: OptionalViewer,
-    csrf: CsrfField = "",
+    request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
 ) -> Response:
-    checked = _checked(request, runtime, viewer, csrf)
-    if checked is not None:
-        await accounts.logout(session, checked.login_session, now=runtime.clock.now())
+    if viewer is not None:
+        await accounts.logout(session, viewer.login_session, now=runtime.clock.now())
     response = _redirect(f"{SIGN_IN}?notice=signed-out")
     clear_cookie(response, request, runtime.settings, name=SESSION_COOKIE)
     return response
@@ -208,110 +230,64 @@ async def create_key(
     request: Request,
     session: Session,
     runtime: RuntimeDep,
-    viewer: OptionalViewer,
-    csrf: CsrfField = "",
+    viewer: FormViewer,
     name: KeyNameField = "",
 ) -> Response:
-    checked = _checked(request, runtime, viewer, csrf)
-    if checked is None:
-        return _redirect(f"{SIGN_IN}?notice=expired")
-    try:
-        created = await keys.create_key(
-            session,
-            checked.user.id,
-            now=runtime.clock.now(),
-            name=key_name(name, keys.DEFAULT_NAME),
-        )
-    except GatewayError as exc:
-        return await _page(
-            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
-        )
-    return await _page(request, session, runtime, checked, new_key=created, status_code=201)
+    async def create(viewer: Viewer) -> Response:
+        label = key_name(name, keys.DEFAULT_NAME)
+        now = runtime.clock.now()
+        created = await keys.create_key(session, viewer.user.id, now=now, name=label)
+        return await _page(request, session, runtime, viewer, new_key=created, status_code=201)
+
+    return await _act(request, session, runtime, viewer, create)
 
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(
-    key_id: KeyId,
-    request: Request,
-    session: Session,
-    runtime: RuntimeDep,
-    viewer: OptionalViewer,
-    csrf: CsrfField = "",
+    key_id: KeyId, request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
 ) -> Response:
-    checked = _checked(request, runtime, viewer, csrf)
-    if checked is None:
-        return _redirect(f"{SIGN_IN}?notice=expired")
-    try:
-        await keys.revoke_key(
-            session, runtime.keys, checked.user.id, key_id, now=runtime.clock.now()
-        )
-    except GatewayError as exc:
-        return await _page(
-            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
-        )
-    return _redirect(f"{HOME}?notice=key-revoked#keys")
+    async def revoke(viewer: Viewer) -> Response:
+        now = runtime.clock.now()
+        await keys.revoke_key(session, runtime.keys, viewer.user.id, key_id, now=now)
+        return _redirect(f"{HOME}?notice=key-revoked#keys")
+
+    return await _act(request, session, runtime, viewer, revoke)
 
 
 @router.post("/subscription/cancel")
 async def cancel_subscription(
-    request: Request,
-    session: Session,
-    runtime: RuntimeDep,
-    viewer: OptionalViewer,
-    csrf: CsrfField = "",
+    request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
 ) -> Response:
-    checked = _checked(request, runtime, viewer, csrf)
-    if checked is None:
-        return _redirect(f"{SIGN_IN}?notice=expired")
-    try:
+    async def cancel(viewer: Viewer) -> Response:
         outcome = await billing.cancel(
-            session, runtime.stripe, checked.user, immediately=False, now=runtime.clock.now()
+            session, runtime.stripe, viewer.user, immediately=False, now=runtime.clock.now()
         )
-    except GatewayError as exc:
-        return await _page(
-            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
-        )
-    return _redirect(f"{HOME}?notice={outcome}#billing")
+        return _redirect(f"{HOME}?notice={outcome}#billing")
+
+    return await _act(request, session, runtime, viewer, cancel)
 
 
 @router.post("/subscription/resume")
 async def resume_subscription(
-    request: Request,
-    session: Session,
-    runtime: RuntimeDep,
-    viewer: OptionalViewer,
-    csrf: CsrfField = "",
+    request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
 ) -> Response:
-    checked = _checked(request, runtime, viewer, csrf)
-    if checked is None:
-        return _redirect(f"{SIGN_IN}?notice=expired")
-    try:
+    async def resume(viewer: Viewer) -> Response:
         outcome = await billing.resubscribe(
-            session, runtime.stripe, runtime.settings, checked.user, now=runtime.clock.now()
+            session, runtime.stripe, runtime.settings, viewer.user, now=runtime.clock.now()
         )
-    except GatewayError as exc:
-        return await _page(
-            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
-        )
-    return _redirect(f"{HOME}?notice={outcome}#billing")
+        return _redirect(f"{HOME}?notice={outcome}#billing")
+
+    return await _act(request, session, runtime, viewer, resume)
 
 
 @router.post("/portal")
 async def billing_portal(
-    request: Request,
-    session: Session,
-    runtime: RuntimeDep,
-    viewer: OptionalViewer,
-    csrf: CsrfField = "",
+    request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
 ) -> Response:
-    checked = _checked(request, runtime, viewer, csrf)
-    if checked is None:
-        return _redirect(f"{SIGN_IN}?notice=expired")
-    back = service.portal_return_url(str(request.base_url), runtime)
-    try:
-        url = await billing.portal_url(runtime.stripe, runtime.settings, checked.user, back)
-    except GatewayError as exc:
-        return await _page(
-            request, session, runtime, checked, error=exc.message, status_code=exc.status_code
+    async def open_portal(viewer: Viewer) -> Response:
+        back = service.portal_return_url(str(request.base_url), runtime)
+        return _redirect(
+            await billing.portal_url(runtime.stripe, runtime.settings, viewer.user, back)
         )
-    return _redirect(url)
+
+    return await _act(request, session, runtime, viewer, open_portal)
