@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from novo_gateway.errors import (
     BadRequest,
@@ -20,6 +21,7 @@ from novo_gateway.errors import (
 
 log = logging.getLogger("novo_gateway.errors")
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 _TITLES = {405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
 
 
@@ -63,7 +65,23 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         return error_response(PayloadTooLarge(str(exc.detail)))
     title = _TITLES.get(exc.status_code, "Error")
     body = {"error": title, "message": str(exc.detail)}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (the router names only one route's)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:

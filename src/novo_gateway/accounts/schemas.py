@@ -22,7 +22,12 @@ from pydantic_core import PydanticCustomError
 
 from novo_gateway.accounts.models import User
 from novo_gateway.accounts.passwords import MAX_LENGTH, MIN_LENGTH
-from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, CamelModel
+from novo_gateway.keys.schemas import (
+    NO_CONTROL_CHARACTERS,
+    ApiKeyCreated,
+    ApiKeyInfo,
+    CamelModel,
+)
 
 NAME_MAX_LENGTH = 200
 
@@ -39,11 +44,21 @@ def normalise_email(value: str) -> str:
     return checked.normalized.lower()
 
 
-Email = Annotated[str, Field(max_length=320), AfterValidator(normalise_email)]
+Email = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra={"format": "email"}),
+    AfterValidator(normalise_email),
+]
 NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH, repr=False)]
 Password = Annotated[str, Field(min_length=1, max_length=MAX_LENGTH, repr=False)]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=NAME_MAX_LENGTH)
+    str,
+    StringConstraints(
+        strip_whitespace=True,
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=NO_CONTROL_CHARACTERS,
+    ),
 ]
 
 

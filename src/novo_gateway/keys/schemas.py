@@ -12,7 +12,13 @@ from novo_gateway.keys.models import ApiKey
 
 KEY_NOTE = "Save this API key securely. It will not be shown again."
 
-KeyName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+# Names are stored as text and shown on pages: no control characters (PostgreSQL refuses NUL in
+# text, and CR/LF would forge lines wherever a name is printed).
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+KeyName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=100, pattern=NO_CONTROL_CHARACTERS),
+]
 
 
 class CamelModel(BaseModel):

@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -100,7 +101,9 @@ def _unique(values: list[Any]) -> list[Any]:
 class AudienceAnalyzeRequest(_Request):
     audience_id: Identifier
     metrics: Annotated[
-        list[AudienceMetric], Field(min_length=1, max_length=6), AfterValidator(_unique)
+        list[AudienceMetric],
+        Field(min_length=1, max_length=6, json_schema_extra={"uniqueItems": True}),
+        AfterValidator(_unique),
     ] = Field(default_factory=lambda: list(DEFAULT_AUDIENCE_METRICS))
 
 
@@ -258,7 +261,26 @@ def _check_item(item: Any) -> Any:
     raise _invalid("each item must be a string or an object")
 
 
-BulkItem = Annotated[Any, AfterValidator(_check_item)]
+# What `_check_item` accepts, declared so that clients (and fuzzers) see the real rule.
+_BULK_ITEM_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "maxLength": _MAX_ITEM_TEXT},
+        {
+            "type": "object",
+            "maxProperties": _MAX_ITEM_FIELDS,
+            "propertyNames": {"maxLength": 64},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": _MAX_ITEM_TEXT},
+                    {"type": "number"},
+                    {"type": "boolean"},
+                    {"type": "null"},
+                ]
+            },
+        },
+    ]
+}
+BulkItem = Annotated[Any, AfterValidator(_check_item), WithJsonSchema(_BULK_ITEM_SCHEMA)]
 
 
 class BulkProcessRequest(_Request):

@@ -1,0 +1,203 @@
+"""Driving the running system from outside: accounts over HTTP, load, the ledger, the promises."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from novo_gateway.accounts.models import User
+from novo_gateway.config import Settings
+from novo_gateway.db import create_engine, create_session_factory
+from novo_gateway.metering.models import UsageEvent
+from tests.adversarial.harness import PASSWORD, PYTHON
+from tests.adversarial.stripe_side import EmulatorProcess
+
+FIGURES_PATH = (
+    Path(os.environ.get("NOVO_ADVERSARIAL_FIGURES", Path(__file__).resolve().parents[2] / "build"))
+    / "adversarial-figures.json"
+)
+
+_emails = itertools.count(1)
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}-{next(_emails)}-{uuid.uuid4().hex[:8]}@example.com"
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    user_id: int
+    key: str
+    key_id: int
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"X-API-Key": self.key}
+
+
+async def register(
+    client: httpx.AsyncClient, tag: str = "user", name: str | None = None
+) -> Account:
+    """A new account through `POST /auth/register`, as a customer makes one."""
+    email = unique_email(tag)
+    body: dict[str, Any] = {"email": email, "password": PASSWORD}
+    if name is not None:
+        body["name"] = name
+    response = await client.post("/auth/register", json=body)
+    assert response.status_code == 201, response.text
+    data = response.json()
+    return Account(email, data["user"]["id"], data["apiKey"]["key"], data["apiKey"]["id"])
+
+
+async def login_token(client: httpx.AsyncClient, account: Account) -> str:
+    response = await client.post("/auth/login", json={"email": account.email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    token: str = response.json()["session"]["token"]
+    return token
+
+
+async def bounded_gather(jobs: list[Callable[[], Awaitable[Any]]], concurrency: int) -> list[Any]:
+    """Run the jobs with at most `concurrency` in flight; results in order."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(job: Callable[[], Awaitable[Any]]) -> Any:
+        async with slots:
+            return await job()
+
+    return await asyncio.gather(*(one(job) for job in jobs))
+
+
+class Ledger:
+    """Read-only access to a gateway's database, as an auditor would have it."""
+
+    def __init__(self, database_url: str = "", database_path: str = "") -> None:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=database_url,
+            database_path=Path(database_path or "unused.db"),
+        )
+        self.engine = create_engine(settings)
+        self.sessions = create_session_factory(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def billable_units_by_customer(self) -> dict[str, int]:
+        """Σ units of billable ledger events, per Stripe customer."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(User.stripe_customer_id, func.sum(UsageEvent.units))
+                .join(User, User.id == UsageEvent.user_id)
+                .where(UsageEvent.billable.is_(True))
+                .group_by(User.stripe_customer_id)
+            )
+            return {str(customer): int(units) for customer, units in rows.all()}
+
+    async def events(self, user_id: int | None = None) -> tuple[int, int]:
+        """(events, billable events) in the ledger, for one account or all."""
+        async with self.sessions() as session:
+            stmt = select(
+                func.count(UsageEvent.id),
+                func.coalesce(func.sum(UsageEvent.units).filter(UsageEvent.billable.is_(True)), 0),
+            )
+            if user_id is not None:
+                stmt = stmt.where(UsageEvent.user_id == user_id)
+            total, billable = (await session.execute(stmt)).one()
+            return int(total), int(billable)
+
+    async def request_ids_twice(self) -> int:
+        """Request ids recorded more than once (one call, one ledger event)."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(UsageEvent.request_id)
+                .where(UsageEvent.request_id.is_not(None))
+                .group_by(UsageEvent.request_id)
+                .having(func.count(UsageEvent.id) > 1)
+            )
+            return len(rows.all())
+
+    async def customer_of(self, user_id: int) -> str | None:
+        async with self.sessions() as session:
+            user = await session.get(User, user_id)
+            return None if user is None else user.stripe_customer_id
+
+
+def report_usage(env: dict[str, str], max_seconds: float = 60) -> subprocess.CompletedProcess[str]:
+    """`novo-gateway report-usage`: drains every pending report (exit 0 when nothing is left)."""
+    return subprocess.run(
+        [PYTHON, "-m", "novo_gateway.cli", "report-usage", "--max-seconds", str(max_seconds)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=max_seconds + 60,
+        check=False,
+    )
+
+
+async def assert_billed_exactly(
+    ledger: Ledger, emulator: EmulatorProcess, customers: list[str]
+) -> int:
+    """Σ billable ledger units == Σ Stripe units for each customer, no identifier twice.
+
+    Returns the units compared. Only the given customers are compared: other tests' customers
+    share the emulator.
+    """
+    owed = await ledger.billable_units_by_customer()
+    held = emulator.totals()
+    mismatched = {
+        c: (owed.get(c, 0), held.get(c, 0)) for c in customers if owed.get(c, 0) != held.get(c, 0)
+    }
+    assert mismatched == {}, f"ledger vs Stripe (units owed, units held): {mismatched}"
+    twice = [i for i, n in emulator.counted_identifiers().items() if n > 1]
+    assert twice == [], f"meter event identifiers counted twice: {twice[:5]}"
+    return sum(owed.get(c, 0) for c in customers)
+
+
+class Figures:
+    """What the suite measured, kept in one JSON file for the README's Reliability section."""
+
+    def __init__(self, path: Path = FIGURES_PATH) -> None:
+        self.path = path
+        self.data: dict[str, dict[str, Any]] = {}
+
+    def add(self, part: str, **values: Any) -> None:
+        section = self.data.setdefault(part, {})
+        for name, value in values.items():
+            if isinstance(value, int | float) and isinstance(section.get(name), int | float):
+                section[name] += value
+            else:
+                section[name] = value
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+
+    def lines(self) -> list[str]:
+        return [
+            f"{part}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items()))
+            for part, values in sorted(self.data.items())
+        ]
+
+
+def statuses(responses: list[httpx.Response | BaseException]) -> Counter[int | str]:
+    """Status codes of the responses, and exception names for requests that got none."""
+    counts: Counter[int | str] = Counter()
+    for response in responses:
+        if isinstance(response, httpx.Response):
+            counts[response.status_code] += 1
+        else:
+            counts[type(response).__name__] += 1
+    return counts
