@@ -59,7 +59,14 @@ async def current_account(
         raise BadRequest(QUERY_CREDENTIALS_REFUSED)
     user = await _authenticate(request, session, runtime)
     await _limit_account(runtime, user.id, response)
+    no_store(response)
     return user
+
+
+def no_store(response: Response) -> None:
+    """Answers about an account (keys, tokens, usage, portal links) are never cached or sniffed."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 async def current_login_session(

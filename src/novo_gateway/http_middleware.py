@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from urllib.parse import unquote_plus
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,12 +16,21 @@ from novo_gateway.errors import PayloadTooLarge, error_response
 
 access_log = logging.getLogger("novo_gateway.access")
 
-_SECRET_QUERY = re.compile(r"(?i)(api_key|password|token)=[^&]*")
+_SECRET_NAME = re.compile(r"(?i)(api_key|password|token)$")
 
 
 def redact_query(query: str) -> str:
-    """The query string with any key, password or token value replaced."""
-    return _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=[REDACTED]", query)
+    """The query string with any key, password or token value replaced.
+
+    Names are compared decoded (`api%5Fkey` is `api_key` to the framework, so it is here too).
+    """
+    parts = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        if sep and _SECRET_NAME.search(unquote_plus(name)):
+            value = "[REDACTED]"
+        parts.append(f"{name}{sep}{value}")
+    return "&".join(parts)
 
 
 class RequestContextMiddleware:

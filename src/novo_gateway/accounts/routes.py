@@ -15,7 +15,12 @@ from novo_gateway.accounts.schemas import (
     SubscriptionSummary,
     UserSummary,
 )
-from novo_gateway.auth import CurrentLoginSession, LoginThrottleDep, limit_sign_in_by_ip
+from novo_gateway.auth import (
+    CurrentLoginSession,
+    LoginThrottleDep,
+    limit_sign_in_by_ip,
+    no_store,
+)
 from novo_gateway.billing.provisioning import await_provisioning
 from novo_gateway.db import session_scope
 from novo_gateway.deps import RuntimeDep, Session
@@ -30,7 +35,8 @@ from novo_gateway.errors import (
 )
 from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, MessageResponse
 
-router = APIRouter(prefix="/auth", tags=["accounts"])
+# Register and login answer with a key or a session token: never cached (see `no_store`).
+router = APIRouter(prefix="/auth", tags=["accounts"], dependencies=[Depends(no_store)])
 
 
 @router.post(
