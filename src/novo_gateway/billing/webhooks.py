@@ -128,7 +128,9 @@ async def receive(
     return Received(event_id, event_type, stored=False, handled=True)
 
 
-def _identity(event: dict[str, Any]) -> tuple[str, str]:
+def _identity(event: object) -> tuple[str, str]:
+    if not isinstance(event, dict):  # signed, yet a list, a string or null: not an event
+        raise BadRequest(MALFORMED_EVENT)
     event_id, event_type = event.get("id"), event.get("type")
     if not (isinstance(event_id, str) and 0 < len(event_id) <= 255):
         raise BadRequest(MALFORMED_EVENT)
