@@ -61,7 +61,7 @@ def serve(
                 typer.echo(f"The offline Stripe emulator could not start: {exc}", err=True)
                 raise typer.Exit(code=1) from None
         uvicorn.run(
-            "novo_gateway.app:create_app",
+            "novo_gateway.app:create_served_app",
             factory=True,
             host=bind_host,
             port=bind_port,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from urllib.parse import unquote_plus
 
 from starlette.exceptions import HTTPException
@@ -43,7 +43,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = new_request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -63,16 +63,26 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - started
             metrics.observe_request(scope, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                query = scope.get("query_string", b"").decode("latin-1")
-                path = scope["path"] + ("?" + redact_query(query) if query else "")
-                access_log.info(
-                    "%s %s %d %.1fms",
-                    scope["method"],
-                    path,
-                    status,
-                    elapsed * 1000,
-                    extra={"request_id": request_id},
-                )
+                log_request(scope, status, elapsed, request_id)
+
+
+def new_request_id(scope: Scope) -> str:
+    """The client's `X-Request-Id` when it is sane, else 32 random hex digits (as uuid4().hex)."""
+    return _incoming_request_id(scope) or os.urandom(16).hex()
+
+
+def log_request(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+    """The access log line of a finished request (secrets in the query string redacted)."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    path = scope["path"] + ("?" + redact_query(query) if query else "")
+    access_log.info(
+        "%s %s %d %.1fms",
+        scope["method"],
+        path,
+        status,
+        elapsed * 1000,
+        extra={"request_id": request_id},
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
@@ -95,10 +105,9 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = PayloadTooLarge(_BodyTooLarge(self.max_bytes).detail)
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                await error_response(too_large)(scope, receive, send)
+                await error_response(self._too_large())(scope, receive, send)
                 return
         received = 0
         response_started = False
@@ -122,7 +131,10 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not response_started:
-                await error_response(too_large)(scope, receive, send)
+                await error_response(self._too_large())(scope, receive, send)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(_BodyTooLarge(self.max_bytes).detail)
 
 
 class _BodyTooLarge(HTTPException):

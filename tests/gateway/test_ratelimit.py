@@ -154,3 +154,27 @@ async def test_redis_down_admits_when_failing_open(
     result = await limiter.hit("account", "1", 5)
     assert result.allowed
     assert result.limit == 5
+
+
+async def test_in_process_counters_of_ended_windows_are_swept(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    for user in range(50):
+        await limiter.hit("account", str(user), 10)
+    assert len(limiter._local) == 50
+    clock.advance(61)
+    await limiter.hit("account", "0", 10)
+    assert len(limiter._local) == 1
+
+
+async def test_a_new_window_starts_the_in_process_count_again(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    await limiter.hit("account", "1", 2)
+    await limiter.hit("account", "1", 2)
+    assert not (await limiter.peek("account", "1", 2)).allowed
+    clock.advance(60)
+    assert (await limiter.peek("account", "1", 2)).remaining == 2
+    assert (await limiter.hit("account", "1", 2)).remaining == 1

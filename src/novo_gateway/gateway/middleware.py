@@ -21,6 +21,8 @@ matched (a redirect or 404 of an unknown path is never billed).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -72,25 +74,28 @@ _RATE_LIMIT_HEADERS = frozenset(
 )
 
 
-class MeteredPathMiddleware:
-    """Wraps the app; handles only `/api/v1` paths and passes everything else straight through."""
+@dataclass(slots=True)
+class Admitted:
+    """A metered call that passed every check: who makes it, and the limit headers it shows."""
 
-    def __init__(self, app: ASGIApp, *, runtime: Runtime) -> None:
-        self.app = app
+    identity: KeyIdentity
+    account: LimitResult
+    limit_headers: dict[str, str]
+    idempotency_key: str | None
+    started_at: datetime
+    started: float  # clock.monotonic() at arrival
+
+
+class MeteredPath:
+    """The steps of the metered path, shared by the middleware and the fast path (fast_path.py)."""
+
+    def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
         self.client_ip = ClientIpResolver(runtime.settings.trusted_proxies)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _is_metered(scope):
-            await self.app(scope, receive, send)
-            return
-        try:
-            await self._metered(scope, receive, send)
-        except _Refused as refused:
-            await error_response(refused.error)(scope, receive, send)
-
-    async def _metered(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def admit(self, scope: Scope) -> Admitted:
+        """Steps 1 to 3: limits, key and access; raises `Refused` with the gateway's answer."""
         runtime, settings = self.runtime, self.settings
         clock = runtime.clock
         started_at, started = clock.now(), clock.monotonic()
@@ -100,10 +105,10 @@ class MeteredPathMiddleware:
 
         raw_key = extract_api_key(scope)
         if raw_key is None:
-            raise _Refused(Unauthorized(KEY_REQUIRED, headers=shown.headers()))
+            raise Refused(Unauthorized(KEY_REQUIRED, headers=shown.headers()))
         identity = await runtime.keys.authenticate(raw_key)
         if identity is None:
-            raise _Refused(Unauthorized(KEY_INVALID, headers=shown.headers()))
+            raise Refused(Unauthorized(KEY_INVALID, headers=shown.headers()))
 
         # From here on the headers show the account's limit (the one the contract documents).
         account = await self._limit(
@@ -114,62 +119,44 @@ class MeteredPathMiddleware:
         try:
             await runtime.access.check(identity.user_id)
         except GatewayError as err:
-            raise _Refused(_with_headers(err, limit_headers)) from err
-
+            raise Refused(_with_headers(err, limit_headers)) from err
         state: dict[str, Any] = scope.setdefault("state", {})
         state["identity"] = identity
-        inner = {**scope, "query_string": _without_api_key(scope.get("query_string", b""))}
-        response_started = False
-        replaced = False
-        encoded_headers = [(k.lower().encode(), v.encode()) for k, v in limit_headers.items()]
+        return Admitted(identity, account, limit_headers, idempotency_key, started_at, started)
 
-        async def record(status: int) -> bool:
-            """Queue the event and wait for its commit; False when it could not be written."""
-            endpoint, matched, default_units = _endpoint(inner, scope)
-            event = NewUsageEvent(
-                user_id=identity.user_id,
-                api_key_id=identity.key_id,
-                endpoint=endpoint,
-                method=scope["method"][:8],
-                status=status,
-                latency_ms=max(0, round((clock.monotonic() - started) * 1000)),
-                units=_units(state, default_units),
-                billable=matched and status <= settings.billable_status_max,
-                created_at=started_at,
-                request_id=_request_id(state),
-                idempotency_key=idempotency_key,
-            )
-            try:
-                await runtime.usage.record(event)
-            except UsageWriteError:
-                return False
-            return True
+    def event(
+        self,
+        call: Admitted,
+        state: dict[str, Any],
+        *,
+        method: str,
+        status: int,
+        endpoint: str,
+        matched: bool,
+        units: int,
+    ) -> NewUsageEvent:
+        """The ledger event of an admitted call answered with `status` (step 5)."""
+        return NewUsageEvent(
+            user_id=call.identity.user_id,
+            api_key_id=call.identity.key_id,
+            endpoint=endpoint,
+            method=method[:8],
+            status=status,
+            latency_ms=max(0, round((self.runtime.clock.monotonic() - call.started) * 1000)),
+            units=_units(state, units),
+            billable=matched and status <= self.settings.billable_status_max,
+            created_at=call.started_at,
+            request_id=_request_id(state),
+            idempotency_key=call.idempotency_key,
+        )
 
-        async def metered_send(message: Message) -> None:
-            nonlocal response_started, replaced
-            if replaced:
-                return  # the handler's response was replaced by a 503; drop the rest of it
-            if message["type"] == "http.response.start":
-                response_started = True
-                if not await record(message["status"]):
-                    replaced = True
-                    err = ServiceUnavailable(NOT_RECORDED, headers=limit_headers)
-                    await error_response(err)(scope, receive, send)
-                    return
-                headers = [
-                    (k, v) for k, v in message.get("headers", []) if k not in _RATE_LIMIT_HEADERS
-                ]
-                message = {**message, "headers": headers + encoded_headers}
-            await send(message)
-
+    async def record(self, event: NewUsageEvent) -> bool:
+        """Queue the event and wait for its commit; False when it could not be written."""
         try:
-            await self._dispatch(inner, receive, metered_send, identity)
-        except Exception:
-            if not response_started:
-                # The error renderer outside this middleware answers 500; record that first.
-                response_started = True
-                await record(500)
-            raise
+            await self.runtime.usage.record(event)
+        except UsageWriteError:
+            return False
+        return True
 
     async def _limit(
         self, bucket: str, identity: str, limit: int, shown: LimitResult | None
@@ -179,10 +166,10 @@ class MeteredPathMiddleware:
             result = await self.runtime.limiter.hit(bucket, identity, limit)
         except ServiceUnavailable as err:
             extra = shown.headers() if shown is not None else {}
-            raise _Refused(_with_headers(err, extra)) from err
+            raise Refused(_with_headers(err, extra)) from err
         if not result.allowed:
             metrics.rate_limited(bucket)
-            raise _Refused(
+            raise Refused(
                 RateLimitExceeded(
                     f"You have exceeded {limit} requests per minute. Please slow down.",
                     headers=result.headers(),
@@ -190,6 +177,72 @@ class MeteredPathMiddleware:
                 )
             )
         return result
+
+
+class MeteredPathMiddleware:
+    """Wraps the app; handles only `/api/v1` paths and passes everything else straight through."""
+
+    def __init__(self, app: ASGIApp, *, metered: MeteredPath) -> None:
+        self.app = app
+        self.metered = metered
+        self.runtime = metered.runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not is_metered(scope):
+            await self.app(scope, receive, send)
+            return
+        try:
+            call = await self.metered.admit(scope)
+        except Refused as refused:
+            await error_response(refused.error)(scope, receive, send)
+            return
+        await self._handle(call, scope, receive, send)
+
+    async def _handle(self, call: Admitted, scope: Scope, receive: Receive, send: Send) -> None:
+        metered, state = self.metered, scope["state"]
+        inner = {**scope, "query_string": _without_api_key(scope.get("query_string", b""))}
+        response_started = False
+        replaced = False
+        encoded_headers = call.account.raw_headers()
+
+        async def record(status: int) -> bool:
+            endpoint, matched, units = _endpoint(inner, scope)
+            event = metered.event(
+                call,
+                state,
+                method=scope["method"],
+                status=status,
+                endpoint=endpoint,
+                matched=matched,
+                units=units,
+            )
+            return await metered.record(event)
+
+        async def metered_send(message: Message) -> None:
+            nonlocal response_started, replaced
+            if replaced:
+                return  # the handler's response was replaced by a 503; drop the rest of it
+            if message["type"] == "http.response.start":
+                response_started = True
+                if not await record(message["status"]):
+                    replaced = True
+                    err = ServiceUnavailable(NOT_RECORDED, headers=call.limit_headers)
+                    await error_response(err)(scope, receive, send)
+                    return
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k not in _RATE_LIMIT_HEADERS
+                ]
+                message = {**message, "headers": headers + encoded_headers}
+            await send(message)
+
+        try:
+            await self._dispatch(inner, receive, metered_send, call.identity)
+        except Exception:
+            if not response_started:
+                # The error renderer outside this middleware answers 500; record that first.
+                response_started = True
+                await record(500)
+            raise
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, send: Send, identity: KeyIdentity
@@ -203,7 +256,7 @@ class MeteredPathMiddleware:
         await self.runtime.proxy.forward(route, scope, receive, send, identity)
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """The gateway itself answers (401, 429, 400, 402, 503); nothing is recorded."""
 
     def __init__(self, error: GatewayError) -> None:
@@ -211,7 +264,7 @@ class _Refused(Exception):
         self.error = error
 
 
-def _is_metered(scope: Scope) -> bool:
+def is_metered(scope: Scope) -> bool:
     path: str = scope["path"]
     root = scope.get("root_path", "")
     if root and path.startswith(root):
@@ -257,7 +310,7 @@ def _idempotency_key(scope: Scope, headers: dict[str, str]) -> str | None:
         if name == b"idempotency-key":
             key: str = value.decode("latin-1").strip()
             if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
-                raise _Refused(
+                raise Refused(
                     BadRequest(
                         f"Invalid header 'Idempotency-Key': use 1 to {MAX_IDEMPOTENCY_KEY} "
                         "printable characters.",

@@ -2,9 +2,14 @@
 
 Strategy: fixed windows aligned to the injected clock. A hit on (bucket, identity) increments the
 counter of the current window, `floor(clock.time() / per_seconds)`, with the storage's atomic
-increment (`INCRBY` + `EXPIRE` in one Lua script on Redis; one uninterrupted step of the event loop
-in `MemoryStorage`). One atomic increment per hit means that with `limit + n` concurrent hits
-exactly `limit` are admitted, in one process and across every process sharing the Redis.
+increment (`INCRBY` + `EXPIRE` in one Lua script on Redis; in process, a dictionary update with no
+`await` in between, so one uninterrupted step of the event loop). One atomic increment per hit
+means that with `limit + n` concurrent hits exactly `limit` are admitted, in one process and across
+every process sharing the Redis.
+
+In process the counters are a plain dictionary (`LocalCounters`) rather than the library's
+`MemoryStorage`: that one takes an asyncio lock and schedules expiry timers on every hit, which
+cost more than the rest of the metered path's limit checks together (see bench/README.md).
 
 Why fixed windows: a moving window keeps one entry per admitted hit (up to the per-IP limit per
 client) and still stamps entries with each process's clock; a fixed window is one integer per key.
@@ -23,7 +28,7 @@ import logging
 import math
 from dataclasses import dataclass
 
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
 
@@ -38,7 +43,7 @@ _REDIS_TIMEOUT_SECONDS = 2.0
 _UNAVAILABLE_LOG_EVERY_SECONDS = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: on the hot path twice a call, and a frozen init is slower
 class LimitResult:
     """The outcome of one hit (or peek) on a limit."""
 
@@ -62,6 +67,18 @@ class LimitResult:
             headers["Retry-After"] = str(self.reset_in)
         return headers
 
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """`headers()` of an admitted call, encoded for an ASGI response (the hot path's form)."""
+        limit, remaining = str(self.limit).encode(), str(self.remaining).encode()
+        return [
+            (b"x-ratelimit-limit", limit),
+            (b"x-ratelimit-remaining", remaining),
+            (b"x-ratelimit-reset", str(self.reset_at).encode()),
+            (b"ratelimit-limit", limit),
+            (b"ratelimit-remaining", remaining),
+            (b"ratelimit-reset", str(self.reset_in).encode()),
+        ]
+
 
 class RateLimiter:
     """Generic limits: `hit(bucket, identity, limit, per_seconds)` counts one call against a key.
@@ -76,7 +93,8 @@ class RateLimiter:
         self._fail_open = settings.rate_limit_fail_open
         self._last_unavailable_log = -math.inf
         self._pool: ConnectionPool | None = None
-        self._storage: Storage
+        self._storage: RedisStorage | None = None
+        self._local = LocalCounters()
         if settings.redis_url:
             self._pool = ConnectionPool.from_url(
                 settings.redis_url,
@@ -90,8 +108,6 @@ class RateLimiter:
                 key_prefix=settings.rate_limit_key_prefix,
                 connection_pool=self._pool,  # type: ignore[arg-type]
             )
-        else:
-            self._storage = MemoryStorage(wrap_exceptions=True)
 
     @property
     def shared(self) -> bool:
@@ -112,6 +128,16 @@ class RateLimiter:
         Raises `ServiceUnavailable` when the storage is unreachable and the limiter fails closed.
         """
         now = self._clock.time()
+        if self._storage is None:
+            reset_at = (int(now // per_seconds) + 1) * per_seconds
+            count = self._local.incr((bucket, identity, per_seconds), reset_at, cost, now)
+            return LimitResult(
+                count <= limit,
+                limit,
+                max(0, limit - count),
+                reset_at,
+                max(1, math.ceil(reset_at - now)),
+            )
         key, reset_at = _window(bucket, identity, per_seconds, now)
         try:
             count = await self._storage.incr(key, _expiry(per_seconds), amount=cost)
@@ -125,6 +151,9 @@ class RateLimiter:
         """The state of a limit without counting a call; `allowed` tells whether one more fits."""
         now = self._clock.time()
         key, reset_at = _window(bucket, identity, per_seconds, now)
+        if self._storage is None:
+            count = self._local.get((bucket, identity, per_seconds), reset_at)
+            return _result(count < limit, limit, count, reset_at, now)
         try:
             count = await self._storage.get(key)
         except StorageError as exc:
@@ -133,6 +162,9 @@ class RateLimiter:
 
     async def clear(self, bucket: str, identity: str, per_seconds: int = 60) -> None:
         """Forget the calls counted in the current window (e.g. failed logins after a success)."""
+        if self._storage is None:
+            self._local.clear((bucket, identity, per_seconds))
+            return
         key, _ = _window(bucket, identity, per_seconds, self._clock.time())
         try:
             await self._storage.clear(key)
@@ -143,10 +175,6 @@ class RateLimiter:
         """Close the storage connection, if any."""
         if self._pool is not None:
             await self._pool.aclose()
-        elif isinstance(self._storage, MemoryStorage):
-            timer = self._storage.timer
-            if timer is not None and not timer.done():
-                timer.cancel()
 
     def _unavailable(self, exc: StorageError, limit: int, reset_at: int, now: float) -> LimitResult:
         mono = self._clock.monotonic()
@@ -163,6 +191,48 @@ class RateLimiter:
                 headers={"Retry-After": "1"},
             ) from exc
         return _result(True, limit, 0, reset_at, now)
+
+
+class LocalCounters:
+    """This process's window counters: `{(bucket, identity, seconds): (window end, count)}`.
+
+    Exact without a lock: `incr` never awaits, so two hits cannot interleave. A hit in a later
+    window starts its count again; entries of ended windows are dropped by a sweep at most every
+    `SWEEP_SECONDS` of the limiter's clock, so memory stays at one entry per (bucket, identity)
+    active in the last window or so.
+    """
+
+    SWEEP_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, int], tuple[int, int]] = {}
+        self._next_sweep = -math.inf
+
+    def incr(self, key: tuple[str, str, int], reset_at: int, amount: int, now: float) -> int:
+        """Add `amount` to the key's count in the window ending at `reset_at`; the new count."""
+        if now >= self._next_sweep:
+            self._sweep(now)
+        entry = self._counts.get(key)
+        count = amount if entry is None or entry[0] != reset_at else entry[1] + amount
+        self._counts[key] = (reset_at, count)
+        return count
+
+    def get(self, key: tuple[str, str, int], reset_at: int) -> int:
+        """The count of the window ending at `reset_at` (0 when nothing was counted in it)."""
+        entry = self._counts.get(key)
+        return 0 if entry is None or entry[0] != reset_at else entry[1]
+
+    def clear(self, key: tuple[str, str, int]) -> None:
+        self._counts.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.SWEEP_SECONDS
+        ended = [key for key, (reset_at, _) in self._counts.items() if reset_at <= now]
+        for key in ended:
+            del self._counts[key]
 
 
 def _window(bucket: str, identity: str, per_seconds: int, now: float) -> tuple[str, int]:

@@ -1,9 +1,10 @@
 """In-process cache of verified API keys, kept in step with the database by a background task.
 
-The hot path (`authenticate`) is a checksum check, one SHA-256 and a dict lookup: a known key
-costs no database read and no `await` of I/O. Only a well-formed key not seen before is read from
-the database; unknown keys are remembered for a few seconds (bounded, least recently used first
-out) so a client retrying a wrong key cannot turn each request into a query.
+The hot path (`authenticate`) is one SHA-256 and a dict lookup: a known key costs no database
+read and no `await` of I/O (the checksum is checked only for a key not in the cache). Only a
+well-formed key not seen before is read from the database; unknown keys are remembered for a few
+seconds (bounded, least recently used first out) so a client retrying a wrong key cannot turn each
+request into a query.
 
 Revocations made by any process reach every process within about a second: every
 `revalidate_ms` the task reads the `api_keys` rows whose `changed_at` is newer than the newest it
@@ -94,11 +95,12 @@ class KeyCache:
 
     async def authenticate(self, raw_key: str) -> KeyIdentity | None:
         """The key's identity, or None when it is malformed, unknown, revoked or expired."""
-        if not tokens.is_well_formed(raw_key):
-            return None
         digest = tokens.hash_key(raw_key)
         identity = self._known.get(digest)
         if identity is None:
+            # Only a well-formed key is ever cached, so the checksum is checked on a miss only.
+            if not tokens.is_well_formed(raw_key):
+                return None
             identity = await self._lookup(digest)
             if identity is None:
                 return None

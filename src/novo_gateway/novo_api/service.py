@@ -8,9 +8,10 @@ Everything here is pure and cheap (no I/O): it runs on the metered path.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from novo_gateway.novo_api.schemas import (
@@ -135,8 +136,13 @@ _INSIGHTS_PER_DAY: Final = 4
 
 def insights(now: datetime, meta: Meta) -> InsightsResponse:
     """Today's insights: a stable selection for the day, each with a confidence."""
-    day = now.date().isoformat()
-    seeded = Seeded("insights", day)
+    return InsightsResponse(insights=list(_insights_of(now.date())), generated_at=now, meta=meta)
+
+
+@functools.lru_cache(maxsize=4)
+def _insights_of(day: date) -> tuple[Insight, ...]:
+    """The day's selection, computed once a day (forty keyed hashes: it is on the metered path)."""
+    seeded = Seeded("insights", day.isoformat())
     ranked = sorted(range(len(_INSIGHTS)), key=lambda i: seeded.unit(f"rank{i}"))
     chosen = []
     for i in ranked[:_INSIGHTS_PER_DAY]:
@@ -153,7 +159,7 @@ def insights(now: datetime, meta: Meta) -> InsightsResponse:
                 confidence=confidence,
             )
         )
-    return InsightsResponse(insights=chosen, generated_at=now, meta=meta)
+    return tuple(chosen)
 
 
 # --- audience -------------------------------------------------------------------------------
