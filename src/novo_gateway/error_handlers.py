@@ -7,6 +7,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
@@ -16,6 +18,7 @@ from novo_gateway.errors import (
     GatewayError,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     error_response,
 )
 
@@ -84,6 +87,43 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(allowed)
 
 
+DATABASE_UNAVAILABLE = "The database is unavailable right now. Please retry shortly."
+# SQLSTATE classes of an unreachable server: connection exceptions, and shutdown/starting up.
+_UNAVAILABLE_SQLSTATES = ("08", "57P")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True for a lost or refused database connection (a restart, a failover), not a bad query."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout | ConnectionError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    # The driver's own error, e.g. asyncpg's CannotConnectNowError (57P03, shutting down).
+    cause: BaseException | None = exc.orig
+    for _ in range(5):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionError):
+            return True
+        state = getattr(cause, "sqlstate", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    """A database outage is a 503 the client may retry; any other database error is a bug."""
+    if not database_unreachable(exc):
+        return await _on_unexpected(request, exc)
+    log.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    return error_response(ServiceUnavailable(DATABASE_UNAVAILABLE, headers={"Retry-After": "1"}))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     err = GatewayError("Something went wrong on our side. Please try again later.")
@@ -94,4 +134,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    for database_error in (DBAPIError, PoolTimeout, ConnectionError):
+        app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -129,6 +129,19 @@ class Ledger:
             )
             return len(rows.all())
 
+    async def by_request_id(self) -> dict[str, list[bool]]:
+        """The ledger events of each request id: one `billable` flag per event."""
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(UsageEvent.request_id, UsageEvent.billable).where(
+                    UsageEvent.request_id.is_not(None)
+                )
+            )
+            events: dict[str, list[bool]] = {}
+            for request_id, billable in rows.all():
+                events.setdefault(str(request_id), []).append(bool(billable))
+            return events
+
     async def customer_of(self, user_id: int) -> str | None:
         async with self.sessions() as session:
             user = await session.get(User, user_id)
@@ -160,7 +173,12 @@ async def assert_billed_exactly(
     mismatched = {
         c: (owed.get(c, 0), held.get(c, 0)) for c in customers if owed.get(c, 0) != held.get(c, 0)
     }
-    assert mismatched == {}, f"ledger vs Stripe (units owed, units held): {mismatched}"
+    if mismatched:
+        events = [e for e in emulator.state()["meter_events"] if e.get("customer") in mismatched]
+        raise AssertionError(
+            f"ledger vs Stripe (units owed, units held): {mismatched}; "
+            f"Stripe's meter events for them: {events[:10]}"
+        )
     twice = [i for i, n in emulator.counted_identifiers().items() if n > 1]
     assert twice == [], f"meter event identifiers counted twice: {twice[:5]}"
     return sum(owed.get(c, 0) for c in customers)
@@ -192,6 +210,39 @@ class Figures:
         ]
 
 
+async def audit_calls(ledger: Ledger, sent: list[tuple[str, Answer]]) -> dict[str, int]:
+    """Each call against the ledger, by the request id it sent (X-Request-Id).
+
+    A 2xx the client saw has exactly one billable event; a refusal (4xx, 503) has none; a call
+    whose answer was lost (the process died) has at most one. Returns counts for the figures.
+    """
+    events = await ledger.by_request_id()
+    lost: list[str] = []
+    doubled: list[str] = []
+    billed_refused: list[str] = []
+    unanswered_billed = 0
+    for request_id, answer in sent:
+        flags = events.get(request_id, [])
+        if len(flags) > 1:
+            doubled.append(request_id)
+        if 200 <= answer.status < 300 and flags != [True]:
+            lost.append(request_id)
+        elif answer.status >= 400 and any(flags):
+            billed_refused.append(request_id)
+        elif answer.status == 0 and any(flags):
+            unanswered_billed += 1
+    assert doubled == [], f"{len(doubled)} calls recorded twice, e.g. {doubled[:3]}"
+    assert lost == [], f"{len(lost)} answered calls not billed exactly once, e.g. {lost[:3]}"
+    assert billed_refused == [], f"{len(billed_refused)} refused calls billed"
+    return {
+        "calls": len(sent),
+        "answered_2xx": sum(1 for _, a in sent if 200 <= a.status < 300),
+        "refused": sum(1 for _, a in sent if a.status >= 400),
+        "unanswered": sum(1 for _, a in sent if a.status == 0),
+        "unanswered_but_billed": unanswered_billed,
+    }
+
+
 def statuses(responses: list[httpx.Response | BaseException]) -> Counter[int | str]:
     """Status codes of the responses, and exception names for requests that got none."""
     counts: Counter[int | str] = Counter()
@@ -201,3 +252,94 @@ def statuses(responses: list[httpx.Response | BaseException]) -> Counter[int | s
         else:
             counts[type(response).__name__] += 1
     return counts
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer of `blast`: the status (0 when the connection failed) and the body."""
+
+    status: int
+    body: bytes = b""
+    error: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def request_bytes(
+    method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+) -> bytes:
+    """An HTTP/1.1 keep-alive request, as bytes."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def blast(
+    port: int,
+    requests: list[bytes],
+    *,
+    connections: int = 32,
+    deadline: float = 120.0,
+    on_progress: Callable[[int], Awaitable[None]] | None = None,
+) -> list[Answer]:
+    """Send every request over `connections` keep-alive connections; one answer each, in order.
+
+    A light client (plain asyncio streams, no parsing beyond the status and Content-Length), so
+    the load generator does not take the CPU the gateways need. A request whose connection
+    breaks after it was sent (the gateway was killed) gets `Answer(0, error=...)`; nothing is
+    retried. A connection that cannot be opened (the gateway is restarting) is retried until it
+    opens. Stops at `deadline` seconds, leaving the rest unanswered (status 0).
+    """
+    answers: list[Answer | None] = [None] * len(requests)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(requests)):
+        queue.put_nowait(index)
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + deadline
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        while not queue.empty() and loop.time() < ends_at:
+            index = queue.get_nowait()
+            while writer is None and loop.time() < ends_at:
+                try:  # a gateway being restarted: wait for it rather than fail the request
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                except OSError:
+                    await asyncio.sleep(0.1)
+            try:
+                assert reader is not None and writer is not None
+                writer.write(requests[index])
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                status = int(head[9:12])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                body = await reader.readexactly(length) if length else b""
+                answers[index] = Answer(status, body)
+            except (
+                OSError,
+                AssertionError,
+                asyncio.IncompleteReadError,
+                TimeoutError,
+                ValueError,
+            ) as exc:
+                answers[index] = Answer(0, error=type(exc).__name__)
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+                await asyncio.sleep(0.05)
+            done += 1
+            if on_progress is not None:
+                await on_progress(done)
+        if writer is not None:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(connections)))
+    return [a or Answer(0, error="not sent") for a in answers]

@@ -5,8 +5,9 @@ Each run, under a lease so that one process reports at a time:
 1. **Claim.** In one transaction, unreported billable events of provisioned customers are grouped
    per customer and window (the hour, split at the customer's current period start, so that every
    event lands in the billing period it belongs to) into `UsageReport` rows. A report's id is
-   `nvr_<account>_<first event id>`: unique, and fixed before anything is sent. Events recorded
-   while a report is in flight are not in it; they belong to the next one.
+   `nvr_<Stripe customer>_<first event id>`: unique in the Stripe account, and fixed before
+   anything is sent. Events recorded while a report is in flight are not in it; they belong to
+   the next one.
 2. **Send.** Each due report becomes one meter event whose `identifier` is the report id, so a
    resend after a crash or a lost answer is deduplicated by Stripe. Stripe's "already exists"
    answer means it holds the report: marked sent. 429, 5xx and network errors back off
@@ -170,7 +171,10 @@ class UsageReporter:
 
     async def _create_report(self, session: AsyncSession, members: Sequence[_Claimable]) -> None:
         first = members[0]
-        report_id = f"nvr_{first.user_id}_{first.event_id}"
+        # Stripe deduplicates identifiers across the whole Stripe account, so the id names the
+        # Stripe customer: another database on the same account (staging, a re-created one)
+        # reuses account and event ids, and its reports would be dropped as duplicates.
+        report_id = f"nvr_{first.customer_id[:60]}_{first.event_id}"
         ids = [m.event_id for m in members]
         for start in range(0, len(ids), _IN_CHUNK):
             chunk = ids[start : start + _IN_CHUNK]
