@@ -25,7 +25,7 @@ from novo_gateway.db import session_scope
 from novo_gateway.migrate import upgrade
 
 
-async def make_key(app: Any) -> str:
+async def make_key(app: Any, email: str = "micro@example.com") -> str:
     from argon2 import PasswordHasher
 
     from novo_gateway.accounts.models import User
@@ -36,7 +36,7 @@ async def make_key(app: Any) -> str:
     runtime = app.state.runtime
     async with session_scope(runtime.sessions) as session:
         user = User(
-            email="micro@example.com",
+            email=email,
             name="Micro",
             password_hash=PasswordHasher().hash("benchmark passphrase"),
             subscription_status="active",
@@ -56,10 +56,17 @@ async def make_key(app: Any) -> str:
     return raw
 
 
-async def drive(app: Any, path: str, headers: list[tuple[bytes, bytes]], n: int, conc: int) -> int:
+async def drive(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]], n: int, conc: int, keys: list[str] = ()
+) -> int:
     statuses: dict[int, int] = {}
+    turn = 0
 
     async def one() -> None:
+        nonlocal turn, headers
+        if keys:
+            turn += 1
+            headers = [(b"x-api-key", keys[turn % len(keys)].encode())]
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -101,6 +108,7 @@ def main() -> None:
     parser.add_argument("--profile", default="")
     parser.add_argument("--database-url", default="")
     parser.add_argument("--only", default="", help="run only the paths containing this text")
+    parser.add_argument("--keys", type=int, default=1, help="customers whose keys take turns")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="novo-micro-"))
     settings = Settings(
@@ -121,9 +129,10 @@ def main() -> None:
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        key = await make_key(app)
+        keys = [await make_key(app, f"micro{i}@example.com") for i in range(args.keys)]
+        key = keys[0]
         auth = [(b"x-api-key", key.encode())]
-        await drive(app, "/api/v1/insights", auth, 500, 16)  # warm up
+        await drive(app, "/api/v1/insights", auth, 500, 16, keys)  # warm up
         await drive(app, "/api/v1/health", [], 500, 16)
         for name, path, headers in (
             ("free /api/v1/health", "/api/v1/health", []),
@@ -137,7 +146,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             cpu, wall, loop_cpu = time.process_time(), time.perf_counter(), time.thread_time()
             if profiler:
                 profiler.enable()
-            done = await drive(app, path, headers, args.requests, args.concurrency)
+            many = keys if "metered" in name else []
+            done = await drive(app, path, headers, args.requests, args.concurrency, many)
             if profiler:
                 profiler.disable()
                 with open(args.profile, "w") as out:  # noqa: ASYNC230

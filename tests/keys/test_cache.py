@@ -9,9 +9,12 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
+from novo_gateway.keys import cache as cache_module
 from novo_gateway.keys import tokens
 from novo_gateway.keys.cache import UNKNOWN_TTL_SECONDS, KeyCache
 from novo_gateway.keys.models import ApiKey
@@ -225,3 +228,26 @@ async def test_revalidation_drops_a_key_revoked_behind_the_caches_back(
 def test_the_sample_keys_are_what_their_names_say() -> None:
     assert tokens.is_well_formed(WELL_FORMED_UNKNOWN)
     assert not tokens.is_well_formed(BAD_CHECKSUM)
+
+
+async def test_many_keys_last_use_is_written_in_a_few_statements(
+    client: AppClient, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "LAST_USED_CHUNK", 2)
+    runtime = runtime_of(client)
+    keys = []
+    async with session_scope(runtime.sessions) as session:
+        for i in range(5):
+            user = await create_user(session, email=f"user{i}@example.com")
+            keys.append(await create_api_key(session, user))
+    earlier = clock.now() - timedelta(minutes=5)
+    cache = _cache(runtime, clock)
+    for _row, raw in keys:
+        await cache.authenticate(raw)
+    cache._used[keys[0][0].id] = earlier  # an older use: written as is
+    with count_statements(runtime) as statements:
+        await cache.flush_last_used()
+    assert len([s for s in statements if s.lstrip().startswith("UPDATE")]) == 3
+    async with session_scope(runtime.sessions) as session:
+        written = [(await session.get_one(ApiKey, row.id)).last_used_at for row, _ in keys]
+    assert written == [earlier] + [clock.now()] * 4

@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -149,7 +150,7 @@ async def test_sqlite_batch_waits_for_another_writer_without_blocking_the_loop(
         await engine.dispose()
 
 
-async def test_sqlite_checkpoint_runs_in_a_thread_after_enough_rows(
+async def test_sqlite_checkpoint_empties_the_log_once_it_is_large(
     writer: UsageWriter,
     sessions: SessionFactory,
     event: NewUsageEvent,
@@ -158,11 +159,18 @@ async def test_sqlite_checkpoint_runs_in_a_thread_after_enough_rows(
 ) -> None:
     if backend != "sqlite":
         pytest.skip("checkpoints are SQLite's")
-    ran: list[str] = []
-    monkeypatch.setattr(ledger_insert, "CHECKPOINT_EVERY_ROWS", 3)
-    monkeypatch.setattr(ledger_insert, "_checkpoint", ran.append)
+    monkeypatch.setattr(ledger_insert, "CHECKPOINT_WAL_BYTES", 1)
+    monkeypatch.setattr(ledger_insert, "_CHECK_WAL_EVERY_COMMITS", 2)
+    real = ledger_insert._checkpoint
+    log_sizes: list[int] = []
+
+    def checkpoint(path: str) -> None:
+        real(path)
+        log_sizes.append(Path(f"{path}-wal").stat().st_size)
+
+    monkeypatch.setattr(ledger_insert, "_checkpoint", checkpoint)
     for _ in range(4):
         await writer.record(event)
     await writer.stop()  # waits for a checkpoint still running
-    assert len(ran) == 1
+    assert log_sizes[:1] == [0]
     assert len(await rows(sessions)) == 4

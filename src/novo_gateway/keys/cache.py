@@ -21,9 +21,8 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy import Table, Update, case, func, literal, or_, select, update
 
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
@@ -36,6 +35,7 @@ log = logging.getLogger("novo_gateway.keys.cache")
 # Rows changed this long before the newest change seen are read again on every pass.
 CHANGE_OVERLAP = timedelta(seconds=5)
 LAST_USED_FLUSH_SECONDS = 30.0
+LAST_USED_CHUNK = 500
 MAX_KNOWN = 100_000
 MAX_UNKNOWN = 10_000
 UNKNOWN_TTL_SECONDS = 10.0
@@ -149,24 +149,21 @@ class KeyCache:
                 self._newest_change = row.changed_at
 
     async def flush_last_used(self) -> None:
-        """Write the noted last-used times in one batched UPDATE (never moving one backwards)."""
+        """Write the noted last-used times (never moving one backwards), a few UPDATEs in all.
+
+        One statement per `LAST_USED_CHUNK` keys, not one per key: on SQLite every statement
+        of an executemany is a step of the driver's thread that waits for the GIL while the
+        event loop is busy, so a thousand keys took seconds under load and held the write
+        lock all that time, stalling the usage ledger (bench/README.md).
+        """
         if not self._used:
             return
         pending, self._used = self._used, {}
-        table: Table = ApiKey.__table__  # type: ignore[assignment]
-        used_at = bindparam("used_at", type_=UTCDateTime())
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("key_id"))
-            .where(or_(table.c.last_used_at.is_(None), table.c.last_used_at < used_at))
-            .values(last_used_at=used_at)
-        )
-        params: list[dict[str, Any]] = [
-            {"key_id": key_id, "used_at": when} for key_id, when in pending.items()
-        ]
+        items = sorted(pending.items())
         try:
             async with session_scope(self._sessions) as session:
-                await session.execute(stmt, params)
+                for start in range(0, len(items), LAST_USED_CHUNK):
+                    await session.execute(_last_used_update(items[start : start + LAST_USED_CHUNK]))
         except BaseException as exc:
             # Kept for the next pass (also when cancelled mid-write; the UPDATE is idempotent).
             for key_id, when in pending.items():
@@ -228,3 +225,18 @@ class KeyCache:
         self._unknown.move_to_end(digest)
         while len(self._unknown) > MAX_UNKNOWN:
             self._unknown.popitem(last=False)
+
+
+def _last_used_update(items: list[tuple[int, datetime]]) -> Update:
+    """`last_used_at = CASE id WHEN ... END` for these keys, where it moves forward."""
+    table: Table = ApiKey.__table__  # type: ignore[assignment]
+    used_at = case(
+        {key_id: literal(when, UTCDateTime()) for key_id, when in items},
+        value=table.c.id,
+    )
+    return (
+        update(table)
+        .where(table.c.id.in_([key_id for key_id, _ in items]))
+        .where(or_(table.c.last_used_at.is_(None), table.c.last_used_at < used_at))
+        .values(last_used_at=used_at)
+    )

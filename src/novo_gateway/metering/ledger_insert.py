@@ -15,8 +15,11 @@ hundred microseconds of work. The two blocking waits a SQLite write can have are
 the write lock is taken with `BEGIN IMMEDIATE` and no busy timeout, retried with `asyncio.sleep`
 while another connection holds it (up to `LOCK_WAIT_SECONDS`, as the engine's busy timeout); and
 automatic checkpoints (which fsync) are off on this connection, run instead in a worker thread
-every `CHECKPOINT_EVERY_ROWS` rows. Commits are durable as every other write of the gateway
-(WAL, synchronous=NORMAL: a committed event survives a crash of the process).
+once the write-ahead log passes `CHECKPOINT_WAL_BYTES`: a PASSIVE pass (writers go on), then a
+TRUNCATE pass that copies what was added meanwhile and empties the log. Without the second pass
+the log never restarts under constant writes and grows without bound (it did: 600 MB in minutes).
+Commits are durable as every other write of the gateway (WAL, synchronous=NORMAL: a committed
+event survives a crash of the process).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,7 +41,8 @@ from novo_gateway.models_base import UTCDateTime
 log = logging.getLogger("novo_gateway.metering.writer")
 
 LOCK_WAIT_SECONDS = 10.0
-CHECKPOINT_EVERY_ROWS = 20_000
+CHECKPOINT_WAL_BYTES = 8 * 1024 * 1024
+_CHECK_WAL_EVERY_COMMITS = 32
 
 
 class LedgerInsert(Protocol):
@@ -148,7 +153,7 @@ class SqliteInsert:
         self._encoder = _Encoder(engine, table, columns)
         self._sql = _insert_sql(table, columns, ["?"] * len(columns))
         self._conn: sqlite3.Connection | None = None
-        self._rows_since_checkpoint = 0
+        self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
 
     async def write(self, rows: list[tuple[Any, ...]]) -> None:
@@ -161,9 +166,12 @@ class SqliteInsert:
         except BaseException:
             self._discard()
             raise
-        self._rows_since_checkpoint += len(rows)
-        if self._rows_since_checkpoint >= CHECKPOINT_EVERY_ROWS and self._checkpoint is None:
-            self._rows_since_checkpoint = 0
+        self._commits += 1
+        if (
+            self._commits % _CHECK_WAL_EVERY_COMMITS == 0
+            and self._checkpoint is None
+            and _wal_bytes(self._path) >= CHECKPOINT_WAL_BYTES
+        ):
             self._checkpoint = asyncio.create_task(self._run_checkpoint())
 
     async def close(self) -> None:
@@ -222,11 +230,19 @@ class SqliteInsert:
             self._checkpoint = None
 
 
+def _wal_bytes(path: str) -> int:
+    try:
+        return os.path.getsize(path + "-wal")
+    except OSError:
+        return 0
+
+
 def _checkpoint(path: str) -> None:
-    """Copy the write-ahead log into the database file without blocking writers (PASSIVE)."""
+    """Copy the write-ahead log into the database file, then empty it (runs in a thread)."""
     conn = sqlite3.connect(path, isolation_level=None)
     try:
-        conn.execute("PRAGMA busy_timeout=1000")
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        conn.execute("PRAGMA busy_timeout=2000")
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # the bulk, while writers go on
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the rest; writers wait briefly
     finally:
         conn.close()
