@@ -1,0 +1,324 @@
+"""The usage ledger and the reporter at scale, on SQLite (the default) and PostgreSQL.
+
+For each backend, on a fresh migrated database:
+
+1. insert: `--events` usage events for `--customers` customers through the gateway's own
+   `UsageWriter` (group commit, each event committed before `record` returns), from 512
+   concurrent producers, as the metered path does: events/s, CPU per event, bytes per event on
+   disk (table and indexes);
+2. usage: `/billing/usage`'s query (`metering.service.usage_summary`) for a customer with
+   `--heavy` events in the period, and for an ordinary one: milliseconds, median of 5;
+3. reporter (`--reporter v1,v2`): the customers become Stripe customers of a fresh Stripe
+   emulator, and `UsageReporter` claims every pending event into per-customer, per-hour reports
+   (aggregation events/s) and sends them (v1: one meter event per report; v2: the meter event
+   stream, 100 per call) at `--stripe-rate` calls/s: seconds, and the process's peak RSS.
+
+    .venv/bin/python bench/ledger.py [--backends sqlite,postgres] [--events 1000000]
+        [--customers 10000] [--heavy 1000000] [--reporter v1,v2] [--stripe-rate 100]
+
+PostgreSQL at 127.0.0.1:5432 (user postgres); each run makes and drops its own database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.servers import PG_ADMIN, _psql, free_port
+from novo_gateway.accounts.models import User
+from novo_gateway.billing import demo
+from novo_gateway.billing.reporter import UsageReporter
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+from novo_gateway.db import create_engine, create_session_factory, session_scope
+from novo_gateway.keys.models import ApiKey
+from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
+from novo_gateway.metering import service
+from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
+from novo_gateway.migrate import upgrade
+
+PRODUCERS = 512
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def make_customers(
+    settings: Settings, count: int, period_start: datetime, prefix: str = "c"
+) -> list[tuple[int, int]]:
+    """`count` active customers in their current period, each with a key: (user id, key id)."""
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+    async with session_scope(sessions) as session:
+        users = [
+            User(
+                email=f"{prefix}{i}@bench.example",
+                name=f"{prefix}{i}",
+                password_hash="unused",
+                subscription_status="active",
+                current_period_start=period_start,
+                current_period_end=period_start + timedelta(days=30),
+            )
+            for i in range(count)
+        ]
+        session.add_all(users)
+        await session.flush()
+        keys = [
+            ApiKey(
+                user_id=u.id,
+                name="bench",
+                prefix=display_prefix(k := generate_key()),
+                key_hash=hash_key(k),
+                changed_at=period_start,
+            )
+            for u in users
+        ]
+        session.add_all(keys)
+        await session.flush()
+        pairs = [(u.id, k.id) for u, k in zip(users, keys, strict=True)]
+    await engine.dispose()
+    return pairs
+
+
+async def insert(
+    settings: Settings, users: list[tuple[int, int]], total: int, at: datetime
+) -> dict[str, Any]:
+    """`total` events spread over `users`, through the writer; throughput and CPU."""
+    engine = create_engine(settings)
+    writer = UsageWriter(create_session_factory(engine), Clock(), max_queued=100_000)
+    await writer.start()
+    per_producer = total // PRODUCERS
+
+    async def producer(offset: int) -> None:
+        for i in range(per_producer):
+            user, key = users[(offset * per_producer + i) % len(users)]
+            await writer.record(
+                NewUsageEvent(
+                    user_id=user,
+                    api_key_id=key,
+                    endpoint="/api/v1/insights",
+                    method="GET",
+                    status=200,
+                    latency_ms=3,
+                    units=1,
+                    billable=True,
+                    created_at=at + timedelta(microseconds=i),
+                    request_id=uuid.uuid4().hex,
+                )
+            )
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(producer(p) for p in range(PRODUCERS)))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    batches = writer.committed_batches
+    await writer.stop()
+    await engine.dispose()
+    done = per_producer * PRODUCERS
+    return {
+        "events": done,
+        "events_per_s": round(done / wall),
+        "cpu_us_per_event": round(cpu / done * 1e6, 1),
+        "batches": batches,
+    }
+
+
+async def bytes_per_event(settings: Settings, events: int) -> float:
+    if settings.is_sqlite:
+        with sqlite3.connect(settings.database_path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = db.execute(
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN "
+                "('usage_events', 'ix_usage_events_user_created', 'ix_usage_events_unreported')"
+            ).fetchone()[0]
+        return float(pages) / events
+    import asyncpg
+
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await conn.execute("VACUUM ANALYZE usage_events")
+        size = await conn.fetchval("SELECT pg_total_relation_size('usage_events')")
+    finally:
+        await conn.close()
+    return float(size) / events
+
+
+async def usage_latency(settings: Settings, user_id: int, now: datetime) -> float:
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+    times = []
+    for _ in range(5):
+        async with session_scope(sessions) as session:
+            user = await session.get_one(User, user_id)
+            started = time.perf_counter()
+            await service.usage_summary(session, user, settings, now=now)
+            times.append((time.perf_counter() - started) * 1000)
+    await engine.dispose()
+    return round(statistics.median(times), 1)
+
+
+async def report(
+    settings: Settings, api: str, users: list[tuple[int, int]], tmp: Path
+) -> dict[str, Any]:
+    """Every pending event reported to a fresh emulator on the `api` meter event endpoint."""
+    port = free_port()
+    emulator = demo.start_emulator(port, tmp / f"emulator-{api}-{uuid.uuid4().hex[:6]}")
+    try:
+        base = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_path=settings.database_path,
+            database_url=settings.database_url,
+            stripe_secret_key=demo.EMULATOR_KEY,
+            stripe_api_base=emulator.url,
+            stripe_meter_api=api,  # type: ignore[arg-type]
+            stripe_rate_limit_per_second=ARGS.stripe_rate,
+        )
+        setup = await demo._set_up(base, "http://127.0.0.1:9/webhooks/stripe")
+        local = base.model_copy(update={"stripe_price_id": setup.price_id})
+        customer_ids = await emulator_customers(emulator.url, len(users))
+        engine = create_engine(local)
+        sessions = create_session_factory(engine)
+        async with session_scope(sessions) as session:
+            for (user_id, _), customer in zip(users, customer_ids, strict=True):
+                (await session.get_one(User, user_id)).stripe_customer_id = customer
+        stripe = StripeBilling(local)
+        reporter = UsageReporter(sessions, stripe, local, Clock())
+        rss_before = peak_rss_mb()
+        from novo_gateway.billing.reporter import CLAIM_BATCH, ReporterRun
+
+        run = ReporterRun()
+        started = time.perf_counter()
+        while await reporter.claim(run) == CLAIM_BATCH:
+            pass
+        claimed = time.perf_counter() - started
+        started = time.perf_counter()
+        await reporter.send_due(run)
+        sent = time.perf_counter() - started
+        left = await reporter.pending()
+        await stripe.close()
+        await engine.dispose()
+        return {
+            "api": api,
+            "claimed_events": run.claimed_events,
+            "reports": run.reports_created,
+            "claim_seconds": round(claimed, 1),
+            "aggregation_events_per_s": round(run.claimed_events / claimed),
+            "send_seconds": round(sent, 1),
+            "sent": run.sent,
+            "dead": run.dead,
+            "retried": run.retried,
+            "still_pending": left,
+            "peak_rss_mb_before": round(rss_before),
+            "peak_rss_mb_after": round(peak_rss_mb()),
+        }
+    finally:
+        emulator.stop()
+
+
+async def emulator_customers(url: str, count: int) -> list[str]:
+    headers = {"Authorization": f"Bearer {demo.EMULATOR_KEY}"}
+    ids: list[str] = [""] * count
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+        queue = list(range(count))
+
+        async def worker() -> None:
+            while queue:
+                i = queue.pop()
+                reply = await client.post("/v1/customers", data={"email": f"c{i}@bench.example"})
+                reply.raise_for_status()
+                ids[i] = reply.json()["id"]
+
+        await asyncio.gather(*(worker() for _ in range(16)))
+    return ids
+
+
+async def reset_reports(settings: Settings) -> None:
+    """Make every event pending again (for the next reporter run on a fresh emulator)."""
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        from sqlalchemy import text
+
+        await conn.execute(text("UPDATE usage_events SET report_id = NULL"))
+        await conn.execute(text("DELETE FROM usage_reports"))
+    await engine.dispose()
+
+
+def run_backend(backend: str, tmp: Path) -> dict[str, Any]:
+    cleanup = None
+    if backend == "postgres":
+        name = f"novo_ledger_{uuid.uuid4().hex[:8]}"
+        _psql(f'CREATE DATABASE "{name}"')
+        cleanup = name
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_url=f"{PG_ADMIN}/{name}",
+        )
+    else:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            database_path=tmp / f"ledger-{uuid.uuid4().hex[:6]}.db",
+            database_url="",
+        )
+    try:
+        upgrade(settings)
+        now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        period_start = now - timedelta(days=1)
+        result: dict[str, Any] = {"backend": backend}
+        users = asyncio.run(make_customers(settings, ARGS.customers, period_start))
+        (heavy,) = asyncio.run(make_customers(settings, 1, period_start, prefix="heavy"))
+        at = now - timedelta(minutes=30)
+        result["insert"] = asyncio.run(insert(settings, users, ARGS.events, at))
+        result["bytes_per_event"] = round(asyncio.run(bytes_per_event(settings, ARGS.events)), 1)
+        if ARGS.heavy:
+            asyncio.run(insert(settings, [heavy], ARGS.heavy, at))
+            result["usage_ms_heavy"] = asyncio.run(usage_latency(settings, heavy[0], now))
+            result["heavy_events"] = ARGS.heavy
+        result["usage_ms_ordinary"] = asyncio.run(usage_latency(settings, users[0][0], now))
+        result["reporter"] = []
+        for api in [a for a in ARGS.reporter.split(",") if a]:
+            asyncio.run(reset_reports(settings))
+            result["reporter"].append(asyncio.run(report(settings, api, users, tmp)))
+        return result
+    finally:
+        if cleanup:
+            _psql(f'DROP DATABASE IF EXISTS "{cleanup}" WITH (FORCE)')
+
+
+ARGS: argparse.Namespace
+
+
+def main() -> None:
+    global ARGS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--heavy", type=int, default=1_000_000)
+    parser.add_argument("--reporter", default="v1,v2")
+    parser.add_argument("--stripe-rate", type=float, default=100.0)
+    ARGS = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="novo-ledger-"))
+    os.environ.pop("STRIPE_SECRET_KEY", None)
+    for backend in ARGS.backends.split(","):
+        result = run_backend(backend, tmp)
+        print(result, flush=True)
+
+
+if __name__ == "__main__":
+    main()
