@@ -102,16 +102,16 @@ async def test_stripe_refusing_failing_stalling_and_dropping_leaves_billing_exac
     gateway_on_pg: Gateway, stripe_faults: EmulatorProcess, figures: Figures
 ) -> None:
     gateway = gateway_on_pg.start()
-    accounts = await _customers(gateway, 4, "stripefault")
-    sent = _calls(accounts, 400, "sf")
+    accounts = await _customers(gateway, 3, "stripefault")
+    sent = _calls(accounts, 300, "sf")
     answers = await blast(gateway.port, [r for _, r in sent], connections=16)
-    assert Counter(a.status for a in answers) == {200: 400}
+    assert Counter(a.status for a in answers) == {200: 300}
 
     path = "/v1/billing/meter_events"
     stripe_faults.fault("429", path, count=3, retry_after=1)
     stripe_faults.fault("500", path, count=3)
     stripe_faults.fault("drop", path, count=3)  # processed by Stripe, the answer lost
-    stripe_faults.fault("delay", path, count=2, delay=3.0)  # answered after the client gave up
+    stripe_faults.fault("delay", path, count=2, delay=1.5)  # answered after the client gave up
     gateway.env["STRIPE_TIMEOUT_SECONDS"] = "1"  # for the operator's report-usage run
     units = await _drain_and_check(gateway, stripe_faults, accounts)
     injected = sum(f["matched"] for f in stripe_faults.faults())
@@ -119,8 +119,8 @@ async def test_stripe_refusing_failing_stalling_and_dropping_leaves_billing_exac
     audit = await _audit(gateway, list(zip([i for i, _ in sent], answers, strict=True)))
     figures.add("faults", stripe_faults_injected=injected, stripe_fault_units_checked=units)
     assert injected == 11
-    assert units == 400
-    assert audit["answered_2xx"] == 400
+    assert units == 300
+    assert audit["answered_2xx"] == 300
 
 
 async def test_gateway_killed_under_load_and_by_the_reporter_loses_and_doubles_nothing(
@@ -132,9 +132,9 @@ async def test_gateway_killed_under_load_and_by_the_reporter_loses_and_doubles_n
     gateway = gateway_on_pg
     gateway.env.update(USAGE_REPORTING_INTERVAL="300", REPORTER_LEASE_SECONDS="1")
     gateway.start()
-    accounts = await _customers(gateway, 5, "crash")
+    accounts = await _customers(gateway, 3, "crash")
     crashes = [*REPORTER_POINTS, "sigkill"] * CRASH_REPETITIONS
-    sent = _calls(accounts, 600 * len(crashes), "kill")
+    sent = _calls(accounts, 400 * len(crashes), "kill")
     progress = {"done": 0}
 
     async def count(done: int) -> None:
@@ -189,7 +189,7 @@ async def test_postgresql_restarted_under_load_gives_503s_not_500s_and_loses_not
 ) -> None:
     gateway = gateway_on_pg.start()
     accounts = await _customers(gateway, 4, "pgrestart")
-    sent = _calls(accounts, 3000, "pg")
+    sent = _calls(accounts, 2000, "pg")
     usage = [
         request_bytes("GET", "/billing/usage", {"X-API-Key": accounts[i % 4].key})
         for i in range(300)
