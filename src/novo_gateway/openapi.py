@@ -1,4 +1,5 @@
-"""The OpenAPI document, made truthful: validation errors are 400s in the common error shape."""
+"""The OpenAPI document, made truthful: validation errors are 400s in the common error shape,
+and each operation declares the credentials it needs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,47 @@ from fastapi.openapi.utils import get_openapi
 from novo_gateway.errors import ErrorBody
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+
+# How each path is authenticated (auth.py, gateway/middleware.py), so that clients, and fuzzers
+# checking that a missing or wrong credential is refused, know which operations need one.
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "ApiKeyBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key (nk_...) as `Authorization: Bearer`.",
+    },
+    "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "ApiKeyQuery": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "api_key",
+        "description": "Redacted from every log line; a header is safer.",
+    },
+    "SessionToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A session token (ns_...) from `POST /auth/login`.",
+    },
+}
+_API_KEY: list[dict[str, list[str]]] = [
+    {"ApiKeyBearer": []},
+    {"ApiKeyHeader": []},
+    {"ApiKeyQuery": []},
+]
+_PUBLIC = frozenset(
+    {"/health", "/auth/register", "/auth/login", "/webhooks/stripe", "/api/v1/health"}
+)
+
+
+def security_of(path: str) -> list[dict[str, list[str]]]:
+    """The credentials an operation on `path` accepts (none for the public ones)."""
+    if path in _PUBLIC:
+        return []
+    if path == "/auth/logout":
+        return [{"SessionToken": []}]
+    if path.startswith("/api/v1/"):
+        return _API_KEY
+    return [*_API_KEY, {"SessionToken": []}]
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -24,8 +66,9 @@ def install_openapi(app: FastAPI) -> None:
             description=app.description,
             routes=app.routes,
         )
-        for operations in schema.get("paths", {}).values():
+        for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
+                operation["security"] = security_of(path)
                 responses = operation.get("responses", {})
                 if responses.pop("422", None) is not None:
                     responses.setdefault(
@@ -35,6 +78,7 @@ def install_openapi(app: FastAPI) -> None:
                             "content": {"application/json": {"schema": _ERROR_REF}},
                         },
                     )
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
