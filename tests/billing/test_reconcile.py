@@ -1,0 +1,137 @@
+"""Reconciliation: the ledger's reported units against Stripe's meter, and fixing the drift."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from novo_gateway.billing.reconcile import Reconciler
+from novo_gateway.billing.reporter import UsageReporter
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_types import MeterEvent
+from novo_gateway.clock import Clock
+from novo_gateway.config import Settings
+from tests.billing.conftest import METER_EVENT, Emulator, Ledger
+from tests.integration.processes import settings_env
+
+
+async def _report(ledger: Ledger, stripe: StripeBilling, settings: Settings) -> None:
+    await UsageReporter(ledger.sessions, stripe, settings, Clock()).drain(max_seconds=30)
+
+
+async def test_no_drift_once_everything_is_reported(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 42)
+    await _report(ledger, stripe_billing, stripe_settings)
+
+    [drift] = await Reconciler(ledger.sessions, stripe_billing, stripe_settings, Clock()).check()
+
+    assert (drift.ledger_units, drift.reported_units, drift.stripe_units) == (42, 42, 42)
+    assert drift.drift == 0 and drift.unreported_units == 0
+
+
+async def test_unreported_units_are_shown_apart_from_drift(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 5)
+
+    [drift] = await Reconciler(ledger.sessions, stripe_billing, stripe_settings, Clock()).check()
+
+    assert drift.unreported_units == 5 and drift.drift == 0
+
+
+async def test_units_stripe_lost_are_found_and_fixed_once(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    """Stripe cancels a report (an adjustment): the drift is sent again, and only once."""
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 30)
+    await _report(ledger, stripe_billing, stripe_settings)
+    [report] = await ledger.reports()
+    await stripe_billing.call(
+        stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
+        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
+    )
+    reconciler = Reconciler(ledger.sessions, stripe_billing, stripe_settings, Clock())
+    [drift] = await reconciler.check()
+    assert drift.drift == 30
+
+    assert await reconciler.fix(drift) is True
+    await reconciler.fix(drift)  # the same fix again: the same identifier, not counted again
+
+    assert emulator.total(ada[2], meter_id) == 30
+    [after] = await reconciler.check()
+    assert after.drift == 0
+
+
+async def test_more_at_stripe_than_reported_is_drift_that_is_not_sent(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await stripe_billing.meter_event(
+        event_name=METER_EVENT,
+        event=MeterEvent("someone-else", ada[2], 4, Clock().now()),
+    )
+    reconciler = Reconciler(ledger.sessions, stripe_billing, stripe_settings, Clock())
+
+    [drift] = await reconciler.check()
+
+    assert drift.drift == -4
+    assert await reconciler.fix(drift) is False
+    assert emulator.total(ada[2], meter_id) == 4
+
+
+async def test_the_reconcile_command_exits_1_on_drift_and_0_after_fix(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+    make_stripe_settings: Callable[..., Settings],
+) -> None:
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 8)
+    await _report(ledger, stripe_billing, stripe_settings)
+    [report] = await ledger.reports()
+    await stripe_billing.call(
+        stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
+        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
+    )
+
+    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "novo_gateway.cli", "reconcile", *args],
+            env=settings_env(stripe_settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    drifting = reconcile()
+    assert drifting.returncode == 1 and "DRIFT +8" in drifting.stdout
+    fixed = reconcile("--fix")
+    assert fixed.returncode == 0 and "(fixed)" in fixed.stdout
+    clean = reconcile()
+    assert clean.returncode == 0 and " ok" in clean.stdout
+    assert emulator.total(ada[2], meter_id) == 8
