@@ -51,7 +51,7 @@ def pair(factory: GatewayFactory, redis_server: PrivateRedis) -> Iterator[tuple[
         "redis_url": redis_server.url,
         "rate_limit_key_prefix": f"many-{uuid.uuid4().hex[:6]}",
         "usage_reporting_interval": 250,
-        "reporter_lease_seconds": 2,
+        "reporter_lease_seconds": 10,
         "reporter_max_backoff_seconds": 1,
     }
     first = factory.gateway(database, **settings)

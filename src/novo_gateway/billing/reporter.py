@@ -123,7 +123,10 @@ class UsageReporter:
         run = ReporterRun()
         try:
             while not self._stopping and await self.claim(run) == CLAIM_BATCH:
-                pass
+                # A backlog takes several claims: renewed between them, so the lease outlasts
+                # the run (a lost lease ends this run; the holder carries on).
+                if not await self._lease.acquire():
+                    return run
             failpoints.hit("reporter.after_claim")
             await self.send_due(run)
         finally:
