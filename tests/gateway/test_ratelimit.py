@@ -178,3 +178,78 @@ async def test_a_new_window_starts_the_in_process_count_again(
     clock.advance(60)
     assert (await limiter.peek("account", "1", 2)).remaining == 2
     assert (await limiter.hit("account", "1", 2)).remaining == 1
+
+
+async def test_leased_hits_are_exact_across_limiters_sharing_redis(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, redis_url: str
+) -> None:
+    prefix = unique_prefix()
+    first = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=prefix)
+    second = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=prefix)
+    calls = [(first if i % 2 else second).hit_leased("account", "1", 40) for i in range(90)]
+    results = await asyncio.gather(*calls)
+    assert sum(r.allowed for r in results) == 40
+
+
+async def test_leased_hits_never_pass_a_large_limit_across_limiters(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, redis_url: str
+) -> None:
+    prefix = unique_prefix()
+    limiters = [
+        make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=prefix) for _ in range(3)
+    ]
+    calls = [limiters[i % 3].hit_leased("account", "1", 1000) for i in range(1600)]
+    results = await asyncio.gather(*calls)
+    assert sum(r.allowed for r in results) == 1000
+    assert (await limiters[0].peek("account", "1", 1000)).remaining == 0
+
+
+async def test_leases_spare_redis_a_round_trip_per_call(
+    make_limiter: Callable[..., RateLimiter],
+    clock: FrozenClock,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limiter = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=unique_prefix())
+    storage = limiter._storage
+    assert storage is not None
+    real_incr = storage.incr
+    round_trips = 0
+
+    async def counting_incr(*args: Any, **kwargs: Any) -> int:
+        nonlocal round_trips
+        round_trips += 1
+        return await real_incr(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "incr", counting_incr)
+    results = [await limiter.hit_leased("account", "1", 1_000_000) for _ in range(2000)]
+    assert all(r.allowed for r in results)
+    assert round_trips <= 5
+    assert results[-1].remaining == 1_000_000 - 2000
+
+
+async def test_leased_window_follows_the_clock_and_starts_again(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, redis_url: str
+) -> None:
+    limiter = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=unique_prefix())
+    assert (await limiter.hit_leased("account", "1", 1)).allowed
+    refused = await limiter.hit_leased("account", "1", 1)
+    assert not refused.allowed
+    clock.advance(refused.reset_in)
+    assert (await limiter.hit_leased("account", "1", 1)).allowed
+
+
+async def test_leased_hits_fail_closed_when_redis_is_down(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock, redis_url=DOWN_REDIS_URL)
+    with pytest.raises(ServiceUnavailable):
+        await limiter.hit_leased("account", "1", 10)
+
+
+async def test_leased_hits_are_plain_hits_in_process(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock)
+    results = [await limiter.hit_leased("account", "1", 3) for _ in range(4)]
+    assert [r.allowed for r in results] == [True, True, True, False]

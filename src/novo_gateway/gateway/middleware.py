@@ -163,7 +163,7 @@ class MeteredPath:
     ) -> LimitResult:
         """Hit one limit; refuse with 429 (or 503 when the limiter is down and fails closed)."""
         try:
-            result = await self.runtime.limiter.hit(bucket, identity, limit)
+            result = await self.runtime.limiter.hit_leased(bucket, identity, limit)
         except ServiceUnavailable as err:
             extra = shown.headers() if shown is not None else {}
             raise Refused(_with_headers(err, extra)) from err
