@@ -221,6 +221,11 @@ class Gateway:
 
     def start(self, timeout: float = 60, *, may_exit: bool = False) -> Gateway:
         """Start and wait until it serves (or, with `may_exit`, until it serves or exits)."""
+        self.launch()
+        return self.wait_ready(timeout, may_exit=may_exit)
+
+    def launch(self) -> None:
+        """Start the process without waiting (start several, then `wait_ready` each)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         with self.log_path.open("ab") as log:
@@ -240,6 +245,8 @@ class Gateway:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
+    def wait_ready(self, timeout: float = 60, *, may_exit: bool = False) -> Gateway:
         wait_until(
             lambda: self._healthy(may_exit), timeout, f"the gateway on port {self.port} to serve"
         )
@@ -290,7 +297,9 @@ def running(*gateways: Gateway) -> Iterator[tuple[Gateway, ...]]:
     """Start the gateways; stop them (SIGTERM) afterwards, whatever happened."""
     try:
         for gateway in gateways:
-            gateway.start()
+            gateway.launch()
+        for gateway in gateways:
+            gateway.wait_ready()
         yield gateways
     finally:
         for gateway in gateways:

@@ -59,7 +59,22 @@ async def register(
     response = await client.post("/auth/register", json=body)
     assert response.status_code == 201, response.text
     data = response.json()
-    return Account(email, data["user"]["id"], data["apiKey"]["key"], data["apiKey"]["id"])
+    account = Account(email, data["user"]["id"], data["apiKey"]["key"], data["apiKey"]["id"])
+    if data["subscription"]["status"] == "pending":  # Stripe was slow: the job finishes it
+        await _wait_provisioned(client, account)
+    return account
+
+
+async def _wait_provisioned(client: httpx.AsyncClient, account: Account) -> None:
+    """Until the account's Stripe subscription exists (tests then stop the gateway freely)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        view = await client.get("/billing/subscription", headers=account.auth)
+        if view.status_code == 200 and view.json().get("id"):
+            return
+        assert loop.time() < deadline, f"account {account.user_id} was never provisioned"
+        await asyncio.sleep(0.1)
 
 
 async def login_token(client: httpx.AsyncClient, account: Account) -> str:

@@ -26,7 +26,7 @@ from tests.adversarial.system import FIGURES_PATH, Account, Figures, register
 
 FUZZ_DIR = Path(__file__).with_name("fuzz")
 # The time the fuzzer may spend; the phases repeat until it is spent.
-FUZZ_SECONDS = int(os.environ.get("NOVO_FUZZ_SECONDS", "50"))
+FUZZ_SECONDS = int(os.environ.get("NOVO_FUZZ_SECONDS", "40"))
 
 # Links the document does not carry (auth is not a parameter): from a new key to its revocation,
 # and from another account's registration to an attempt at revoking its key (must be 404).

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.adversarial.conftest import GatewayFactory
-from tests.adversarial.harness import Gateway, PrivateRedis
+from tests.adversarial.harness import Gateway, PrivateRedis, running
 from tests.adversarial.stripe_side import EmulatorProcess
 from tests.adversarial.system import (
     Account,
@@ -56,13 +56,8 @@ def pair(factory: GatewayFactory, redis_server: PrivateRedis) -> Iterator[tuple[
     }
     first = factory.gateway(database, **settings)
     second = factory.gateway(database, **settings)
-    try:
-        first.start()
-        second.start()
+    with running(first, second):
         yield first, second
-    finally:
-        first.stop()
-        second.stop()
 
 
 def _ledger(gateway: Gateway) -> Ledger:
@@ -103,9 +98,7 @@ async def test_limits_are_exact_across_processes_and_refusals_are_unbilled(
         "rate_limit_per_minute": LIMIT,
     }
     first, second = factory.gateway(database, **settings), factory.gateway(database, **settings)
-    try:
-        first.start()
-        second.start()
+    with running(first, second):
         async with httpx.AsyncClient(base_url=first.url, timeout=60) as client:
             accounts = [await register(client, "exact") for _ in range(5)]
         burst: dict[int, list[bytes]] = {gw.port: [] for gw in (first, second)}
@@ -117,9 +110,6 @@ async def test_limits_are_exact_across_processes_and_refusals_are_unbilled(
         results = await asyncio.gather(
             *(blast(port, requests, connections=25) for port, requests in burst.items())
         )
-    finally:
-        first.stop()
-        second.stop()
     answers = [a for result in results for a in result]
     ledger = _ledger(first)
     try:
@@ -269,17 +259,13 @@ async def test_two_databases_on_one_stripe_account_both_bill_exactly(
     """Account and event ids restart in each database; Stripe's identifiers must not collide."""
     gateways = [factory.gateway(factory.database("sqlite")) for _ in range(2)]
     accounts = []
-    try:
+    with running(*gateways):
         for gateway in gateways:
-            gateway.start()
             async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
                 account = await register(client, "twin")
                 for _ in range(30):
                     await client.get("/api/v1/insights", headers=account.auth)
             accounts.append(account)
-    finally:
-        for gateway in gateways:
-            gateway.stop()
     assert accounts[0].user_id == accounts[1].user_id  # the same ids in both databases
     for gateway, account in zip(gateways, accounts, strict=True):
         assert await _drain_and_check(gateway, emulator, [account]) == 30
