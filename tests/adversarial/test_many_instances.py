@@ -256,16 +256,19 @@ async def test_sqlite_takes_fifty_concurrent_writers_and_the_reporter_without_lo
 async def test_two_databases_on_one_stripe_account_both_bill_exactly(
     factory: GatewayFactory, emulator: EmulatorProcess
 ) -> None:
-    """Account and event ids restart in each database; Stripe's identifiers must not collide."""
+    """Account and event ids restart in each database; Stripe's idempotency keys and meter event
+    identifiers must not collide (each was found colliding, and fixed)."""
     gateways = [factory.gateway(factory.database("sqlite")) for _ in range(2)]
-    accounts = []
-    with running(*gateways):
-        for gateway in gateways:
-            async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
-                account = await register(client, "twin")
-                for _ in range(30):
-                    await client.get("/api/v1/insights", headers=account.auth)
-            accounts.append(account)
+
+    async def twin(gateway: Gateway) -> Account:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=60) as client:
+            account = await register(client, "twin")
+            for _ in range(30):
+                await client.get("/api/v1/insights", headers=account.auth)
+        return account
+
+    with running(*gateways):  # both register their account 1 in the same second
+        accounts = await asyncio.gather(*(twin(gateway) for gateway in gateways))
     assert accounts[0].user_id == accounts[1].user_id  # the same ids in both databases
     for gateway, account in zip(gateways, accounts, strict=True):
         assert await _drain_and_check(gateway, emulator, [account]) == 30

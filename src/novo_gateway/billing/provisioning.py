@@ -8,8 +8,9 @@ No retry creates a second customer or subscription:
 
 - the customer id is stored on the account as soon as Stripe answers, and a retry starts from it;
 - creates carry idempotency keys derived from the account (`novo-customer-<id>-<created>`,
-  `novo-subscription-<id>-<created>`; the creation time keeps them unique when a database is
-  reset and ids start again), so a retry after a lost answer gets the first result back;
+  `novo-subscription-<id>-<created>`; the creation time, in microseconds, keeps them unique when
+  a database is reset or another one shares the Stripe account and ids start again), so a retry
+  after a lost answer gets the first result back;
 - Stripe may prune idempotency keys after 24 hours, so a retry (attempt 2 and later) first looks
   for what an earlier attempt may have made: the customer by email with our
   `metadata.novo_account_id` (a list, which is consistent, where search may lag by a minute),
@@ -57,7 +58,10 @@ class _Account:
 
     @property
     def key_suffix(self) -> str:
-        return f"{self.id}-{int(self.created_at.timestamp())}"
+        # To the microsecond: another database on the same Stripe account (staging, a second
+        # region) may register an account with the same id within the same second.
+        created = int(self.created_at.timestamp()) * 1_000_000 + self.created_at.microsecond
+        return f"{self.id}-{created}"
 
 
 class Provisioner:
