@@ -117,6 +117,9 @@ class GatewayFactory:
             **self.stripe_env,
             STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
             USAGE_REPORTING_INTERVAL="3600000",  # tests report when they choose, unless set
+            # A gateway's reporter keeps its lease this long after each run: short, so that the
+            # operator's report-usage a test runs beside it does not wait for the default 30 s.
+            REPORTER_LEASE_SECONDS="2",
             **GENEROUS_LIMITS,
             **database,
         )
