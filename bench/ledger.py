@@ -11,7 +11,8 @@ For each backend, on a fresh migrated database:
 3. reporter (`--reporter v1,v2`): the customers become Stripe customers of a fresh Stripe
    emulator, and `UsageReporter` claims every pending event into per-customer, per-hour reports
    (aggregation events/s) and sends them (v1: one meter event per report; v2: the meter event
-   stream, 100 per call) at `--stripe-rate` calls/s: seconds, and the process's peak RSS.
+   stream, 100 per call) at `--stripe-rate` calls/s: seconds, and the process's peak RSS. Each
+   of the two phases stops after `--phase-seconds` (the output then shows what was left).
 
     .venv/bin/python bench/ledger.py [--backends sqlite,postgres] [--events 1000000]
         [--customers 10000] [--heavy 1000000] [--reporter v1,v2] [--stripe-rate 100]
@@ -205,10 +206,15 @@ async def report(
         run = ReporterRun()
         started = time.perf_counter()
         while await reporter.claim(run) == CLAIM_BATCH:
-            pass
+            if time.perf_counter() - started > ARGS.phase_seconds:
+                break  # figures of a part, said so in the output
         claimed = time.perf_counter() - started
         started = time.perf_counter()
-        await reporter.send_due(run)
+        sending = asyncio.ensure_future(reporter.send_due(run))
+        done, _ = await asyncio.wait([sending], timeout=ARGS.phase_seconds)
+        if not done:
+            await reporter.stop()  # send_due returns after the call in flight
+            await sending
         sent = time.perf_counter() - started
         left = await reporter.pending()
         await stripe.close()
@@ -221,6 +227,7 @@ async def report(
             "aggregation_events_per_s": round(run.claimed_events / claimed),
             "send_seconds": round(sent, 1),
             "sent": run.sent,
+            "reports_sent_per_s": round(run.sent / sent, 1),
             "dead": run.dead,
             "retried": run.retried,
             "still_pending": left,
@@ -329,6 +336,9 @@ def main() -> None:
     parser.add_argument("--heavy", type=int, default=1_000_000)
     parser.add_argument("--reporter", default="v1,v2")
     parser.add_argument("--stripe-rate", type=float, default=100.0)
+    parser.add_argument(
+        "--phase-seconds", type=float, default=120.0, help="stop claiming or sending after this"
+    )
     ARGS = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="novo-ledger-"))
     os.environ.pop("STRIPE_SECRET_KEY", None)

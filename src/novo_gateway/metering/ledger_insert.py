@@ -4,8 +4,8 @@
 Idempotency-Key to claim, no purge due). Values are encoded by the columns' own SQLAlchemy bind
 processors (a faster equal formatter for SQLite timestamps), so the rows are those the ORM writes.
 
-PostgreSQL: asyncpg's `executemany` in a transaction on a connection of the engine's pool, held
-between batches. asyncpg is plain asyncio, so this costs the event loop a few awaits per batch.
+PostgreSQL: asyncpg's `COPY` of the batch in a transaction on a connection of the engine's pool,
+held between batches. asyncpg is plain asyncio, so this costs the event loop a few awaits per batch.
 
 SQLite: a `sqlite3` connection of the writer's own, used on the event loop's thread. Going through
 aiosqlite's thread cost more than the insert: every row's step releases and retakes the GIL, and
@@ -109,12 +109,12 @@ def _insert_sql(table: Table, columns: Sequence[str], marks: Sequence[str]) -> s
 
 
 class PostgresInsert:
-    """asyncpg `executemany` in a transaction; a failed batch discards its connection."""
+    """asyncpg `COPY` of the batch in a transaction; a failed batch discards its connection."""
 
     def __init__(self, engine: AsyncEngine, table: Table, columns: Sequence[str]) -> None:
         self._engine = engine
         self._encoder = _Encoder(engine, table, columns)
-        self._sql = _insert_sql(table, columns, [f"${i}" for i in range(1, len(columns) + 1)])
+        self._table, self._columns = table.name, tuple(columns)
         self._conn: AsyncConnection | None = None
 
     async def write(self, rows: list[tuple[Any, ...]]) -> None:
@@ -124,7 +124,10 @@ class PostgresInsert:
         try:
             driver: Any = (await self._conn.get_raw_connection()).driver_connection
             async with driver.transaction():
-                await driver.executemany(self._sql, rows)
+                # COPY: one message for the batch, where executemany binds and runs each row.
+                await driver.copy_records_to_table(
+                    self._table, records=rows, columns=list(self._columns)
+                )
         except BaseException:
             await self._discard()
             raise
