@@ -77,6 +77,11 @@ class PayloadTooLarge(GatewayError):
     title = "Payload Too Large"
 
 
+class RequestHeaderFieldsTooLarge(GatewayError):
+    status_code = 431
+    title = "Request Header Fields Too Large"
+
+
 class RateLimitExceeded(GatewayError):
     status_code = 429
     title = "Rate Limit Exceeded"

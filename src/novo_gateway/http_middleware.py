@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novo_gateway import metrics
-from novo_gateway.errors import PayloadTooLarge, error_response
+from novo_gateway.errors import PayloadTooLarge, RequestHeaderFieldsTooLarge, error_response
 
 access_log = logging.getLogger("novo_gateway.access")
 
@@ -94,8 +94,19 @@ def _incoming_request_id(scope: Scope) -> str | None:
     return None
 
 
+# The HTTP server (uvicorn with httptools) sets no limit on headers; past these a request is
+# refused before any work (key lookup, limits, billing) is done for it.
+MAX_HEADER_BYTES = 32_768
+MAX_HEADERS = 100
+HEADERS_TOO_LARGE = (
+    f"The request headers are too large (at most {MAX_HEADERS} headers and "
+    f"{MAX_HEADER_BYTES} bytes). Send fewer or shorter headers."
+)
+
+
 class BodySizeLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413, by Content-Length or while streaming."""
+    """Refuses bodies over `max_bytes` with 413, by Content-Length or while streaming, and
+    oversized headers with 431."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -105,10 +116,18 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
+        headers = scope["headers"]
+        header_bytes = 0
+        for name, value in headers:
+            header_bytes += len(name) + len(value)
             if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
                 await error_response(self._too_large())(scope, receive, send)
                 return
+        if header_bytes > MAX_HEADER_BYTES or len(headers) > MAX_HEADERS:
+            await error_response(RequestHeaderFieldsTooLarge(HEADERS_TOO_LARGE))(
+                scope, receive, send
+            )
+            return
         received = 0
         response_started = False
 

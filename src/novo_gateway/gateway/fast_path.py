@@ -30,7 +30,13 @@ from starlette.types import Message, Receive, Scope, Send
 from novo_gateway import metrics
 from novo_gateway.errors import GatewayError, ServiceUnavailable, error_response
 from novo_gateway.gateway.middleware import NOT_RECORDED, MeteredPath, Refused, is_metered
-from novo_gateway.http_middleware import access_log, log_request, new_request_id
+from novo_gateway.http_middleware import (
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    access_log,
+    log_request,
+    new_request_id,
+)
 from novo_gateway.novo_api.fast import FastRoute, FastRoutes
 
 if TYPE_CHECKING:
@@ -59,10 +65,15 @@ class FastPath:
         route = self._routes.match(scope)
         if route is None or route.route.path in self._proxied:
             return None
-        for name, value in scope["headers"]:
+        headers = scope["headers"]
+        if len(headers) > MAX_HEADERS:
+            return None  # the normal stack refuses it (431)
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value)
             if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
                 return None
-        return route
+        return None if size > MAX_HEADER_BYTES else route
 
     async def serve(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
