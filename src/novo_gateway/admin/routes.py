@@ -29,14 +29,12 @@ from novo_gateway.dashboard.forms import CsrfField, TokenField
 from novo_gateway.dashboard.security import (
     ADMIN_COOKIE,
     SIGN_IN_CSRF_COOKIE,
-    SIGN_IN_CSRF_SECONDS,
     check_csrf,
     check_same_origin,
     clear_cookie,
-    new_sign_in_token,
     set_cookie,
 )
-from novo_gateway.dashboard.templating import render
+from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import Unauthorized
 from novo_gateway.gateway.client_ip import ClientIpResolver
@@ -70,24 +68,14 @@ def _redirect(url: str) -> RedirectResponse:
 def _sign_in_page(
     request: Request, runtime: Runtime, *, error: str | None = None, status_code: int = 401
 ) -> Response:
-    token = new_sign_in_token()
     notice = NOTICES.get(request.query_params.get("notice", ""))
-    response = render(
-        runtime.settings,
-        "admin_login.html",
-        {"csrf": token, "error": error, "notice": notice},
-        status_code=status_code,
-    )
-    set_cookie(
-        response,
+    return render_sign_in(
         request,
         runtime.settings,
-        name=SIGN_IN_CSRF_COOKIE,
-        value=token,
-        max_age=SIGN_IN_CSRF_SECONDS,
-        path="/",
+        "admin_login.html",
+        {"error": error, "notice": notice},
+        status_code=status_code,
     )
-    return response
 
 
 async def _form_operator(

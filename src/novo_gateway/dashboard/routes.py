@@ -30,14 +30,12 @@ from novo_gateway.dashboard.forms import (
 from novo_gateway.dashboard.security import (
     SESSION_COOKIE,
     SIGN_IN_CSRF_COOKIE,
-    SIGN_IN_CSRF_SECONDS,
     check_csrf,
     check_same_origin,
     clear_cookie,
-    new_sign_in_token,
     set_cookie,
 )
-from novo_gateway.dashboard.templating import render
+from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import GatewayError, Unauthorized
 from novo_gateway.keys import service as keys
@@ -78,23 +76,13 @@ def _sign_in_page(
     status_code: int = 200,
 ) -> Response:
     """The sign-in form, with a fresh double-submit CSRF token in a cookie and the form."""
-    token = new_sign_in_token()
-    response = render(
-        runtime.settings,
-        "login.html",
-        {"csrf": token, "error": error, "notice": _notice(request), "email": email},
-        status_code=status_code,
-    )
-    set_cookie(
-        response,
+    return render_sign_in(
         request,
         runtime.settings,
-        name=SIGN_IN_CSRF_COOKIE,
-        value=token,
-        max_age=SIGN_IN_CSRF_SECONDS,
-        path="/",
+        "login.html",
+        {"error": error, "notice": _notice(request), "email": email},
+        status_code=status_code,
     )
-    return response
 
 
 async def _page(

@@ -13,11 +13,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from novo_gateway import __version__
 from novo_gateway.config import Settings
-from novo_gateway.dashboard.security import security_headers
+from novo_gateway.dashboard.security import (
+    SIGN_IN_CSRF_COOKIE,
+    SIGN_IN_CSRF_SECONDS,
+    new_sign_in_token,
+    security_headers,
+    set_cookie,
+)
 
 
 def _when(value: datetime | None) -> str:
@@ -93,3 +100,26 @@ def render(
     """A page from a template, with the dashboards' security headers."""
     html = environment().get_template(template).render(**context)
     return HTMLResponse(html, status_code=status_code, headers=security_headers(settings))
+
+
+def render_sign_in(
+    request: Request,
+    settings: Settings,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int,
+) -> HTMLResponse:
+    """A sign-in form with a fresh double-submit CSRF token, in the form and in a cookie."""
+    token = new_sign_in_token()
+    response = render(settings, template, {**context, "csrf": token}, status_code=status_code)
+    set_cookie(
+        response,
+        request,
+        settings,
+        name=SIGN_IN_CSRF_COOKIE,
+        value=token,
+        max_age=SIGN_IN_CSRF_SECONDS,
+        path="/",
+    )
+    return response
