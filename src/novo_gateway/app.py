@@ -80,8 +80,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(MeteredPathMiddleware, metered=metered)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    # The built-in GET endpoints skip all of the above in one pass (gateway/fast_path.py).
-    app.fast_path = FastPath(runtime, FastRoutes(novo_router.routes), metered)
+    # The built-in endpoints skip all of the above in one pass (gateway/fast_path.py).
+    app.fast_path = FastPath(runtime, FastRoutes(novo_router.routes), metered, app.full_stack)
     return app
 
 
@@ -104,4 +104,8 @@ class GatewayApp(FastAPI):
         if route is not None:
             await fast.serve(route, scope, receive, send)  # type: ignore[union-attr]
             return
+        await super().__call__(scope, receive, send)
+
+    async def full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app without its fast path: the middleware stack, FastAPI's routing and handlers."""
         await super().__call__(scope, receive, send)

@@ -1,21 +1,28 @@
-"""The hot path: the built-in GET endpoints answered in one pass, before the framework's stack.
+"""The hot path: the built-in endpoints answered in one pass, before the framework's stack.
 
-`GET /api/v1/insights` (metered) and `GET /api/v1/health` (free) take no input. Through the full
-stack each request crosses eight ASGI layers (Starlette's error and body-limit middleware, FastAPI's
-telemetry and routing, our request context, body limit and metered path), each wrapping `send`;
-on this machine those layers cost more than the metering itself (bench/README.md). Here the same
-steps run inline, in the same order and with the same helpers:
+`GET /api/v1/insights` (metered) and `GET /api/v1/health` (free) take no input; the JSON `POST`
+endpoints take one body model each. Through the full stack each request crosses eight ASGI layers
+(Starlette's error and body-limit middleware, FastAPI's telemetry and routing, our request
+context, body limit and metered path), each wrapping `send`, and FastAPI then solves the route's
+dependencies and validates and serializes through its own layers; on this machine that cost more
+than the metering itself (bench/README.md). Here the same steps run inline, in the same order and
+with the same helpers:
 
 1. the request id (`X-Request-Id`) as `RequestContextMiddleware` gives it;
 2. for a metered path, `MeteredPath.admit` (limits, key, access), exactly as the middleware;
-3. the body, rendered by `novo_api.fast` from the same service function and schema as the route;
-4. for a metered path, the usage event, committed before the response starts (503 if it cannot
+3. for a `POST`, the body read and validated with the route's model; a body the model refuses
+   (or anything unusual: a disconnect, JSON only Python's parser takes) goes with the admitted
+   call to the full stack, which answers it exactly as before, its 400 included, without
+   counting the call against the limits a second time;
+4. the body, rendered by `novo_api.fast` from the same service function and schema as the route;
+5. for a metered path, the usage event, committed before the response starts (503 if it cannot
    be); then the response with the rate-limit headers and the request id;
-5. the access log line and the request metrics, as `RequestContextMiddleware` writes them.
+6. the access log line and the request metrics, as `RequestContextMiddleware` writes them.
 
-Only requests the full stack would treat identically come here: `GET`, no body, no root path.
-Anything else (another method, a body, an upstream route configured over the path) takes the
-normal stack. An unexpected error answers 500 in the one error shape and is raised on, as
+Only requests the full stack would treat identically come here: `GET` without a body, or `POST`
+of `Content-Type: application/json` with a `Content-Length` within MAX_BODY_BYTES; no root path.
+Anything else (another method, a streamed body, an upstream route configured over the path) takes
+the normal stack. An unexpected error answers 500 in the one error shape and is raised on, as
 Starlette's error middleware does.
 """
 
@@ -25,11 +32,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novo_gateway import metrics
 from novo_gateway.errors import GatewayError, ServiceUnavailable, error_response
-from novo_gateway.gateway.middleware import NOT_RECORDED, MeteredPath, Refused, is_metered
+from novo_gateway.gateway.middleware import (
+    ADMITTED,
+    NOT_RECORDED,
+    Admitted,
+    MeteredPath,
+    Refused,
+    is_metered,
+)
 from novo_gateway.http_middleware import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
@@ -37,7 +51,7 @@ from novo_gateway.http_middleware import (
     log_request,
     new_request_id,
 )
-from novo_gateway.novo_api.fast import FastRoute, FastRoutes
+from novo_gateway.novo_api.fast import FastPost, FastRoute, FastRoutes
 
 if TYPE_CHECKING:
     from novo_gateway.runtime import Runtime
@@ -46,19 +60,24 @@ log = logging.getLogger("novo_gateway.errors")
 
 UNEXPECTED = "Something went wrong on our side. Please try again later."
 _JSON = b"application/json"
+_HANDED_OVER = "novo.handed_over"  # scope key: the full stack took this request over
 
 
 class FastPath:
     """Serves the fast routes in one pass; `match` says whether a request is one of them."""
 
-    def __init__(self, runtime: Runtime, routes: FastRoutes, metered: MeteredPath) -> None:
+    def __init__(
+        self, runtime: Runtime, routes: FastRoutes, metered: MeteredPath, full_stack: ASGIApp
+    ) -> None:
         self._runtime = runtime
         self._routes = routes
         self._metered = metered
+        self._full_stack = full_stack  # the app without the fast path, for bodies it hands over
+        self._max_body = runtime.settings.max_body_bytes
         # An upstream route configured over a built-in path takes it (routes_table.py).
         self._proxied = frozenset(p for p in routes.paths if runtime.proxy.match(p) is not None)
 
-    def match(self, scope: Scope) -> FastRoute | None:
+    def match(self, scope: Scope) -> FastRoute | FastPost | None:
         """The fast route of this request, or None when the normal stack must serve it."""
         if scope["type"] != "http":
             return None
@@ -68,37 +87,58 @@ class FastPath:
         headers = scope["headers"]
         if len(headers) > MAX_HEADERS:
             return None  # the normal stack refuses it (431)
-        size = 0
+        size, length, json = 0, b"0", False
         for name, value in headers:
             size += len(name) + len(value)
-            if (name == b"content-length" and value != b"0") or name == b"transfer-encoding":
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
                 return None
-        return None if size > MAX_HEADER_BYTES else route
+            elif name == b"content-type":
+                json = value == _JSON
+        if size > MAX_HEADER_BYTES:
+            return None
+        if isinstance(route, FastPost):
+            # A JSON body of a size the body limit lets through; the rest (413, 415-like
+            # content types, streamed bodies) is the normal stack's.
+            if not (json and length.isdigit() and 0 < int(length) <= self._max_body):
+                return None
+        elif length != b"0":
+            return None
+        return route
 
-    async def serve(self, route: FastRoute, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(
+        self, route: FastRoute | FastPost, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         started = time.perf_counter()
         request_id = new_request_id(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         id_header = (b"x-request-id", request_id.encode())
         scope["route"] = route.route
-        status = 500
+        status: int | None = 500
         try:
-            if is_metered(scope):
+            if isinstance(route, FastPost):
+                status = await self._metered_post(route, scope, receive, send, id_header)
+            elif is_metered(scope):
                 status = await self._metered_call(route, scope, receive, send, id_header)
             else:
                 status = 200
                 body = route.body(self._runtime.clock.now(), request_id)
                 await _send_json(send, 200, body, [id_header])
         except Exception:
+            if scope.get(_HANDED_OVER):
+                status = None  # the full stack answered it (500), logged and counted it
+                raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await error_response(GatewayError(UNEXPECTED))(scope, receive, send)
             raise
         finally:
-            elapsed = time.perf_counter() - started
-            metrics.observe_request(scope, status, elapsed)
-            if access_log.isEnabledFor(logging.INFO):
-                log_request(scope, status, elapsed, request_id)
+            if status is not None:
+                elapsed = time.perf_counter() - started
+                metrics.observe_request(scope, status, elapsed)
+                if access_log.isEnabledFor(logging.INFO):
+                    log_request(scope, status, elapsed, request_id)
 
     async def _metered_call(
         self,
@@ -108,17 +148,53 @@ class FastPath:
         send: Send,
         id_header: tuple[bytes, bytes],
     ) -> int:
-        metered = self._metered
         try:
-            call = await metered.admit(scope)
+            call = await self._metered.admit(scope)
         except Refused as refused:
             return await _send_error(refused.error, scope, receive, send, id_header)
-        state: dict[str, Any] = scope["state"]
-        body = route.body(self._runtime.clock.now(), state["request_id"])
+        body = route.body(self._runtime.clock.now(), scope["state"]["request_id"])
+        return await self._answer(call, route, "GET", body, scope, receive, send, id_header)
+
+    async def _metered_post(
+        self,
+        route: FastPost,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        id_header: tuple[bytes, bytes],
+    ) -> int | None:
+        """A JSON POST; None when the body went to the full stack (which then answered)."""
+        try:
+            call = await self._metered.admit(scope)
+        except Refused as refused:
+            return await _send_error(refused.error, scope, receive, send, id_header)
+        messages, raw = await _read_body(receive)
+        parsed = route.parse(raw) if raw is not None else None
+        if parsed is None:
+            scope[ADMITTED] = call
+            scope[_HANDED_OVER] = True
+            await self._full_stack(scope, _replay(messages, receive), send)
+            return None
+        body = route.body(parsed, self._runtime.clock.now(), scope["state"]["request_id"])
+        return await self._answer(call, route, "POST", body, scope, receive, send, id_header)
+
+    async def _answer(
+        self,
+        call: Admitted,
+        route: FastRoute | FastPost,
+        method: str,
+        body: bytes,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        id_header: tuple[bytes, bytes],
+    ) -> int:
+        """Record the call (503 if it cannot be), then send its 200 with the limit headers."""
+        metered = self._metered
         event = metered.event(
             call,
-            state,
-            method="GET",
+            scope["state"],
+            method=method,
             status=200,
             endpoint=route.route.path,
             matched=True,
@@ -129,6 +205,32 @@ class FastPath:
             return await _send_error(err, scope, receive, send, id_header)
         await _send_json(send, 200, body, [*call.account.raw_headers(), id_header])
         return 200
+
+
+async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
+    """The messages received and the whole body; None as body if the client went away."""
+    messages: list[Message] = []
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return messages, b"".join(chunks)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` giving the messages already read again, then the client's next ones."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: list[Any]) -> None:

@@ -53,6 +53,8 @@ FREE_PATHS = frozenset({f"{API_PREFIX}/health"})
 UNMATCHED_ENDPOINT = f"{API_PREFIX}/(unmatched)"
 MAX_IDEMPOTENCY_KEY = 255
 _PROXY_ROUTE = "novo.proxy_route"  # scope key: the upstream route serving this call
+# Scope key: a call the fast path admitted, then handed over with its body (fast_path.py).
+ADMITTED = "novo.admitted"
 
 KEY_REQUIRED = (
     "API key is required. Provide it via Authorization header (Bearer), X-API-Key header, "
@@ -191,11 +193,13 @@ class MeteredPathMiddleware:
         if scope["type"] != "http" or not is_metered(scope):
             await self.app(scope, receive, send)
             return
-        try:
-            call = await self.metered.admit(scope)
-        except Refused as refused:
-            await error_response(refused.error)(scope, receive, send)
-            return
+        call: Admitted | None = scope.pop(ADMITTED, None)
+        if call is None:
+            try:
+                call = await self.metered.admit(scope)
+            except Refused as refused:
+                await error_response(refused.error)(scope, receive, send)
+                return
         await self._handle(call, scope, receive, send)
 
     async def _handle(self, call: Admitted, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,11 +1,14 @@
-"""The built-in GET endpoints' bodies, rendered without the framework's per-request work.
+"""The built-in endpoints' bodies, rendered without the framework's per-request work.
 
 `GET /api/v1/health` and `GET /api/v1/insights` take no input, so routing, dependency solving and
 response validation are pure overhead for them; on this machine FastAPI's share of such a request
-was larger than the whole metered path (bench/README.md). `gateway/fast_path.py` serves them with
-the bodies rendered here from the same service functions and schemas the FastAPI routes use. The
-routes stay declared in FastAPI (OpenAPI, and the fallback for anything the fast path does not
-take), and their `APIRoute` is put in the scope so usage and metrics name the route as before.
+was larger than the whole metered path (bench/README.md). The JSON `POST` endpoints take one body
+model each: parsed and validated here with the same model, they need none of the framework's work
+either, and a body the model refuses is handed to the framework so every error stays its own.
+`gateway/fast_path.py` serves them with the bodies rendered here from the same service functions
+and schemas the FastAPI routes use. The routes stay declared in FastAPI (OpenAPI, and the fallback
+for anything the fast path does not take), and their `APIRoute` is put in the scope so usage and
+metrics name the route as before.
 """
 
 from __future__ import annotations
@@ -13,16 +16,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
+from typing import Any
 
+import orjson
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from novo_gateway.novo_api import service
-from novo_gateway.novo_api.schemas import Meta
+from novo_gateway.novo_api.schemas import (
+    AudienceAnalyzeRequest,
+    BulkProcessRequest,
+    CampaignGenerateRequest,
+    Meta,
+    NotificationSendRequest,
+)
 
 Render = Callable[[datetime, str], BaseModel]
+Handle = Callable[[Any, datetime, Meta], BaseModel]
 
 # path → how to answer it (the service call of the FastAPI handler of the same path).
 _RENDERERS: dict[str, Render] = {
@@ -32,6 +44,18 @@ _RENDERERS: dict[str, Render] = {
     service.API_PREFIX + "/insights": lambda now, request_id: service.insights(
         now, Meta(request_id=request_id, billed_units=service.UNITS_PER_CALL)
     ),
+}
+
+
+# path → the body model and the service call of the FastAPI handler of the same path.
+_POSTS: dict[str, tuple[type[BaseModel], Handle]] = {
+    service.API_PREFIX + "/audience/analyze": (AudienceAnalyzeRequest, service.analyze_audience),
+    service.API_PREFIX + "/campaign/generate": (CampaignGenerateRequest, service.generate_campaign),
+    service.API_PREFIX + "/notifications/send": (
+        NotificationSendRequest,
+        service.send_notification,
+    ),
+    service.API_PREFIX + "/bulk/process": (BulkProcessRequest, service.process_bulk),
 }
 
 
@@ -91,23 +115,61 @@ def _split(body: bytes, now: datetime) -> list[bytes] | None:
     return [head, middle, tail]
 
 
+class FastPost:
+    """One fast JSON `POST` endpoint: its declared route, its body model and its service call."""
+
+    __slots__ = ("handle", "model", "route", "units")
+
+    def __init__(self, route: APIRoute, model: type[BaseModel], handle: Handle, units: int) -> None:
+        self.route = route
+        self.model = model
+        self.handle = handle
+        self.units = units
+
+    def parse(self, raw: bytes) -> BaseModel | None:
+        """The validated body, or None when the framework must answer (its error, its words).
+
+        The model validates the parsed JSON as FastAPI does (Python mode). orjson refuses a few
+        documents Python's `json` takes (NaN, integers past 64 bits): those go to FastAPI too.
+        """
+        try:
+            return self.model.model_validate(orjson.loads(raw))
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+
+    def body(self, parsed: BaseModel, now: datetime, request_id: str) -> bytes:
+        model = self.handle(parsed, now, Meta(request_id=request_id, billed_units=self.units))
+        return model.__pydantic_serializer__.to_json(model, by_alias=True)
+
+
 class FastRoutes:
-    """Exact `GET` paths served directly; `match` is one dictionary read."""
+    """Exact paths served directly (`GET` and JSON `POST`); `match` is one dictionary read."""
 
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
-        self._by_path: dict[str, FastRoute] = {}
+        self._get: dict[str, FastRoute] = {}
+        self._post: dict[str, FastPost] = {}
         for route in routes:
-            render = _RENDERERS.get(getattr(route, "path", ""))
-            methods = getattr(route, "methods", None) or ()
-            if isinstance(route, APIRoute) and render is not None and "GET" in methods:
-                self._by_path[route.path] = FastRoute(route, render, service.UNITS_PER_CALL)
+            if not isinstance(route, APIRoute):
+                continue
+            render, methods = _RENDERERS.get(route.path), route.methods or set()
+            if render is not None and "GET" in methods:
+                self._get[route.path] = FastRoute(route, render, service.UNITS_PER_CALL)
+            post = _POSTS.get(route.path)
+            if post is not None and "POST" in methods:
+                model, handle = post
+                self._post[route.path] = FastPost(route, model, handle, service.UNITS_PER_CALL)
 
     @property
     def paths(self) -> frozenset[str]:
-        return frozenset(self._by_path)
+        return frozenset(self._get) | frozenset(self._post)
 
-    def match(self, scope: Scope) -> FastRoute | None:
+    def match(self, scope: Scope) -> FastRoute | FastPost | None:
         """The fast endpoint for this request, or None to let the framework route it."""
-        if scope["method"] != "GET" or scope.get("root_path"):
+        if scope.get("root_path"):
             return None
-        return self._by_path.get(scope["path"])
+        method = scope["method"]
+        if method == "GET":
+            return self._get.get(scope["path"])
+        if method == "POST":
+            return self._post.get(scope["path"])
+        return None
