@@ -21,6 +21,7 @@ from novo_gateway.errors import (
     ServiceUnavailable,
     error_response,
 )
+from novo_gateway.gateway.middleware import LIMIT_HEADERS
 
 log = logging.getLogger("novo_gateway.errors")
 
@@ -126,7 +127,9 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    err = GatewayError("Something went wrong on our side. Please try again later.")
+    # A metered call's limit headers, as on its every other answer (gateway/middleware.py).
+    headers: dict[str, str] = request.scope.get("state", {}).get(LIMIT_HEADERS) or {}
+    err = GatewayError("Something went wrong on our side. Please try again later.", headers=headers)
     return error_response(err)
 
 

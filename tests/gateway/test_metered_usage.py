@@ -95,6 +95,9 @@ async def test_unhandled_handler_exception_is_recorded_as_an_unbilled_500(
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as raw:
         response = await raw.get("/api/v1/test/crash", headers=account.auth)
     assert response.status_code == 500
+    assert response.json()["error"] == "Internal Server Error"
+    assert response.headers["x-ratelimit-limit"] == "100"
+    assert response.headers["ratelimit-remaining"] == "99"
     (event,) = await ledger(client)
     assert (event.endpoint, event.status, event.billable) == ("/api/v1/test/crash", 500, False)
 

@@ -53,6 +53,7 @@ FREE_PATHS = frozenset({f"{API_PREFIX}/health"})
 UNMATCHED_ENDPOINT = f"{API_PREFIX}/(unmatched)"
 MAX_IDEMPOTENCY_KEY = 255
 _PROXY_ROUTE = "novo.proxy_route"  # scope key: the upstream route serving this call
+LIMIT_HEADERS = "limit_headers"  # state key: the admitted call's rate-limit headers
 # Scope key: a call the fast path admitted, then handed over with its body (fast_path.py).
 ADMITTED = "novo.admitted"
 
@@ -124,6 +125,8 @@ class MeteredPath:
             raise Refused(_with_headers(err, limit_headers)) from err
         state: dict[str, Any] = scope.setdefault("state", {})
         state["identity"] = identity
+        # For the 500 answered outside this middleware (error_handlers.py) to show them too.
+        state[LIMIT_HEADERS] = limit_headers
         return Admitted(identity, account, limit_headers, idempotency_key, started_at, started)
 
     def event(
