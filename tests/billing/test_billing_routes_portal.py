@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from novo_gateway.billing.portal import checked_return_url
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
+from novo_gateway.errors import BadRequest
 from tests.billing.conftest import Emulator
 from tests.billing.webhook_helpers import (
     Account,
@@ -163,3 +165,16 @@ async def test_the_original_clients_credentials_in_the_body_are_accepted(
     )
 
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("port", "scheme_default"), [(80, "http://localhost/"), (8080, "http://localhost:8080/")]
+)
+def test_the_local_default_origin_on_port_80_has_no_port(port: int, scheme_default: str) -> None:
+    settings = Settings(_env_file=None, port=port)  # type: ignore[call-arg]
+    assert checked_return_url(None, settings) == scheme_default
+    assert checked_return_url(scheme_default + "dashboard", settings) == (
+        scheme_default + "dashboard"
+    )
+    with pytest.raises(BadRequest):
+        checked_return_url("http://localhost:9999/", settings)

@@ -46,7 +46,8 @@ def allowed_origins(settings: Settings) -> list[str]:
     origins = [o for o in (origin_of(url) for url in configured) if o is not None]
     if origins:
         return origins
-    return [f"http://localhost:{settings.port}", f"http://127.0.0.1:{settings.port}"]
+    local = (f"http://localhost:{settings.port}", f"http://127.0.0.1:{settings.port}")
+    return [o for o in (origin_of(url) for url in local) if o is not None]  # :80 is dropped
 
 
 def checked_return_url(return_url: str | None, settings: Settings) -> str:
