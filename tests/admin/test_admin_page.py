@@ -140,6 +140,7 @@ async def test_a_dead_report_shows_stripes_message_and_can_be_retried(
     async with session_scope(runtime_of(admin_app).sessions) as session:
         report = await session.get_one(UsageReport, report_id)
         assert (report.status, report.attempts) == ("pending", 0)
+        assert report.next_attempt_at == NOW  # the gateway's clock, not the wall clock
     assert any(f"retry of dead report {report_id}" in r.getMessage() for r in caplog.records)
 
 

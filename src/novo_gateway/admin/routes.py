@@ -153,7 +153,7 @@ async def retry_report(
     csrf: CsrfField = "",
 ) -> Response:
     await _form_operator(request, session, runtime, csrf)
-    requeued = await operations.retry_dead(runtime.settings, report_id)
+    requeued = await operations.requeue_dead(runtime.sessions, runtime.clock, report_id)
     log.info(
         "admin: retry of dead report %s requested from %s (%d requeued)",
         report_id,

@@ -64,12 +64,18 @@ async def list_reports(settings: Settings, *, status: str, limit: int) -> list[s
 
 async def retry_dead(settings: Settings, report_id: str) -> int:
     """Put dead-lettered reports back in the queue (one, or all with 'all')."""
-    async with _database(settings) as sessions, session_scope(sessions) as session:
+    async with _database(settings) as sessions:
+        return await requeue_dead(sessions, Clock(), report_id)
+
+
+async def requeue_dead(sessions: SessionFactory, clock: Clock, report_id: str) -> int:
+    """`retry_dead` on the gateway's own database sessions and clock (the operator page's)."""
+    async with session_scope(sessions) as session:
         query = update(UsageReport).where(UsageReport.status == "dead")
         if report_id != "all":
             query = query.where(UsageReport.id == report_id)
         result = await session.execute(
-            query.values(status="pending", next_attempt_at=Clock().now(), attempts=0)
+            query.values(status="pending", next_attempt_at=clock.now(), attempts=0)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 
