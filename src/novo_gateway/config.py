@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # Dashboards. The operator dashboard (/admin) is open only to holders of this token
     # (empty: /admin does not exist); at least 24 characters.
     admin_token: str = Field(default="", repr=False)
+    # Prometheus scrapes of /metrics must send `Authorization: Bearer <token>` when this is set
+    # (empty: /metrics is open, so restrict it at the network); at least 24 characters.
+    metrics_token: str = Field(default="", repr=False)
 
     @field_validator(
         "trusted_proxies", "stripe_webhook_secret", "portal_return_origins", mode="before"
@@ -96,7 +99,7 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "metrics_token")
     @classmethod
     def _long_enough(cls, value: str) -> str:
         if value and len(value) < 24:

@@ -106,3 +106,18 @@ async def test_metered_calls_and_rate_limit_refusals_are_counted(
     assert statuses == [200, 200, 429]
     assert REGISTRY.get_sample_value("novo_usage_events_recorded_total") == usage + 2
     assert REGISTRY.get_sample_value("novo_rate_limited_requests_total", labels) == limited + 1
+
+
+async def test_metrics_need_the_scrape_token_when_one_is_set(
+    make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    token = "scrape-token-0123456789abcdef"
+    client: AppClient = await start_app(make_settings(metrics_token=token))
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": token}):
+        refused = await client.get("/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["error"] == "Unauthorized"
+        assert refused.headers["www-authenticate"] == "Bearer"
+    allowed = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert allowed.status_code == 200
+    assert "novo_http_requests_total" in allowed.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from datetime import datetime
 from typing import Final, Literal
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novo_gateway import __version__, metrics
 from novo_gateway.deps import RuntimeDep
+from novo_gateway.errors import Unauthorized
 from novo_gateway.home.page import CSS, CSS_PATH, SECURITY_HEADERS, render_home
 
 log = logging.getLogger("novo_gateway.health")
@@ -76,6 +78,18 @@ async def home_css() -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics() -> Response:
+async def prometheus_metrics(request: Request, runtime: RuntimeDep) -> Response:
+    token = runtime.settings.metrics_token
+    if token and not _bearer_is(request.headers.get("authorization", ""), token):
+        raise Unauthorized(
+            "Metrics need the scrape token: send `Authorization: Bearer <METRICS_TOKEN>`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     body, content_type = metrics.render()
     return Response(body, headers={"Content-Type": content_type})
+
+
+def _bearer_is(authorization: str, token: str) -> bool:
+    scheme, _, given = authorization.partition(" ")
+    matches = hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and matches
