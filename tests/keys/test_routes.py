@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -125,6 +126,22 @@ async def test_create_is_refused_past_the_active_key_cap(client: AppClient) -> N
     spare = next(k for k in listed if k["id"] != created["apiKey"]["id"])
     assert (await client.delete(f"/auth/api-keys/{spare['id']}", headers=auth)).status_code == 200
     assert (await client.post("/auth/api-keys", headers=auth, json={})).status_code == 201
+
+
+async def test_concurrent_creations_never_pass_the_active_key_cap(client: AppClient) -> None:
+    created = await register(client)
+    auth = {"X-API-Key": created["apiKey"]["key"]}
+    async with session_scope(runtime_of(client).sessions) as session:
+        user = await session.get_one(User, created["user"]["id"])
+        for _ in range(MAX_ACTIVE_KEYS - 3):
+            await create_api_key(session, user)
+    answers = await asyncio.gather(
+        *(client.post("/auth/api-keys", headers=auth, json={}) for _ in range(12))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [201, 201] + [409] * 10, statuses
+    listed = (await client.get("/auth/api-keys", headers=auth)).json()["apiKeys"]
+    assert sum(1 for k in listed if k["isActive"]) == MAX_ACTIVE_KEYS
 
 
 async def test_list_shows_every_key_without_the_key_itself(client: AppClient) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
@@ -37,8 +37,7 @@ async def create_key(
     """A new active key for the account; refused past `MAX_ACTIVE_KEYS` or with a past expiry."""
     if expires_at is not None and expires_at <= now:
         raise BadRequest("Invalid field 'expiresAt': the expiry must be in the future.")
-    # Serialise key creation per account (a row lock on PostgreSQL) so the cap holds under races.
-    await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+    await _lock_account(session, user_id)
     if await count_active_keys(session, user_id, now=now) >= MAX_ACTIVE_KEYS:
         raise Conflict(
             f"This account already has {MAX_ACTIVE_KEYS} active API keys, the most allowed. "
@@ -58,6 +57,19 @@ async def create_key(
     session.add(key)
     await session.flush()
     return NewKey(row=key, raw_key=raw)
+
+
+async def _lock_account(session: AsyncSession, user_id: int) -> None:
+    """Serialise key creation per account, so the cap holds under races, until the commit.
+
+    PostgreSQL: a row lock. SQLite has none, and its driver starts a transaction only at the
+    first write (the count would be read outside it): a write that changes nothing takes the
+    database's write lock first, so concurrent creations queue behind it.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        await session.execute(update(User).where(User.id == user_id).values(id=User.id))
+    else:
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 async def count_active_keys(session: AsyncSession, user_id: int, *, now: datetime) -> int:
