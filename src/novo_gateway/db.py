@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import ColumnElement, MetaData, event, select, update
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -76,3 +76,19 @@ async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+
+
+async def lock_rows(session: AsyncSession, model: type[Base], *where: ColumnElement[bool]) -> None:
+    """Lock the matching rows until the unit of work ends, on PostgreSQL and SQLite alike.
+
+    PostgreSQL: `SELECT … FOR UPDATE`. SQLite has no row locks, and its driver starts a
+    transaction only at the first write, so reads before it see no lock at all: a write that
+    changes nothing takes the database's write lock instead, and other writers queue behind it.
+    """
+    key = model.__table__.primary_key.columns[0]  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "sqlite":
+        # Nothing changes, so the session's loaded objects stay as they are (not expired).
+        unchanged = update(model).where(*where).values({key.name: key})
+        await session.execute(unchanged.execution_options(synchronize_session=False))
+    else:
+        await session.execute(select(key).where(*where).with_for_update())

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.stripe_types import SubscriptionInfo
+from novo_gateway.db import lock_rows
 
 # A subscription in one of these states is over for good (Stripe never revives it).
 ENDED: Final = frozenset({"canceled", "incomplete_expired"})
@@ -50,9 +51,10 @@ def apply_subscription(
 async def user_for_customer(
     session: AsyncSession, customer_id: str, *, lock: bool = False
 ) -> User | None:
-    """The account of a Stripe customer (its row locked for update on PostgreSQL when asked)."""
-    stmt = select(User).where(User.stripe_customer_id == customer_id)
+    """The account of a Stripe customer (its row locked until the commit when asked)."""
     if lock:
-        stmt = stmt.with_for_update()
-    found: User | None = await session.scalar(stmt)
+        await lock_rows(session, User, User.stripe_customer_id == customer_id)
+    found: User | None = await session.scalar(
+        select(User).where(User.stripe_customer_id == customer_id)
+    )
     return found

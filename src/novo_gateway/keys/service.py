@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
+from novo_gateway.db import lock_rows
 from novo_gateway.errors import BadRequest, Conflict, NotFound
 from novo_gateway.keys import tokens
 from novo_gateway.keys.cache import KeyCache
@@ -37,7 +38,7 @@ async def create_key(
     """A new active key for the account; refused past `MAX_ACTIVE_KEYS` or with a past expiry."""
     if expires_at is not None and expires_at <= now:
         raise BadRequest("Invalid field 'expiresAt': the expiry must be in the future.")
-    await _lock_account(session, user_id)
+    await lock_rows(session, User, User.id == user_id)  # the cap holds under races
     if await count_active_keys(session, user_id, now=now) >= MAX_ACTIVE_KEYS:
         raise Conflict(
             f"This account already has {MAX_ACTIVE_KEYS} active API keys, the most allowed. "
@@ -57,19 +58,6 @@ async def create_key(
     session.add(key)
     await session.flush()
     return NewKey(row=key, raw_key=raw)
-
-
-async def _lock_account(session: AsyncSession, user_id: int) -> None:
-    """Serialise key creation per account, so the cap holds under races, until the commit.
-
-    PostgreSQL: a row lock. SQLite has none, and its driver starts a transaction only at the
-    first write (the count would be read outside it): a write that changes nothing takes the
-    database's write lock first, so concurrent creations queue behind it.
-    """
-    if session.get_bind().dialect.name == "sqlite":
-        await session.execute(update(User).where(User.id == user_id).values(id=User.id))
-    else:
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
 async def count_active_keys(session: AsyncSession, user_id: int, *, now: datetime) -> int:
