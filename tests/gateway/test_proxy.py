@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
-from novo_gateway.gateway.proxy import UpstreamProxy
+from novo_gateway.gateway.proxy import UpstreamBrokeOff, UpstreamProxy
 from novo_gateway.keys.cache import KeyIdentity
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient, make_test_settings
@@ -340,7 +340,7 @@ async def test_upstream_breaking_off_mid_response_is_raised_not_hidden(
     assert route is not None
     before = _upstream_errors("stream")
     try:
-        with pytest.raises(httpx.HTTPError):
+        with pytest.raises(UpstreamBrokeOff):
             await proxy.forward(route, _scope("/api/v1/broken"), _no_body, send, IDENTITY)
     finally:
         await proxy.close()
