@@ -277,6 +277,21 @@ async def test_upstream_status_and_body_pass_through(gateway: httpx.AsyncClient)
     assert response.json()["method"] == "DELETE"
 
 
+async def test_head_passes_through_without_a_body(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.head("/api/v1/hop")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["x-kept"] == "yes"
+    assert (await gateway.get("/api/v1/hop")).text == "ok"  # the connection is still usable
+
+
+async def test_a_large_body_streams_through_whole(gateway: httpx.AsyncClient) -> None:
+    body = b"0123456789abcdef" * 131072  # 2 MiB, many reads and writes each way
+    response = await gateway.post("/api/v1/upload", content=body)
+    assert response.status_code == 200
+    assert response.content.replace(b"|", b"") == body  # the upstream joins what it read by |
+
+
 async def test_compressed_body_passes_through_undecoded(gateway: httpx.AsyncClient) -> None:
     response = await gateway.get("/api/v1/zipped", headers={"Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
