@@ -233,6 +233,11 @@ async def test_forwarded_headers_describe_the_client(
     assert sent["host"] == [upstream.url.removeprefix("http://")]
 
 
+async def test_non_ascii_header_bytes_are_forwarded_as_sent(gateway: httpx.AsyncClient) -> None:
+    response = await gateway.get("/api/v1/echo", headers={"X-Name": "Zoë Ünal".encode()})
+    assert _headers(response.json())["x-name"] == ["Zoë Ünal"]
+
+
 async def test_hop_by_hop_request_headers_are_dropped(gateway: httpx.AsyncClient) -> None:
     headers = {
         "Connection": "X-Hop-Secret, keep-alive",

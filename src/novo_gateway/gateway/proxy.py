@@ -4,11 +4,11 @@ One pooled aiohttp session serves every route. Its pool finds an idle connection
 constant time (a deque per origin; httpx's pool walked every pooled connection on every call,
 which made a proxied call cost milliseconds at 64 concurrent calls); it is bounded at
 `max_connections` calls in flight (one connection each), drops idle connections after
-30 seconds, and never reuses one the upstream has closed (a GET, HEAD, PUT or DELETE that meets a
-connection closed in the meantime is sent once more on a new one, as RFC 9112 §9.3.1 allows).
-The request body is streamed up and the response streamed back chunk by chunk, so neither is
-held in memory. Cookies the upstream sets are passed to the client, never kept by the pool. On
-the way:
+30 seconds, and never reuses one the upstream has closed (an idempotent call, such as a GET,
+HEAD, PUT or DELETE, that meets a connection closed in the meantime is sent once more on a new
+one, as RFC 9112 §9.3.1 allows, unless its body was already sent). The request body is streamed
+up and the response streamed back chunk by chunk, so neither is held in memory. Cookies the
+upstream sets are passed to the client, never kept by the pool. On the way:
 
 * hop-by-hop headers (RFC 9110 §7.6.1: Connection, Keep-Alive, Proxy-*, TE, Trailer,
   Transfer-Encoding, Upgrade, and any header the Connection header names) are dropped both ways;
@@ -23,10 +23,9 @@ Failures before the response starts use the common error shape: an unreachable u
 Bad Gateway, no answer within the timeout is 504 Gateway Timeout, and a full connection pool is
 503. The timeout (the route's `timeout_seconds`, else UPSTREAM_TIMEOUT_SECONDS) bounds waiting for
 a free connection, connecting, and each read once the request is sent, not the whole stream, so
-long streaming responses keep flowing. If the
-upstream breaks off after the response has started, the status is already sent: the error is
-raised so the server closes the connection and the client sees a truncated response, not a
-complete-looking one.
+long streaming responses keep flowing. If the upstream breaks off after the response has
+started, the status is already sent: `UpstreamBrokeOff` is raised so the server closes the
+connection and the client sees a truncated response, not a complete-looking one.
 """
 
 from __future__ import annotations
@@ -323,24 +322,33 @@ def _upstream_headers(
         elif lower == b"accept-encoding":
             accepts_encoding = True
         if lower not in drop:
-            headers.append((lower.decode("latin-1"), value.decode("latin-1")))
+            headers.append((lower.decode("latin-1"), _text(value)))
     if not accepts_encoding:
         # The upstream client would ask for gzip; the body is passed through undecoded, so ask
         # for what the client can read.
         headers.append(("accept-encoding", "identity"))
     client_addr = scope.get("client")
     peer = client_addr[0] if client_addr else "unknown"
-    forwarded = forwarded_for.decode("latin-1")
+    forwarded = _text(forwarded_for)
     headers += [
         ("x-novo-account-id", str(identity.user_id)),
         ("x-forwarded-for", f"{forwarded}, {peer}" if forwarded else peer),
         ("x-forwarded-proto", scope.get("scheme", "http")),
     ]
     if host:
-        headers.append(("x-forwarded-host", host.decode("latin-1")))
+        headers.append(("x-forwarded-host", _text(host)))
     if request_id:
         headers.append(("x-request-id", request_id))
     return headers
+
+
+def _text(value: bytes) -> str:
+    """A header value as the text the upstream client writes back as UTF-8: the same bytes
+    whenever they are ASCII or UTF-8 (obs-text that is not UTF-8 is sent as its UTF-8 form)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _response_headers(upstream: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
