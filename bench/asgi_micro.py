@@ -6,6 +6,9 @@ per path. Prints microseconds of CPU per request: the figure to watch while opti
 it is not disturbed by wrk or the HTTP parser sharing the two cores.
 
     .venv/bin/python bench/asgi_micro.py [--requests 20000] [--concurrency 64] [--profile out.txt]
+
+The proxied path (`--only proxied`) calls the local upstream (bench/upstream_app.py, started here
+under uvicorn in its own process, so its CPU is not counted) through a routes file.
 """
 
 from __future__ import annotations
@@ -14,15 +17,21 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from novo_gateway.app import create_app
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
 from novo_gateway.migrate import upgrade
+
+PROXIED = "/api/v1/upstream/x"
 
 
 async def make_key(app: Any, email: str = "micro@example.com") -> str:
@@ -111,6 +120,21 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1, help="customers whose keys take turns")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="novo-micro-"))
+    with ExitStack() as stack:
+        routes = None
+        if not args.only or args.only in "proxied " + PROXIED:
+            from bench.servers import start_asgi
+
+            upstream = start_asgi("bench.upstream_app:app", "upstream", 1, tmp)
+            stack.callback(upstream.stop)
+            routes = tmp / "routes.toml"
+            routes.write_text(
+                f'[[routes]]\nprefix = "/api/v1/upstream"\nupstream = "{upstream.base}"\n'
+            )
+        measure(args, tmp, routes)
+
+
+def measure(args: argparse.Namespace, tmp: Path, routes: Path | None) -> None:
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_path=tmp / "micro.db",
@@ -118,6 +142,7 @@ def main() -> None:
         stripe_secret_key="",
         rate_limit_per_minute=100_000_000,
         log_level="warning",
+        routes_file=routes,
     )
     upgrade(settings)
     import uvloop
@@ -134,19 +159,25 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
         auth = [(b"x-api-key", key.encode())]
         await drive(app, "/api/v1/insights", auth, 500, 16, keys)  # warm up
         await drive(app, "/api/v1/health", [], 500, 16)
+        if settings.routes_file is not None:
+            await drive(app, PROXIED, auth, 500, 16, keys)
         for name, path, headers in (
             ("free /api/v1/health", "/api/v1/health", []),
             ("metered /api/v1/insights", "/api/v1/insights", auth),
             ("free /api/v1/health", "/api/v1/health", []),
             ("metered /api/v1/insights", "/api/v1/insights", auth),
+            ("proxied " + PROXIED, PROXIED, auth),
+            ("proxied " + PROXIED, PROXIED, auth),
         ):
+            if "proxied" in name and settings.routes_file is None:
+                continue
             if args.only not in name:
                 continue
-            profiler = cProfile.Profile() if args.profile and "metered" in name else None
+            profiler = cProfile.Profile() if args.profile and "free" not in name else None
             cpu, wall, loop_cpu = time.process_time(), time.perf_counter(), time.thread_time()
             if profiler:
                 profiler.enable()
-            many = keys if "metered" in name else []
+            many = keys if "free" not in name else []
             done = await drive(app, path, headers, args.requests, args.concurrency, many)
             if profiler:
                 profiler.disable()
