@@ -2,12 +2,13 @@
 
 Each run, under a lease so that one process reports at a time:
 
-1. **Claim.** In one transaction, unreported billable events of provisioned customers are grouped
-   per customer and window (the hour, split at the customer's current period start, so that every
-   event lands in the billing period it belongs to) into `UsageReport` rows. A report's id is
-   `nvr_<Stripe customer>_<first event id>`: unique in the Stripe account, and fixed before
-   anything is sent. Events recorded while a report is in flight are not in it; they belong to
-   the next one.
+1. **Claim** (`billing/claim.py`). Unreported billable events of provisioned customers are
+   grouped per customer and window into `UsageReport` rows: all of a customer's events in its
+   current billing period make one report; events outside it keep hourly windows, so that every
+   event lands in the billing period it belongs to. Batches of whole customers, each one
+   transaction of a few set statements. A report's id is `nvr_<Stripe customer>_<first event
+   id>`: unique in the Stripe account, and fixed before anything is sent. Events recorded while a
+   report is in flight are not in it; they belong to the next one.
 2. **Send.** Each due report becomes one meter event whose `identifier` is the report id, so a
    resend after a crash or a lost answer is deduplicated by Stripe. Stripe's "already exists"
    answer means it holds the report: marked sent. 429, 5xx and network errors back off
@@ -26,8 +27,6 @@ import contextlib
 import logging
 import random
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway import failpoints, metrics
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, Claimer
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.stripe_client import (
@@ -53,11 +53,11 @@ from novo_gateway.metering.models import UsageEvent
 log = logging.getLogger("novo_gateway.billing.reporter")
 
 LEASE_NAME = "usage-reporter"
-STRIPE_MAX_EVENT_AGE = timedelta(days=35)
 STRIPE_DEDUP_WINDOW = timedelta(hours=24)
-CLAIM_BATCH = 20_000
+# Events per claim transaction (whole customers; a bigger customer is cut): bounds how long a
+# claim holds SQLite's write lock, which the gateway's ledger writes wait for.
+CLAIM_BATCH = 100_000
 SEND_BATCH = 100
-_IN_CHUNK = 500
 
 
 @dataclass
@@ -73,20 +73,6 @@ class ReporterRun:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Claimable:
-    event_id: int
-    user_id: int
-    units: int
-    created_at: datetime
-    customer_id: str
-    period_start: datetime | None
-
-
-def _window_start(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
-
-
 class UsageReporter:
     def __init__(
         self,
@@ -97,6 +83,7 @@ class UsageReporter:
         *,
         holder: str | None = None,
         max_backoff_seconds: float | None = None,
+        claim_batch: int = CLAIM_BATCH,
     ) -> None:
         self._sessions = sessions
         self._stripe = stripe
@@ -109,10 +96,12 @@ class UsageReporter:
             holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
             ttl=settings.reporter_lease_seconds,
         )
+        self._claimer = Claimer(sessions, clock, self._lease, batch_size=claim_batch)
         self._max_backoff = max_backoff_seconds or settings.reporter_max_backoff_seconds
         self._stopping = False
         self._wake = asyncio.Event()
         self._running = False
+        self._lease_lost = False
 
     # --- One run --------------------------------------------------------------------------------
 
@@ -122,11 +111,9 @@ class UsageReporter:
             return None
         run = ReporterRun()
         try:
-            while not self._stopping and await self.claim(run) == CLAIM_BATCH:
-                # A backlog takes several claims: renewed between them, so the lease outlasts
-                # the run (a lost lease ends this run; the holder carries on).
-                if not await self._lease.acquire():
-                    return run
+            await self.claim(run)
+            if self._lease_lost:
+                return run  # another process holds the reporter now; it carries on
             failpoints.hit("reporter.after_claim")
             await self.send_due(run)
         finally:
@@ -135,79 +122,23 @@ class UsageReporter:
         return run
 
     async def claim(self, run: ReporterRun) -> int:
-        """Group unreported billable events into reports, in one transaction; events claimed."""
-        async with session_scope(self._sessions) as session:
-            rows = await self._claimable(session)
-            groups: dict[tuple[int, datetime, bool], list[_Claimable]] = defaultdict(list)
-            for row in rows:
-                in_current = row.period_start is not None and row.created_at >= row.period_start
-                groups[(row.user_id, _window_start(row.created_at), in_current)].append(row)
-            for members in groups.values():
-                await self._create_report(session, members)
-                run.reports_created += 1
-            run.claimed_events += len(rows)
-        return len(rows)
+        """Claim every event pending now into reports, a batch per transaction; events claimed.
 
-    async def _claimable(self, session: AsyncSession) -> list[_Claimable]:
-        result = await session.execute(
-            select(
-                UsageEvent.id,
-                UsageEvent.user_id,
-                UsageEvent.units,
-                UsageEvent.created_at,
-                User.stripe_customer_id,
-                User.current_period_start,
-            )
-            .join(User, User.id == UsageEvent.user_id)
-            .where(
-                UsageEvent.report_id.is_(None),
-                UsageEvent.billable.is_(True),
-                User.stripe_customer_id.is_not(None),
-            )
-            .order_by(UsageEvent.id)
-            .limit(CLAIM_BATCH)
-        )
-        return [
-            _Claimable(r.id, r.user_id, r.units, r.created_at, str(r.stripe_customer_id), r[5])
-            for r in result
-        ]
-
-    async def _create_report(self, session: AsyncSession, members: Sequence[_Claimable]) -> None:
-        first = members[0]
-        # Stripe deduplicates identifiers across the whole Stripe account, so the id names the
-        # Stripe customer: another database on the same account (staging, a re-created one)
-        # reuses account and event ids, and its reports would be dropped as duplicates.
-        report_id = f"nvr_{first.customer_id[:60]}_{first.event_id}"
-        ids = [m.event_id for m in members]
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            result = await session.execute(
-                update(UsageEvent)
-                .where(UsageEvent.id.in_(chunk), UsageEvent.report_id.is_(None))
-                .values(report_id=report_id)
-            )
-            if result.rowcount != len(chunk):  # type: ignore[attr-defined]
-                raise RuntimeError("usage events were claimed by another reporter")
-        latest = max(m.created_at for m in members)
-        too_old = latest < self._clock.now() - STRIPE_MAX_EVENT_AGE
-        session.add(
-            UsageReport(
-                id=report_id,
-                user_id=first.user_id,
-                stripe_customer_id=first.customer_id,
-                period_start=first.period_start or _window_start(latest),
-                window_start=_window_start(first.created_at),
-                window_end=_window_start(first.created_at) + timedelta(hours=1),
-                event_timestamp=latest,
-                units=sum(m.units for m in members),
-                event_count=len(members),
-                status="expired" if too_old else "pending",
-                last_error="older than Stripe accepts (35 days)" if too_old else None,
-                next_attempt_at=self._clock.now(),
-                created_at=self._clock.now(),
-            )
-        )
-        await session.flush()
+        Each batch renews the lease in its own transaction, so a holder that lost the lease stops
+        claiming (and `run_once` then sends nothing)."""
+        self._lease_lost = False
+        claimed = 0
+        for batch in await self._claimer.plan():
+            if self._stopping:
+                break
+            done = await self._claimer.claim(batch)
+            if done is None:
+                self._lease_lost = True
+                break
+            run.claimed_events += done.events
+            run.reports_created += done.reports
+            claimed += done.events
+        return claimed
 
     async def send_due(self, run: ReporterRun) -> None:
         """Send every report that is due: one meter event each (v1), or batches of 100 (v2)."""
