@@ -131,10 +131,18 @@ class UsageReporter:
         for batch in await self._claimer.plan():
             if self._stopping:
                 break
+            started = self._clock.monotonic()
             done = await self._claimer.claim(batch)
             if done is None:
                 self._lease_lost = True
+                log.warning("the reporter's lease is held by another process; claim stopped")
                 break
+            log.debug(
+                "claimed %d events into %d reports in %.2f s",
+                done.events,
+                done.reports,
+                self._clock.monotonic() - started,
+            )
             run.claimed_events += done.events
             run.reports_created += done.reports
             claimed += done.events
