@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
-from novo_gateway.billing.claim import ClaimBatch, plan_batches
+from novo_gateway.billing.claim import ClaimBatch, Pending, plan_batches
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -93,18 +93,26 @@ async def first_event_id(ledger: Ledger, user_id: int) -> int:
 
 
 def test_batches_pack_whole_customers_and_cut_only_a_bigger_one() -> None:
-    pending = [(1, 40), (2, 50), (3, 20), (5, 250), (8, 10), (9, 100)]
+    counts = [(1, 40), (2, 50), (3, 20), (5, 250), (8, 10), (9, 100), (10, 1), (11, 1), (12, 1)]
+    pending = [
+        Pending(user_id, events, NOW - timedelta(hours=user_id)) for user_id, events in counts
+    ]
 
-    batches = plan_batches(pending, max_event_id=999, batch_size=100)
+    batches = plan_batches(pending, max_event_id=999, batch_size=100, max_customers=2)
+
+    def members(*ids: int) -> tuple[tuple[int, datetime], ...]:
+        return tuple((i, NOW - timedelta(hours=i)) for i in ids)
 
     assert batches == [
-        ClaimBatch(1, 2, 999),  # 90 events
-        ClaimBatch(3, 3, 999),  # 20 + 250 would not fit
-        ClaimBatch(5, 5, 999, 100),
-        ClaimBatch(5, 5, 999, 100),
-        ClaimBatch(5, 5, 999, 100),  # 250 events cut in three
-        ClaimBatch(8, 8, 999),
-        ClaimBatch(9, 9, 999, 100),
+        ClaimBatch(members(1, 2), 999),  # 90 events
+        ClaimBatch(members(3), 999),  # 20 + 250 would not fit
+        ClaimBatch(members(5), 999, 100),
+        ClaimBatch(members(5), 999, 100),
+        ClaimBatch(members(5), 999, 100),  # 250 events cut in three
+        ClaimBatch(members(8), 999),
+        ClaimBatch(members(9), 999, 100),
+        ClaimBatch(members(10, 11), 999),  # two customers at most
+        ClaimBatch(members(12), 999),
     ]
     assert plan_batches([], max_event_id=0, batch_size=100) == []
 

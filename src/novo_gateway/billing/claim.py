@@ -34,17 +34,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     String,
     and_,
     case,
     cast,
+    column,
     func,
     insert,
     literal,
     or_,
     select,
+    text,
     update,
+    values,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -56,21 +60,32 @@ from novo_gateway.billing.models import UsageReport, WorkerLease
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.models_base import UTCDateTime
 
 STRIPE_MAX_EVENT_AGE = timedelta(days=35)
 PERIOD_WINDOW = "p"
 # Reports written per INSERT: 15 columns each, under SQLite's 32,766 bound parameters.
 _INSERT_ROWS = 1_000
+# Customers per batch: two bound parameters each (id, oldest pending event) in one statement.
+MAX_CUSTOMERS = 5_000
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A customer's pending billable events, as counted by the plan."""
+
+    user_id: int
+    events: int
+    since: datetime  # its oldest pending event
 
 
 @dataclass(frozen=True)
 class ClaimBatch:
-    """Pending events of customers `first_user`…`last_user` with ids up to `max_event_id`.
+    """Pending events of these customers, each from its `since`, with ids up to `max_event_id`.
 
     `limit` cuts a batch of one customer at that many events (lowest ids first)."""
 
-    first_user: int
-    last_user: int
+    customers: tuple[tuple[int, datetime], ...]
     max_event_id: int
     limit: int | None = None
 
@@ -82,37 +97,37 @@ class BatchClaimed:
 
 
 def plan_batches(
-    pending: Sequence[tuple[int, int]], max_event_id: int, batch_size: int
+    pending: Sequence[Pending],
+    max_event_id: int,
+    batch_size: int,
+    max_customers: int = MAX_CUSTOMERS,
 ) -> list[ClaimBatch]:
-    """Pack customers (user id, pending events; in user id order) into batches.
+    """Pack customers into batches of at most `batch_size` events and `max_customers` customers.
 
-    Whole customers go together up to `batch_size` events; a customer with `batch_size` or more
-    gets batches of its own, each cut at `batch_size` events."""
+    Whole customers go together; a customer with `batch_size` or more events gets batches of its
+    own, each cut at `batch_size` events."""
     batches: list[ClaimBatch] = []
-    first: int | None = None
-    last = 0
+    members: list[tuple[int, datetime]] = []
     total = 0
 
     def close() -> None:
-        nonlocal first, total
-        if first is not None:
-            batches.append(ClaimBatch(first, last, max_event_id))
-        first, total = None, 0
+        nonlocal total
+        if members:
+            batches.append(ClaimBatch(tuple(members), max_event_id))
+        members.clear()
+        total = 0
 
-    for user_id, count in pending:
-        if count >= batch_size:
+    for customer in pending:
+        if customer.events >= batch_size:
             close()
-            cuts = -(-count // batch_size)
-            batches.extend(
-                ClaimBatch(user_id, user_id, max_event_id, batch_size) for _ in range(cuts)
-            )
+            cuts = -(-customer.events // batch_size)
+            one = ((customer.user_id, customer.since),)
+            batches.extend(ClaimBatch(one, max_event_id, batch_size) for _ in range(cuts))
             continue
-        if first is not None and total + count > batch_size:
+        if total + customer.events > batch_size or len(members) == max_customers:
             close()
-        if first is None:
-            first = user_id
-        last = user_id
-        total += count
+        members.append((customer.user_id, customer.since))
+        total += customer.events
     close()
     return batches
 
@@ -171,7 +186,12 @@ class Claimer:
         async with session_scope(self._sessions) as session:
             rows = (
                 await session.execute(
-                    select(UsageEvent.user_id, func.count(), func.max(UsageEvent.id))
+                    select(
+                        UsageEvent.user_id,
+                        func.count(),
+                        func.min(UsageEvent.created_at),
+                        func.max(UsageEvent.id),
+                    )
                     .join(User, User.id == UsageEvent.user_id)
                     .where(_pending())
                     .group_by(UsageEvent.user_id)
@@ -180,8 +200,9 @@ class Claimer:
             ).all()
         if not rows:
             return []
-        max_event_id = max(int(r[2]) for r in rows)
-        return plan_batches([(int(r[0]), int(r[1])) for r in rows], max_event_id, self.batch_size)
+        max_event_id = max(int(r[3]) for r in rows)
+        pending = [Pending(int(r[0]), int(r[1]), r[2]) for r in rows]
+        return plan_batches(pending, max_event_id, self.batch_size)
 
     async def claim(self, batch: ClaimBatch) -> BatchClaimed | None:
         """Claim one batch in one transaction; None when the lease is held by someone else."""
@@ -224,13 +245,25 @@ class Claimer:
                     insert(UsageReport).values(reports[start : start + _INSERT_ROWS])
                 )
             marked = await session.execute(self._mark(events))
+            count = int(marked.rowcount)  # type: ignore[attr-defined]
+            if dialect == "sqlite":  # the driver gives no row count for a statement led by WITH
+                count = int(await session.scalar(text("SELECT changes()")) or 0)
             expected = sum(int(r[6]) for r in groups)
-            if marked.rowcount != expected:  # type: ignore[attr-defined]
+            if count != expected:
                 raise RuntimeError("usage events changed while being claimed")
         return BatchClaimed(expected, len(reports))
 
     @staticmethod
     def _batch_events(batch: ClaimBatch, dialect: str) -> Any:
+        """The batch's events: each customer's pending events from its oldest one on.
+
+        Driven by the customers: the ledger's (user_id, created_at) index finds each one's recent
+        events, so a batch reads its own events and not every pending event of the ledger."""
+        customers = (
+            values(column("user_id", BigInteger), column("since", UTCDateTime), name="customers")
+            .data(list(batch.customers))
+            .cte("customers")
+        )
         query = (
             select(
                 UsageEvent.id,
@@ -242,13 +275,16 @@ class Claimer:
                 User.current_period_end.label("period_end"),
                 _window_key(dialect).label("wkey"),
             )
-            .join(User, User.id == UsageEvent.user_id)
-            .where(
-                _pending(),
-                UsageEvent.user_id >= batch.first_user,
-                UsageEvent.user_id <= batch.last_user,
-                UsageEvent.id <= batch.max_event_id,
+            .select_from(customers)
+            .join(
+                UsageEvent,
+                and_(
+                    UsageEvent.user_id == customers.c.user_id,
+                    UsageEvent.created_at >= customers.c.since,
+                ),
             )
+            .join(User, User.id == UsageEvent.user_id)
+            .where(_pending(), UsageEvent.id <= batch.max_event_id)
         )
         if batch.limit is not None:
             query = query.order_by(UsageEvent.id).limit(batch.limit)
