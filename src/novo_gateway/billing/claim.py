@@ -28,9 +28,10 @@ refuse a whole period's usage as "in the future").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -64,8 +65,6 @@ from novo_gateway.models_base import UTCDateTime
 
 STRIPE_MAX_EVENT_AGE = timedelta(days=35)
 PERIOD_WINDOW = "p"
-# Reports written per INSERT: 15 columns each, under SQLite's 32,766 bound parameters.
-_INSERT_ROWS = 1_000
 # Customers per batch: two bound parameters each (id, oldest pending event) in one statement.
 MAX_CUSTOMERS = 5_000
 
@@ -170,6 +169,34 @@ def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
+def _sqlite_value(value: object) -> object:
+    """A value as SQLite stores it for the ORM (timestamps as naive UTC text)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+async def _insert_reports(
+    session: AsyncSession, dialect: str, reports: list[dict[str, Any]]
+) -> None:
+    """Write the batch's reports: on SQLite one statement, the rows in one JSON parameter
+    (aiosqlite's thread would pay a GIL hand-off per row of an executemany); on PostgreSQL the
+    driver's executemany (one prepared statement, pipelined)."""
+    if dialect != "sqlite":
+        await session.execute(insert(UsageReport), reports)
+        return
+    columns = list(reports[0])
+    rows = json.dumps([[_sqlite_value(r[c]) for c in columns] for r in reports])
+    picks = ", ".join(f"value ->> {i}" for i in range(len(columns)))
+    await session.execute(
+        text(
+            f"INSERT INTO usage_reports ({', '.join(columns)}) "  # noqa: S608 - our column names
+            f"SELECT {picks} FROM json_each(:rows)"
+        ),
+        {"rows": rows},
+    )
+
+
 class Claimer:
     """Claims pending events into reports for the holder of `lease`."""
 
@@ -240,10 +267,7 @@ class Claimer:
                 return BatchClaimed(0, 0)
             now = self._clock.now()
             reports = [self._report(row, now) for row in groups]
-            for start in range(0, len(reports), _INSERT_ROWS):
-                await session.execute(
-                    insert(UsageReport).values(reports[start : start + _INSERT_ROWS])
-                )
+            await _insert_reports(session, dialect, reports)
             marked = await session.execute(self._mark(events))
             count = int(marked.rowcount)  # type: ignore[attr-defined]
             if dialect == "sqlite":  # the driver gives no row count for a statement led by WITH
