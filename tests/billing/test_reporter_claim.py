@@ -266,6 +266,24 @@ async def test_two_reporters_claiming_at_once_count_each_event_once(
     assert sum(r.units for r in reports) == 180
 
 
+async def test_claims_overlapping_under_one_lease_still_count_each_event_once(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Two processes that both think they hold the lease (the same holder name) claim at once."""
+    customers = [await subscribed(ledger, stripe_billing, f"o{i}@example.com") for i in range(5)]
+    for user_id, key_id, _ in customers:
+        await ledger.record(user_id, key_id, 12, at=NOW - timedelta(minutes=30))
+    twins = [make_reporter(holder="same", claim_batch=25) for _ in range(2)]
+
+    await asyncio.gather(*(t.claim(ReporterRun()) for t in twins), return_exceptions=True)
+    await twins[0].claim(ReporterRun())  # whatever a failed claim left
+
+    reports = await assert_ledger_matches_reports(ledger)
+    assert sum(r.units for r in reports) == 60
+
+
 async def test_a_reporter_that_lost_its_lease_claims_nothing(
     ledger: Ledger,
     stripe_billing: StripeBilling,
