@@ -284,6 +284,30 @@ async def test_claims_overlapping_under_one_lease_still_count_each_event_once(
     assert sum(r.units for r in reports) == 60
 
 
+async def test_v1_sends_several_customers_at_once_and_each_customers_reports_in_turn(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    customers = [await subscribed(ledger, stripe_billing, f"v{i}@example.com") for i in range(9)]
+    for i, (user_id, key_id, _) in enumerate(customers):
+        await ledger.record(user_id, key_id, i + 1, at=NOW - timedelta(minutes=20))
+    backlog = customers[0]  # hourly reports of an earlier period, sent one after the other
+    for days_ago in (3, 4, 5):
+        await ledger.record(backlog[0], backlog[1], 10, at=NOW - timedelta(days=days_ago))
+    emulator.fault("500", "/v1/billing/meter_events", count=2)
+
+    run = await make_reporter(max_backoff_seconds=0.01).drain(max_seconds=30)
+
+    assert run.sent == 12 and run.dead == 0 and run.retried == 2
+    for i, (_, _, customer_id) in enumerate(customers):
+        assert emulator.total(customer_id, meter_id) == i + 1 + (30 if i == 0 else 0)
+    assert len(set(emulator.identifiers())) == len(emulator.identifiers()) == 12
+    assert {r.status for r in await assert_ledger_matches_reports(ledger)} == {"sent"}
+
+
 async def test_a_reporter_that_lost_its_lease_claims_nothing(
     ledger: Ledger,
     stripe_billing: StripeBilling,

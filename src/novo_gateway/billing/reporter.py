@@ -58,6 +58,8 @@ STRIPE_DEDUP_WINDOW = timedelta(hours=24)
 # claim holds SQLite's write lock, which the gateway's ledger writes wait for.
 CLAIM_BATCH = 100_000
 SEND_BATCH = 100
+# v1 meter event calls in flight at once (each its own transaction and pooled connection).
+SEND_CONCURRENCY = 4
 
 
 @dataclass
@@ -152,39 +154,83 @@ class UsageReporter:
         """Send every report that is due: one meter event each (v1), or batches of 100 (v2)."""
         stream = self._settings.stripe_meter_api == "v2"
         while not self._stopping:
-            due = await self._due_ids()
-            batches = [due] if stream and due else [[report_id] for report_id in due]
-            for batch in batches:
-                if self._stopping or not await self._lease.acquire():
+            due = await self._due()
+            if not due:
+                return
+            if stream:
+                if not await self._lease.acquire():
                     return
-                await self._send(batch, run)
+                await self._send([report_id for report_id, _ in due], run)
+            elif not await self._send_each(due, run):
+                return
             if len(due) < SEND_BATCH:
                 return
 
-    async def _due_ids(self) -> list[str]:
+    async def _send_each(self, due: list[tuple[str, str]], run: ReporterRun) -> bool:
+        """v1: one call per report, up to SEND_CONCURRENCY at once but one at a time per customer
+        (Stripe takes one meter event call per customer at a time); False once stopping or the
+        lease is lost. The lease is renewed while sending, at least every third of its TTL."""
+        per_customer: dict[str, list[str]] = {}
+        for report_id, customer in due:
+            per_customer.setdefault(customer, []).append(report_id)
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+        renewing = asyncio.Lock()
+        renewed = [float("-inf")]
+
+        async def lease_held() -> bool:
+            async with renewing:
+                if self._clock.monotonic() - renewed[0] < self._lease.ttl / 3:
+                    return True
+                if not await self._lease.acquire():
+                    return False
+                renewed[0] = self._clock.monotonic()
+                return True
+
+        async def send_of(customer_reports: list[str]) -> bool:
+            for report_id in customer_reports:
+                async with gate:
+                    if self._stopping or not await lease_held():
+                        return False
+                    await self._send([report_id], run)
+            return True
+
+        tasks = [asyncio.ensure_future(send_of(ids)) for ids in per_customer.values()]
+        try:
+            sent = await asyncio.gather(*tasks)
+        except BaseException:  # no send outlives this call
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return all(sent)
+
+    async def _due(self) -> list[tuple[str, str]]:
+        """Up to SEND_BATCH due reports, oldest first: (report id, Stripe customer)."""
         async with session_scope(self._sessions) as session:
-            ids = list(
-                (
-                    await session.scalars(
-                        select(UsageReport.id)
-                        .where(
-                            UsageReport.status == "pending",
-                            UsageReport.next_attempt_at <= self._clock.now(),
-                        )
-                        .order_by(UsageReport.created_at, UsageReport.id)
-                        .limit(SEND_BATCH)
+            rows = (
+                await session.execute(
+                    select(UsageReport.id, UsageReport.stripe_customer_id)
+                    .where(
+                        UsageReport.status == "pending",
+                        UsageReport.next_attempt_at <= self._clock.now(),
                     )
-                ).all()
-            )
+                    .order_by(UsageReport.created_at, UsageReport.id)
+                    .limit(SEND_BATCH)
+                )
+            ).all()
+            due = [(str(r[0]), str(r[1])) for r in rows]
             # Record the first attempt durably before anything is sent, so the 24-hour check
             # below knows a report may already be at Stripe even after a crash mid-call.
-            if ids:
+            if due:
                 await session.execute(
                     update(UsageReport)
-                    .where(UsageReport.id.in_(ids), UsageReport.first_attempt_at.is_(None))
+                    .where(
+                        UsageReport.id.in_([report_id for report_id, _ in due]),
+                        UsageReport.first_attempt_at.is_(None),
+                    )
                     .values(first_attempt_at=self._clock.now())
                 )
-            return ids
+            return due
 
     async def _send(self, report_ids: list[str], run: ReporterRun) -> None:
         """Send these reports in one Stripe call and record the outcome, in one transaction."""
