@@ -3,12 +3,15 @@
 A claim run first counts the pending billable events of every provisioned customer (one grouped
 SELECT) and packs whole customers into batches of about `batch_size` events; a customer with more
 pending events than that gets batches of its own, each cut at `batch_size` events in id order.
-Each batch is one transaction of five statements, however many events and reports it holds:
+Each batch is one transaction of a handful of statements, however many events and reports it
+holds:
 
 1. the reporter's lease is renewed in the transaction (a holder that lost it claims nothing; on
    PostgreSQL the lease row's lock also serialises claims, on SQLite this write takes the
    database's write lock, so everything below reads one state);
-2. one SELECT groups the batch's events per customer and window;
+2. one SELECT groups the batch's events per customer and window (each customer's events found
+   through the ledger's (user_id, created_at) index from its oldest pending event on, so a batch
+   reads its own events, not every pending one);
 3. one INSERT writes the batch's reports;
 4. one UPDATE … FROM marks every event of the batch with its report's id (computed in SQL by the
    same grouping: `nvr_<Stripe customer>_<first event id>`), and its row count must equal the

@@ -10,11 +10,13 @@ Each run, under a lease so that one process reports at a time:
    id>`: unique in the Stripe account, and fixed before anything is sent. Events recorded while a
    report is in flight are not in it; they belong to the next one.
 2. **Send.** Each due report becomes one meter event whose `identifier` is the report id, so a
-   resend after a crash or a lost answer is deduplicated by Stripe. Stripe's "already exists"
-   answer means it holds the report: marked sent. 429, 5xx and network errors back off
-   exponentially with jitter (honouring Retry-After); other refusals dead-letter the report until
-   an operator retries it. A report first tried more than 24 hours ago (past Stripe's dedup
-   window) is checked against the meter's event summaries before any resend.
+   resend after a crash or a lost answer is deduplicated by Stripe (v1: one call per report, a
+   few customers at once and each customer's reports in turn; v2: 100 reports a call).
+   Stripe's "already exists" answer means it holds the report: marked sent. 429, 5xx and
+   network errors back off exponentially with jitter (honouring Retry-After); other refusals
+   dead-letter the report until an operator retries it. A report first tried more than 24
+   hours ago (past Stripe's dedup window) is checked against the meter's event summaries before
+   any resend.
 
 Crash anywhere and the ledger still says what is owed: claimed-but-unsent reports stay pending,
 and a resend cannot double-bill.
