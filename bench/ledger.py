@@ -9,13 +9,19 @@ For each backend, on a fresh migrated database:
 2. usage: `/billing/usage`'s query (`metering.service.usage_summary`) for a customer with
    `--heavy` events in the period, and for an ordinary one: milliseconds, median of 5;
 3. reporter (`--reporter v1,v2`): the customers become Stripe customers of a fresh Stripe
-   emulator, and `UsageReporter` claims every pending event into per-customer, per-hour reports
-   (aggregation events/s) and sends them (v1: one meter event per report; v2: the meter event
-   stream, 100 per call) at `--stripe-rate` calls/s: seconds, and the process's peak RSS. Each
-   of the two phases stops after `--phase-seconds` (the output then shows what was left).
+   emulator (in their current billing period), and `UsageReporter` claims every pending event
+   into reports, one per customer and period (aggregation events/s), and sends them (v1: one
+   meter event per report; v2: the meter event stream, 100 per call) at `--stripe-rate` calls/s:
+   seconds, the time for the whole backlog, and the process's peak RSS. The send phase stops
+   after `--phase-seconds` (the output then shows what was left);
+4. steady state (`--steady-events`, default 120,000: one default 60 s reporting interval at
+   2,000 metered calls/s), when the backlog was all sent: that many more events for every
+   customer, then one `run_once` (claim and send) of the reporter; it keeps up when the run
+   takes less than the interval.
 
     .venv/bin/python bench/ledger.py [--backends sqlite,postgres] [--events 1000000]
         [--customers 10000] [--heavy 1000000] [--reporter v1,v2] [--stripe-rate 100]
+        [--phase-seconds 120] [--steady-events 120000]
 
 PostgreSQL at 127.0.0.1:5432 (user postgres); each run makes and drops its own database.
 """
@@ -201,14 +207,12 @@ async def report(
         stripe = StripeBilling(local)
         reporter = UsageReporter(sessions, stripe, local, Clock())
         rss_before = peak_rss_mb()
-        from novo_gateway.billing.reporter import CLAIM_BATCH, ReporterRun
+        from novo_gateway.billing.reporter import ReporterRun
 
         run = ReporterRun()
-        started = time.perf_counter()
-        while await reporter.claim(run) == CLAIM_BATCH:
-            if time.perf_counter() - started > ARGS.phase_seconds:
-                break  # figures of a part, said so in the output
-        claimed = time.perf_counter() - started
+        cpu, started = time.process_time(), time.perf_counter()
+        await reporter.claim(run)  # every event pending now, a batch per transaction
+        claimed, cpu = time.perf_counter() - started, time.process_time() - cpu
         started = time.perf_counter()
         sending = asyncio.ensure_future(reporter.send_due(run))
         done, _ = await asyncio.wait([sending], timeout=ARGS.phase_seconds)
@@ -217,25 +221,53 @@ async def report(
             await sending
         sent = time.perf_counter() - started
         left = await reporter.pending()
-        await stripe.close()
-        await engine.dispose()
-        return {
+        result: dict[str, Any] = {
             "api": api,
             "claimed_events": run.claimed_events,
             "reports": run.reports_created,
             "claim_seconds": round(claimed, 1),
             "aggregation_events_per_s": round(run.claimed_events / claimed),
+            # this process's CPU (SQLite works in it; PostgreSQL's server is not counted)
+            "claim_cpu_us_per_event": round(cpu / max(run.claimed_events, 1) * 1e6, 1),
             "send_seconds": round(sent, 1),
             "sent": run.sent,
             "reports_sent_per_s": round(run.sent / sent, 1),
             "dead": run.dead,
             "retried": run.retried,
             "still_pending": left,
-            "peak_rss_mb_before": round(rss_before),
-            "peak_rss_mb_after": round(peak_rss_mb()),
+            "backlog_seconds": round(claimed + sent, 1) if left == 0 else None,
         }
+        if ARGS.steady_events and left == 0:
+            result["steady"] = await steady_run(local, reporter, users)
+        await stripe.close()
+        await engine.dispose()
+        result["peak_rss_mb_before"] = round(rss_before)
+        result["peak_rss_mb_after"] = round(peak_rss_mb())
+        return result
     finally:
         emulator.stop()
+
+
+async def steady_run(
+    settings: Settings, reporter: UsageReporter, users: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """One reporting interval's events for every customer, then one run of the reporter."""
+    at = datetime.now(UTC) - timedelta(seconds=60)
+    inserted = await insert(settings, users, ARGS.steady_events, at)
+    started = time.perf_counter()
+    run = await reporter.run_once()
+    took = time.perf_counter() - started
+    assert run is not None
+    return {
+        "events": inserted["events"],
+        "customers": len(users),
+        "claimed_events": run.claimed_events,
+        "reports": run.reports_created,
+        "sent": run.sent,
+        "run_seconds": round(took, 1),
+        "interval_seconds": settings.usage_reporting_interval / 1000,
+        "still_pending": await reporter.pending(),
+    }
 
 
 async def emulator_customers(url: str, count: int) -> list[str]:
@@ -337,8 +369,9 @@ def main() -> None:
     parser.add_argument("--reporter", default="v1,v2")
     parser.add_argument("--stripe-rate", type=float, default=100.0)
     parser.add_argument(
-        "--phase-seconds", type=float, default=120.0, help="stop claiming or sending after this"
+        "--phase-seconds", type=float, default=120.0, help="stop sending the backlog after this"
     )
+    parser.add_argument("--steady-events", type=int, default=120_000)
     ARGS = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="novo-ledger-"))
     os.environ.pop("STRIPE_SECRET_KEY", None)

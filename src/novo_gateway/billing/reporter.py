@@ -2,18 +2,21 @@
 
 Each run, under a lease so that one process reports at a time:
 
-1. **Claim.** In one transaction, unreported billable events of provisioned customers are grouped
-   per customer and window (the hour, split at the customer's current period start, so that every
-   event lands in the billing period it belongs to) into `UsageReport` rows. A report's id is
-   `nvr_<Stripe customer>_<first event id>`: unique in the Stripe account, and fixed before
-   anything is sent. Events recorded while a report is in flight are not in it; they belong to
-   the next one.
+1. **Claim** (`billing/claim.py`). Unreported billable events of provisioned customers are
+   grouped per customer and window into `UsageReport` rows: all of a customer's events in its
+   current billing period make one report; events outside it keep hourly windows, so that every
+   event lands in the billing period it belongs to. Batches of whole customers, each one
+   transaction of a few set statements. A report's id is `nvr_<Stripe customer>_<first event
+   id>`: unique in the Stripe account, and fixed before anything is sent. Events recorded while a
+   report is in flight are not in it; they belong to the next one.
 2. **Send.** Each due report becomes one meter event whose `identifier` is the report id, so a
-   resend after a crash or a lost answer is deduplicated by Stripe. Stripe's "already exists"
-   answer means it holds the report: marked sent. 429, 5xx and network errors back off
-   exponentially with jitter (honouring Retry-After); other refusals dead-letter the report until
-   an operator retries it. A report first tried more than 24 hours ago (past Stripe's dedup
-   window) is checked against the meter's event summaries before any resend.
+   resend after a crash or a lost answer is deduplicated by Stripe (v1: one call per report, a
+   few customers at once and each customer's reports in turn; v2: 100 reports a call).
+   Stripe's "already exists" answer means it holds the report: marked sent. 429, 5xx and
+   network errors back off exponentially with jitter (honouring Retry-After); other refusals
+   dead-letter the report until an operator retries it. A report first tried more than 24
+   hours ago (past Stripe's dedup window) is checked against the meter's event summaries before
+   any resend.
 
 Crash anywhere and the ledger still says what is owed: claimed-but-unsent reports stay pending,
 and a resend cannot double-bill.
@@ -26,8 +29,6 @@ import contextlib
 import logging
 import random
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway import failpoints, metrics
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, Claimer
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.stripe_client import (
@@ -53,11 +55,14 @@ from novo_gateway.metering.models import UsageEvent
 log = logging.getLogger("novo_gateway.billing.reporter")
 
 LEASE_NAME = "usage-reporter"
-STRIPE_MAX_EVENT_AGE = timedelta(days=35)
 STRIPE_DEDUP_WINDOW = timedelta(hours=24)
+# Events per claim transaction (whole customers; a bigger customer is cut): bounds how long a
+# claim holds SQLite's write lock, which the gateway's ledger writes wait for (about 0.2 s for
+# 20,000 events; a batch costs in proportion to its events, so smaller batches cost little).
 CLAIM_BATCH = 20_000
 SEND_BATCH = 100
-_IN_CHUNK = 500
+# v1 meter event calls in flight at once (each its own transaction and pooled connection).
+SEND_CONCURRENCY = 4
 
 
 @dataclass
@@ -73,20 +78,6 @@ class ReporterRun:
     errors: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Claimable:
-    event_id: int
-    user_id: int
-    units: int
-    created_at: datetime
-    customer_id: str
-    period_start: datetime | None
-
-
-def _window_start(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
-
-
 class UsageReporter:
     def __init__(
         self,
@@ -97,6 +88,7 @@ class UsageReporter:
         *,
         holder: str | None = None,
         max_backoff_seconds: float | None = None,
+        claim_batch: int = CLAIM_BATCH,
     ) -> None:
         self._sessions = sessions
         self._stripe = stripe
@@ -109,10 +101,12 @@ class UsageReporter:
             holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
             ttl=settings.reporter_lease_seconds,
         )
+        self._claimer = Claimer(sessions, clock, self._lease, batch_size=claim_batch)
         self._max_backoff = max_backoff_seconds or settings.reporter_max_backoff_seconds
         self._stopping = False
         self._wake = asyncio.Event()
         self._running = False
+        self._lease_lost = False
 
     # --- One run --------------------------------------------------------------------------------
 
@@ -122,11 +116,9 @@ class UsageReporter:
             return None
         run = ReporterRun()
         try:
-            while not self._stopping and await self.claim(run) == CLAIM_BATCH:
-                # A backlog takes several claims: renewed between them, so the lease outlasts
-                # the run (a lost lease ends this run; the holder carries on).
-                if not await self._lease.acquire():
-                    return run
+            await self.claim(run)
+            if self._lease_lost:
+                return run  # another process holds the reporter now; it carries on
             failpoints.hit("reporter.after_claim")
             await self.send_due(run)
         finally:
@@ -135,117 +127,113 @@ class UsageReporter:
         return run
 
     async def claim(self, run: ReporterRun) -> int:
-        """Group unreported billable events into reports, in one transaction; events claimed."""
-        async with session_scope(self._sessions) as session:
-            rows = await self._claimable(session)
-            groups: dict[tuple[int, datetime, bool], list[_Claimable]] = defaultdict(list)
-            for row in rows:
-                in_current = row.period_start is not None and row.created_at >= row.period_start
-                groups[(row.user_id, _window_start(row.created_at), in_current)].append(row)
-            for members in groups.values():
-                await self._create_report(session, members)
-                run.reports_created += 1
-            run.claimed_events += len(rows)
-        return len(rows)
+        """Claim every event pending now into reports, a batch per transaction; events claimed.
 
-    async def _claimable(self, session: AsyncSession) -> list[_Claimable]:
-        result = await session.execute(
-            select(
-                UsageEvent.id,
-                UsageEvent.user_id,
-                UsageEvent.units,
-                UsageEvent.created_at,
-                User.stripe_customer_id,
-                User.current_period_start,
+        Each batch renews the lease in its own transaction, so a holder that lost the lease stops
+        claiming (and `run_once` then sends nothing)."""
+        self._lease_lost = False
+        claimed = 0
+        for batch in await self._claimer.plan():
+            if self._stopping:
+                break
+            started = self._clock.monotonic()
+            done = await self._claimer.claim(batch)
+            if done is None:
+                self._lease_lost = True
+                log.warning("the reporter's lease is held by another process; claim stopped")
+                break
+            log.debug(
+                "claimed %d events into %d reports in %.2f s",
+                done.events,
+                done.reports,
+                self._clock.monotonic() - started,
             )
-            .join(User, User.id == UsageEvent.user_id)
-            .where(
-                UsageEvent.report_id.is_(None),
-                UsageEvent.billable.is_(True),
-                User.stripe_customer_id.is_not(None),
-            )
-            .order_by(UsageEvent.id)
-            .limit(CLAIM_BATCH)
-        )
-        return [
-            _Claimable(r.id, r.user_id, r.units, r.created_at, str(r.stripe_customer_id), r[5])
-            for r in result
-        ]
-
-    async def _create_report(self, session: AsyncSession, members: Sequence[_Claimable]) -> None:
-        first = members[0]
-        # Stripe deduplicates identifiers across the whole Stripe account, so the id names the
-        # Stripe customer: another database on the same account (staging, a re-created one)
-        # reuses account and event ids, and its reports would be dropped as duplicates.
-        report_id = f"nvr_{first.customer_id[:60]}_{first.event_id}"
-        ids = [m.event_id for m in members]
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
-            result = await session.execute(
-                update(UsageEvent)
-                .where(UsageEvent.id.in_(chunk), UsageEvent.report_id.is_(None))
-                .values(report_id=report_id)
-            )
-            if result.rowcount != len(chunk):  # type: ignore[attr-defined]
-                raise RuntimeError("usage events were claimed by another reporter")
-        latest = max(m.created_at for m in members)
-        too_old = latest < self._clock.now() - STRIPE_MAX_EVENT_AGE
-        session.add(
-            UsageReport(
-                id=report_id,
-                user_id=first.user_id,
-                stripe_customer_id=first.customer_id,
-                period_start=first.period_start or _window_start(latest),
-                window_start=_window_start(first.created_at),
-                window_end=_window_start(first.created_at) + timedelta(hours=1),
-                event_timestamp=latest,
-                units=sum(m.units for m in members),
-                event_count=len(members),
-                status="expired" if too_old else "pending",
-                last_error="older than Stripe accepts (35 days)" if too_old else None,
-                next_attempt_at=self._clock.now(),
-                created_at=self._clock.now(),
-            )
-        )
-        await session.flush()
+            run.claimed_events += done.events
+            run.reports_created += done.reports
+            claimed += done.events
+        return claimed
 
     async def send_due(self, run: ReporterRun) -> None:
         """Send every report that is due: one meter event each (v1), or batches of 100 (v2)."""
         stream = self._settings.stripe_meter_api == "v2"
         while not self._stopping:
-            due = await self._due_ids()
-            batches = [due] if stream and due else [[report_id] for report_id in due]
-            for batch in batches:
-                if self._stopping or not await self._lease.acquire():
+            due = await self._due()
+            if not due:
+                return
+            if stream:
+                if not await self._lease.acquire():
                     return
-                await self._send(batch, run)
+                await self._send([report_id for report_id, _ in due], run)
+            elif not await self._send_each(due, run):
+                return
             if len(due) < SEND_BATCH:
                 return
 
-    async def _due_ids(self) -> list[str]:
+    async def _send_each(self, due: list[tuple[str, str]], run: ReporterRun) -> bool:
+        """v1: one call per report, up to SEND_CONCURRENCY at once but one at a time per customer
+        (Stripe takes one meter event call per customer at a time); False once stopping or the
+        lease is lost. The lease is renewed while sending, at least every third of its TTL."""
+        per_customer: dict[str, list[str]] = {}
+        for report_id, customer in due:
+            per_customer.setdefault(customer, []).append(report_id)
+        gate = asyncio.Semaphore(SEND_CONCURRENCY)
+        renewing = asyncio.Lock()
+        renewed = [float("-inf")]
+
+        async def lease_held() -> bool:
+            async with renewing:
+                if self._clock.monotonic() - renewed[0] < self._lease.ttl / 3:
+                    return True
+                if not await self._lease.acquire():
+                    return False
+                renewed[0] = self._clock.monotonic()
+                return True
+
+        async def send_of(customer_reports: list[str]) -> bool:
+            for report_id in customer_reports:
+                async with gate:
+                    if self._stopping or not await lease_held():
+                        return False
+                    await self._send([report_id], run)
+            return True
+
+        tasks = [asyncio.ensure_future(send_of(ids)) for ids in per_customer.values()]
+        try:
+            sent = await asyncio.gather(*tasks)
+        except BaseException:  # no send outlives this call
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return all(sent)
+
+    async def _due(self) -> list[tuple[str, str]]:
+        """Up to SEND_BATCH due reports, oldest first: (report id, Stripe customer)."""
         async with session_scope(self._sessions) as session:
-            ids = list(
-                (
-                    await session.scalars(
-                        select(UsageReport.id)
-                        .where(
-                            UsageReport.status == "pending",
-                            UsageReport.next_attempt_at <= self._clock.now(),
-                        )
-                        .order_by(UsageReport.created_at, UsageReport.id)
-                        .limit(SEND_BATCH)
+            rows = (
+                await session.execute(
+                    select(UsageReport.id, UsageReport.stripe_customer_id)
+                    .where(
+                        UsageReport.status == "pending",
+                        UsageReport.next_attempt_at <= self._clock.now(),
                     )
-                ).all()
-            )
+                    .order_by(UsageReport.created_at, UsageReport.id)
+                    .limit(SEND_BATCH)
+                )
+            ).all()
+            due = [(str(r[0]), str(r[1])) for r in rows]
             # Record the first attempt durably before anything is sent, so the 24-hour check
             # below knows a report may already be at Stripe even after a crash mid-call.
-            if ids:
+            if due:
                 await session.execute(
                     update(UsageReport)
-                    .where(UsageReport.id.in_(ids), UsageReport.first_attempt_at.is_(None))
+                    .where(
+                        UsageReport.id.in_([report_id for report_id, _ in due]),
+                        UsageReport.first_attempt_at.is_(None),
+                    )
                     .values(first_attempt_at=self._clock.now())
                 )
-            return ids
+            return due
 
     async def _send(self, report_ids: list[str], run: ReporterRun) -> None:
         """Send these reports in one Stripe call and record the outcome, in one transaction."""

@@ -1,0 +1,394 @@
+"""Claiming pending usage events into usage reports, a batch at a time, in a few set statements.
+
+A claim run first counts the pending billable events of every provisioned customer (one grouped
+SELECT) and packs whole customers into batches of about `batch_size` events; a customer with more
+pending events than that gets batches of its own, each cut at `batch_size` events in id order.
+Each batch is one transaction of a handful of statements, however many events and reports it
+holds:
+
+1. the reporter's lease is renewed in the transaction (a holder that lost it claims nothing; on
+   PostgreSQL the lease row's lock also serialises claims, on SQLite this write takes the
+   database's write lock, so everything below reads one state);
+2. one SELECT groups the batch's events per customer and window (each customer's events found
+   through the ledger's (user_id, created_at) index from its oldest pending event on, so a batch
+   reads its own events, not every pending one);
+3. one INSERT writes the batch's reports;
+4. one UPDATE … FROM marks every event of the batch with its report's id (computed in SQL by the
+   same grouping: `nvr_<Stripe customer>_<first event id>`), and its row count must equal the
+   events the reports count, or the whole batch rolls back.
+
+On PostgreSQL the transaction is REPEATABLE READ, so the SELECT and the UPDATE see the same events
+even while the gateway commits new ones.
+
+Windows: all of a customer's events in its current billing period ([current_period_start,
+current_period_end)) go into one report, whatever the hour. Events outside it (before the period
+start: a backlog from an earlier period; at or after its end: a renewal the webhooks have not
+told us about yet; or a customer with no period known) keep the hourly windows, never mixed with
+the period's events, so no report holds events of two invoices. A report's timestamp is its
+latest event (for the period's report, not later than now, so a skewed clock cannot make Stripe
+refuse a whole period's usage as "in the future").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    String,
+    and_,
+    case,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.lease import Lease
+from novo_gateway.billing.models import UsageReport, WorkerLease
+from novo_gateway.clock import Clock
+from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.metering.models import UsageEvent
+from novo_gateway.models_base import UTCDateTime
+
+STRIPE_MAX_EVENT_AGE = timedelta(days=35)
+PERIOD_WINDOW = "p"
+# Customers per batch: two bound parameters each (id, oldest pending event) in one statement.
+MAX_CUSTOMERS = 5_000
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A customer's pending billable events, as counted by the plan."""
+
+    user_id: int
+    events: int
+    since: datetime  # its oldest pending event
+
+
+@dataclass(frozen=True)
+class ClaimBatch:
+    """Pending events of these customers, each from its `since`, with ids up to `max_event_id`.
+
+    `limit` cuts a batch of one customer at that many events (lowest ids first)."""
+
+    customers: tuple[tuple[int, datetime], ...]
+    max_event_id: int
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchClaimed:
+    events: int
+    reports: int
+
+
+def plan_batches(
+    pending: Sequence[Pending],
+    max_event_id: int,
+    batch_size: int,
+    max_customers: int = MAX_CUSTOMERS,
+) -> list[ClaimBatch]:
+    """Pack customers into batches of at most `batch_size` events and `max_customers` customers.
+
+    Whole customers go together; a customer with `batch_size` or more events gets batches of its
+    own, each cut at `batch_size` events."""
+    batches: list[ClaimBatch] = []
+    members: list[tuple[int, datetime]] = []
+    total = 0
+
+    def close() -> None:
+        nonlocal total
+        if members:
+            batches.append(ClaimBatch(tuple(members), max_event_id))
+        members.clear()
+        total = 0
+
+    for customer in pending:
+        if customer.events >= batch_size:
+            close()
+            cuts = -(-customer.events // batch_size)
+            one = ((customer.user_id, customer.since),)
+            batches.extend(ClaimBatch(one, max_event_id, batch_size) for _ in range(cuts))
+            continue
+        if total + customer.events > batch_size or len(members) == max_customers:
+            close()
+        members.append((customer.user_id, customer.since))
+        total += customer.events
+    close()
+    return batches
+
+
+def _pending() -> ColumnElement[bool]:
+    return and_(
+        UsageEvent.report_id.is_(None),
+        UsageEvent.billable.is_(True),
+        User.stripe_customer_id.is_not(None),
+    )
+
+
+def _window_key(dialect: str) -> ColumnElement[str]:
+    """ "p" for the customer's current period, else the UTC hour and the side of the period."""
+    if dialect == "postgresql":
+        hour: ColumnElement[str] = func.to_char(
+            func.timezone("UTC", UsageEvent.created_at), "YYYY-MM-DD HH24", type_=String
+        )
+    else:  # SQLite keeps timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC
+        hour = func.substr(UsageEvent.created_at, 1, 13, type_=String)
+    start, end = User.current_period_start, User.current_period_end
+    in_period = and_(
+        start.is_not(None),
+        UsageEvent.created_at >= start,
+        or_(end.is_(None), UsageEvent.created_at < end),
+    )
+    before = and_(start.is_not(None), UsageEvent.created_at < start)
+    side = case((before, literal("b")), else_=literal("a"))
+    return case((in_period, literal(PERIOD_WINDOW)), else_=hour + side)
+
+
+def _report_id(customer: str, first_event_id: int) -> str:
+    # Stripe deduplicates identifiers across the whole Stripe account, so the id names the
+    # Stripe customer: another database on the same account (staging, a re-created one) reuses
+    # account and event ids, and its reports would be dropped as duplicates.
+    return f"nvr_{customer[:60]}_{first_event_id}"
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _sqlite_value(value: object) -> object:
+    """A value as SQLite stores it for the ORM (timestamps as naive UTC text)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value
+
+
+async def _insert_reports(
+    session: AsyncSession, dialect: str, reports: list[dict[str, Any]]
+) -> None:
+    """Write the batch's reports: on SQLite one statement, the rows in one JSON parameter
+    (aiosqlite's thread would pay a GIL hand-off per row of an executemany); on PostgreSQL the
+    driver's executemany (one prepared statement, pipelined)."""
+    if dialect != "sqlite":
+        await session.execute(insert(UsageReport), reports)
+        return
+    columns = list(reports[0])
+    rows = json.dumps([[_sqlite_value(r[c]) for c in columns] for r in reports])
+    picks = ", ".join(f"value ->> {i}" for i in range(len(columns)))
+    await session.execute(
+        text(
+            f"INSERT INTO usage_reports ({', '.join(columns)}) "  # noqa: S608 - our column names
+            f"SELECT {picks} FROM json_each(:rows)"
+        ),
+        {"rows": rows},
+    )
+
+
+class Claimer:
+    """Claims pending events into reports for the holder of `lease`."""
+
+    def __init__(
+        self, sessions: SessionFactory, clock: Clock, lease: Lease, *, batch_size: int
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._lease = lease
+        self.batch_size = batch_size
+
+    async def plan(self) -> list[ClaimBatch]:
+        """The batches that claim every event pending now (later events wait for the next run)."""
+        async with session_scope(self._sessions) as session:
+            rows = (
+                await session.execute(
+                    select(
+                        UsageEvent.user_id,
+                        func.count(),
+                        func.min(UsageEvent.created_at),
+                        func.max(UsageEvent.id),
+                    )
+                    .join(User, User.id == UsageEvent.user_id)
+                    .where(_pending())
+                    .group_by(UsageEvent.user_id)
+                    .order_by(UsageEvent.user_id)
+                )
+            ).all()
+        if not rows:
+            return []
+        max_event_id = max(int(r[3]) for r in rows)
+        pending = [Pending(int(r[0]), int(r[1]), r[2]) for r in rows]
+        return plan_batches(pending, max_event_id, self.batch_size)
+
+    async def claim(self, batch: ClaimBatch) -> BatchClaimed | None:
+        """Claim one batch in one transaction; None when the lease is held by someone else."""
+        async with session_scope(self._sessions) as session:
+            dialect = session.get_bind().dialect.name
+            if dialect == "postgresql":
+                # One snapshot for the grouping and the marking below.
+                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            if not await self._hold_lease(session, dialect):
+                return None
+            events = self._batch_events(batch, dialect)
+            groups = (
+                await session.execute(
+                    select(
+                        events.c.user_id,
+                        events.c.customer,
+                        events.c.period_start,
+                        events.c.period_end,
+                        events.c.wkey,
+                        func.min(events.c.id),
+                        func.count(),
+                        func.sum(events.c.units),
+                        func.min(events.c.created_at),
+                        func.max(events.c.created_at),
+                    ).group_by(
+                        events.c.user_id,
+                        events.c.customer,
+                        events.c.period_start,
+                        events.c.period_end,
+                        events.c.wkey,
+                    )
+                )
+            ).all()
+            if not groups:
+                return BatchClaimed(0, 0)
+            now = self._clock.now()
+            reports = [self._report(row, now) for row in groups]
+            await _insert_reports(session, dialect, reports)
+            marked = await session.execute(self._mark(events))
+            count = int(marked.rowcount)  # type: ignore[attr-defined]
+            if dialect == "sqlite":  # the driver gives no row count for a statement led by WITH
+                count = int(await session.scalar(text("SELECT changes()")) or 0)
+            expected = sum(int(r[6]) for r in groups)
+            if count != expected:
+                raise RuntimeError("usage events changed while being claimed")
+        return BatchClaimed(expected, len(reports))
+
+    @staticmethod
+    def _batch_events(batch: ClaimBatch, dialect: str) -> Any:
+        """The batch's events: each customer's pending events from its oldest one on.
+
+        Driven by the customers: the ledger's (user_id, created_at) index finds each one's recent
+        events, so a batch reads its own events and not every pending event of the ledger."""
+        customers = (
+            values(column("user_id", BigInteger), column("since", UTCDateTime), name="customers")
+            .data(list(batch.customers))
+            .cte("customers")
+        )
+        query = (
+            select(
+                UsageEvent.id,
+                UsageEvent.user_id,
+                UsageEvent.units,
+                UsageEvent.created_at,
+                User.stripe_customer_id.label("customer"),
+                User.current_period_start.label("period_start"),
+                User.current_period_end.label("period_end"),
+                _window_key(dialect).label("wkey"),
+            )
+            .select_from(customers)
+            .join(
+                UsageEvent,
+                and_(
+                    UsageEvent.user_id == customers.c.user_id,
+                    UsageEvent.created_at >= customers.c.since,
+                ),
+            )
+            .join(User, User.id == UsageEvent.user_id)
+            .where(_pending(), UsageEvent.id <= batch.max_event_id)
+        )
+        if batch.limit is not None:
+            query = query.order_by(UsageEvent.id).limit(batch.limit)
+        return query.subquery("batch")
+
+    @staticmethod
+    def _mark(events: Any) -> Any:
+        """UPDATE … FROM: every event of the batch gets its group's report id."""
+        first = func.min(events.c.id).over(partition_by=(events.c.user_id, events.c.wkey))
+        report_id = (
+            literal("nvr_", String)
+            + func.substr(events.c.customer, 1, 60, type_=String)
+            + literal("_", String)
+            + cast(first, String)
+        )
+        ids = select(events.c.id, report_id.label("report_id")).subquery("marks")
+        return (
+            update(UsageEvent)
+            .where(UsageEvent.id == ids.c.id, UsageEvent.report_id.is_(None))
+            .values(report_id=ids.c.report_id)
+            .execution_options(synchronize_session=False)
+        )
+
+    def _report(self, row: Any, now: datetime) -> dict[str, Any]:
+        user_id, customer, period_start, period_end, window = row[:5]
+        first_id, count, units, earliest, latest = row[5:]
+        timestamp = latest
+        if window == PERIOD_WINDOW:
+            window_start = max(period_start, _hour(earliest))
+            window_end = _hour(latest) + timedelta(hours=1)
+            if period_end is not None:
+                window_end = min(window_end, period_end)
+            if period_start <= now < latest:
+                timestamp = now  # still inside the period: Stripe takes it, and bills it there
+            belongs_to = period_start
+        else:
+            window_start = _hour(earliest)
+            window_end = window_start + timedelta(hours=1)
+            belongs_to = period_start or window_start
+        too_old = timestamp < now - STRIPE_MAX_EVENT_AGE
+        return {
+            "id": _report_id(str(customer), int(first_id)),
+            "user_id": int(user_id),
+            "stripe_customer_id": str(customer),
+            "period_start": belongs_to,
+            "window_start": window_start,
+            "window_end": window_end,
+            "event_timestamp": timestamp,
+            "units": int(units),
+            "event_count": int(count),
+            "status": "expired" if too_old else "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "first_attempt_at": None,
+            "last_error": "older than Stripe accepts (35 days)" if too_old else None,
+            "created_at": now,
+        }
+
+    async def _hold_lease(self, session: AsyncSession, dialect: str) -> bool:
+        """Take or renew the reporter's lease inside the claim's transaction (a fence)."""
+        now = self._clock.now()
+        expires = now + timedelta(seconds=self._lease.ttl)
+        lease = self._lease
+        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        created = await session.execute(
+            make_insert(WorkerLease)
+            .values(name=lease.name, holder=lease.holder, expires_at=expires)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        if created.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        taken = await session.execute(
+            update(WorkerLease)
+            .where(
+                WorkerLease.name == lease.name,
+                or_(WorkerLease.holder == lease.holder, WorkerLease.expires_at < now),
+            )
+            .values(holder=lease.holder, expires_at=expires)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
