@@ -1,24 +1,56 @@
-"""The usage ledger: one row per authenticated metered call, never updated but to be claimed."""
+"""The usage ledger: one row per authenticated metered call, never updated but to be claimed.
+
+`usage_daily` is the ledger's running counter: per account and UTC day, the calls, the billed
+units and the unbilled calls of that day's events. The usage writer adds each batch's counts in
+the transaction that inserts the batch (`metering/daily.py`), and so does any session flush that
+adds `UsageEvent` objects, so the counter is exactly the sum of the events, never more or less.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, SmallInteger, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    and_,
+    column,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novo_gateway.db import Base
 from novo_gateway.models_base import BigId, UTCDateTime
 
+# The reporter's pending events: billable and not yet in a report. SQLite uses a partial index
+# only for a query holding the same terms, so this is written as the ORM renders
+# `report_id.is_(None)` and `billable.is_(True)` there (`billable IS 1`); PostgreSQL proves
+# `billable`, `billable = true` and `billable IS true` alike from the plain column.
+_PENDING_SQLITE = and_(column("report_id").is_(None), column("billable").is_(True))
+_PENDING_POSTGRES = text("report_id IS NULL AND billable")
+
 
 class UsageEvent(Base):
     __tablename__ = "usage_events"
     __table_args__ = (
+        # The usage views of one account over a time range (endpoints, a period's partial days).
         Index("ix_usage_events_user_created", "user_id", "created_at"),
-        # The reporter's claim query: billable events not yet in a report.
-        Index("ix_usage_events_unreported", "report_id", "billable", "created_at"),
+        # The reporter's claim: only pending events are in it (an entry leaves once reported).
+        Index(
+            "ix_usage_events_unreported",
+            "id",
+            sqlite_where=_PENDING_SQLITE,
+            postgresql_where=_PENDING_POSTGRES,
+        ),
     )
 
+    # On PostgreSQL the columns are stored in the order of migration 0004 (fixed-width ones
+    # first, widest first, so no alignment padding); the order here is only the ORM's.
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
@@ -32,6 +64,18 @@ class UsageEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     report_id: Mapped[str | None] = mapped_column(String(100))
+
+
+class UsageDaily(Base):
+    """One account's usage on one UTC day: the sums of that day's `usage_events` rows."""
+
+    __tablename__ = "usage_daily"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    calls: Mapped[int] = mapped_column(BigInteger)  # every recorded event
+    billable_units: Mapped[int] = mapped_column(BigInteger)  # units of the billable events
+    unbilled_calls: Mapped[int] = mapped_column(BigInteger)  # events not billed
 
 
 class UsageIdempotencyKey(Base):
