@@ -117,7 +117,7 @@ def _store_events_fixed_width_first() -> None:
     op.execute("CREATE INDEX ix_usage_events_user_created ON usage_events (user_id, created_at)")
     op.execute(
         "CREATE INDEX ix_usage_events_unreported ON usage_events (id) "
-        "WHERE report_id IS NULL AND billable"
+        "WHERE report_id IS NULL AND billable IS true"
     )
 
 

@@ -20,19 +20,18 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     column,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novo_gateway.db import Base
 from novo_gateway.models_base import BigId, UTCDateTime
 
-# The reporter's pending events: billable and not yet in a report. SQLite uses a partial index
-# only for a query holding the same terms, so this is written as the ORM renders
-# `report_id.is_(None)` and `billable.is_(True)` there (`billable IS 1`); PostgreSQL proves
-# `billable`, `billable = true` and `billable IS true` alike from the plain column.
-_PENDING_SQLITE = and_(column("report_id").is_(None), column("billable").is_(True))
-_PENDING_POSTGRES = text("report_id IS NULL AND billable")
+# The reporter's pending events: billable and not yet in a report. Both databases use a partial
+# index only for a query whose conditions match its own, and neither sees `billable` or
+# `billable = true` as `billable IS true`: queries must say what the ORM renders for
+# `report_id.is_(None)` and `billable.is_(True)` (`billable IS 1` on SQLite, `IS true` on
+# PostgreSQL), as the reporter's and the admin page's do (tests/metering/test_usage_query_plans.py).
+_PENDING = and_(column("report_id").is_(None), column("billable").is_(True))
 
 
 class UsageEvent(Base):
@@ -44,8 +43,8 @@ class UsageEvent(Base):
         Index(
             "ix_usage_events_unreported",
             "id",
-            sqlite_where=_PENDING_SQLITE,
-            postgresql_where=_PENDING_POSTGRES,
+            sqlite_where=_PENDING,
+            postgresql_where=_PENDING,
         ),
     )
 
