@@ -5,7 +5,7 @@ For each backend, on a fresh migrated database:
 1. insert: `--events` usage events for `--customers` customers through the gateway's own
    `UsageWriter` (group commit, each event committed before `record` returns), from 512
    concurrent producers, as the metered path does: events/s, CPU per event, bytes per event on
-   disk (table and indexes);
+   disk (the events' table and indexes, and the daily counter `usage_daily`);
 2. usage: `/billing/usage`'s query (`metering.service.usage_summary`) for a customer with
    `--heavy` events in the period, and for an ordinary one: milliseconds, median of 5;
 3. reporter (`--reporter v1,v2`): the customers become Stripe customers of a fresh Stripe
@@ -146,7 +146,8 @@ async def bytes_per_event(settings: Settings, events: int) -> float:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             pages = db.execute(
                 "SELECT sum(pgsize) FROM dbstat WHERE name IN "
-                "('usage_events', 'ix_usage_events_user_created', 'ix_usage_events_unreported')"
+                "('usage_events', 'ix_usage_events_user_created', 'ix_usage_events_unreported', "
+                "'usage_daily', 'sqlite_autoindex_usage_daily_1')"
             ).fetchone()[0]
         return float(pages) / events
     import asyncpg
@@ -154,7 +155,10 @@ async def bytes_per_event(settings: Settings, events: int) -> float:
     conn = await asyncpg.connect(settings.database_url)
     try:
         await conn.execute("VACUUM ANALYZE usage_events")
-        size = await conn.fetchval("SELECT pg_total_relation_size('usage_events')")
+        await conn.execute("VACUUM ANALYZE usage_daily")
+        size = await conn.fetchval(
+            "SELECT pg_total_relation_size('usage_events') + pg_total_relation_size('usage_daily')"
+        )
     finally:
         await conn.close()
     return float(size) / events
@@ -273,6 +277,7 @@ async def delete_events_of(settings: Settings, user_id: int) -> None:
     engine = create_engine(settings)
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM usage_events WHERE user_id = :u"), {"u": user_id})
+        await conn.execute(text("DELETE FROM usage_daily WHERE user_id = :u"), {"u": user_id})
     await engine.dispose()
 
 
