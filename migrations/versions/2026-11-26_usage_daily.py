@@ -1,6 +1,7 @@
 """usage daily: the ledger's running counter per account and UTC day, backfilled from the events;
-the reporter's index holds only pending events; on PostgreSQL the events' columns are stored
-fixed-width first (no alignment padding)
+the reporter's index holds only pending events (keyed by account on PostgreSQL, where equal keys
+share an entry, by id on SQLite, where new entries then land on one page); on PostgreSQL the
+events' columns are stored fixed-width first (no alignment padding)
 
 Revision ID: 0004_usage_daily
 Revises: 0003_subscription_state
@@ -53,6 +54,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_usage_daily_user_id_users")
         ),
         sa.PrimaryKeyConstraint("user_id", "day", name=op.f("pk_usage_daily")),
+        sqlite_with_rowid=False,
     )
     if postgres:
         _store_events_fixed_width_first()
@@ -116,7 +118,7 @@ def _store_events_fixed_width_first() -> None:
     op.execute("DROP TABLE usage_events_old")
     op.execute("CREATE INDEX ix_usage_events_user_created ON usage_events (user_id, created_at)")
     op.execute(
-        "CREATE INDEX ix_usage_events_unreported ON usage_events (id) "
+        "CREATE INDEX ix_usage_events_unreported ON usage_events (user_id) "
         "WHERE report_id IS NULL AND billable IS true"
     )
 

@@ -10,7 +10,6 @@ by account and day, so concurrent writers (other processes) lock counter rows in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -54,20 +53,23 @@ def utc_day(at: datetime) -> date:
     return at.astimezone(UTC).date()
 
 
-def count_days(events: Iterable[tuple[int, datetime, int, bool]]) -> list[DayRow]:
-    """Counts per account and UTC day of `(user_id, created_at, units, billed)` events, sorted."""
+def count_days(
+    user_ids: list[int], times: list[datetime], units: list[int], billed: list[bool]
+) -> list[DayRow]:
+    """Counts per account and UTC day of the events given column by column, sorted."""
     counts: dict[tuple[int, date], list[int]] = {}
-    for user_id, created_at, units, billed in events:
-        key = (user_id, utc_day(created_at))
+    for user_id, at, unit, bill in zip(user_ids, times, units, billed, strict=True):
+        key = (user_id, at.date() if at.tzinfo is UTC else utc_day(at))
         found = counts.get(key)
         if found is None:
-            found = counts[key] = [0, 0, 0]
-        found[0] += 1
-        if billed:
-            found[1] += units
+            counts[key] = [1, unit, 0] if bill else [1, 0, 1]
+        elif bill:
+            found[0] += 1
+            found[1] += unit
         else:
+            found[0] += 1
             found[2] += 1
-    return sorted((user, day, c[0], c[1], c[2]) for (user, day), c in counts.items())
+    return sorted([(user, day, c[0], c[1], c[2]) for (user, day), c in counts.items()])
 
 
 def sqlite_rows(rows: list[DayRow]) -> list[tuple[Any, ...]]:
@@ -108,7 +110,12 @@ def _count_flushed_events(session: Session, _flush: UOWTransaction) -> None:
     added = [obj for obj in session.new if isinstance(obj, UsageEvent)]
     if not added:
         return
-    rows = count_days((e.user_id, e.created_at, e.units, e.billable) for e in added)
+    rows = count_days(
+        [e.user_id for e in added],
+        [e.created_at for e in added],
+        [e.units for e in added],
+        [e.billable for e in added],
+    )
     connection = session.connection()
     for stmt in upsert_statements(connection.dialect.name, rows):
         connection.execute(stmt)

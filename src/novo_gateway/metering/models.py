@@ -40,12 +40,14 @@ class UsageEvent(Base):
         # The usage views of one account over a time range (endpoints, a period's partial days).
         Index("ix_usage_events_user_created", "user_id", "created_at"),
         # The reporter's claim: only pending events are in it (an entry leaves once reported).
-        Index(
-            "ix_usage_events_unreported",
-            "id",
-            sqlite_where=_PENDING,
-            postgresql_where=_PENDING,
+        # PostgreSQL keys it by account, as the claim groups: equal keys share one entry (a
+        # posting list of row pointers, about 6 bytes an event). SQLite has no such sharing and
+        # writes every page a commit touches to its log, so it keys it by id: new events land on
+        # the last page, where an index by account would touch a page per account of a batch.
+        Index("ix_usage_events_unreported", "user_id", postgresql_where=_PENDING).ddl_if(
+            dialect="postgresql"
         ),
+        Index("ix_usage_events_unreported", "id", sqlite_where=_PENDING).ddl_if(dialect="sqlite"),
     )
 
     # On PostgreSQL the columns are stored in the order of migration 0004 (fixed-width ones
@@ -69,6 +71,8 @@ class UsageDaily(Base):
     """One account's usage on one UTC day: the sums of that day's `usage_events` rows."""
 
     __tablename__ = "usage_daily"
+    # One B-tree on SQLite to search and update, not a table and its key index.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)

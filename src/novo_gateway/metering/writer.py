@@ -277,7 +277,10 @@ class UsageWriter:
 def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> list[daily.DayRow]:
     """The batch's counts per account and UTC day, for the running counter."""
     return daily.count_days(
-        (e.user_id, e.created_at, e.units, bill) for e, bill in zip(events, billed, strict=True)
+        [e.user_id for e in events],
+        [e.created_at for e in events],
+        [e.units for e in events],
+        billed,
     )
 
 
