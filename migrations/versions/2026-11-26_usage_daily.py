@@ -1,7 +1,7 @@
 """usage daily: the ledger's running counter per account and UTC day, backfilled from the events;
 the reporter's index holds only pending events (keyed by account on PostgreSQL, where equal keys
 share an entry, by id on SQLite, where new entries then land on one page); on PostgreSQL the
-events' columns are stored fixed-width first (no alignment padding)
+events' columns are stored fixed-width first (no alignment padding) and request ids as bytes
 
 Revision ID: 0004_usage_daily
 Revises: 0003_subscription_state
@@ -57,6 +57,11 @@ def upgrade() -> None:
         sqlite_with_rowid=False,
     )
     if postgres:
+        # Each batch updates its accounts' rows: room on every page keeps the new versions
+        # there (heap-only updates, the old ones pruned in place), so the table stays small
+        # without waiting for VACUUM.
+        op.execute("ALTER TABLE usage_daily SET (fillfactor = 50)")
+    if postgres:
         _store_events_fixed_width_first()
     else:
         with op.batch_alter_table("usage_events", schema=None) as batch_op:
@@ -98,7 +103,7 @@ def _store_events_fixed_width_first() -> None:
             billable BOOLEAN NOT NULL,
             method VARCHAR(8) NOT NULL,
             endpoint VARCHAR(200) NOT NULL,
-            request_id VARCHAR(64),
+            request_id BYTEA,
             idempotency_key VARCHAR(255),
             report_id VARCHAR(100),
             CONSTRAINT pk_usage_events PRIMARY KEY (id),
@@ -110,9 +115,19 @@ def _store_events_fixed_width_first() -> None:
         """
     )
     columns = ", ".join(_POSTGRES_ORDER)
+    # `metering.models.encode_request_id`, in SQL: 32 hex digits as their 16 bytes, any other
+    # id as its UTF-8 after one zero byte (two when that would make 16 bytes).
+    text = "convert_to(request_id, 'UTF8')"
+    request_id = (
+        "CASE WHEN request_id IS NULL THEN NULL "
+        "WHEN request_id ~ '^[0-9a-f]{32}$' THEN decode(request_id, 'hex') "
+        f"WHEN octet_length({text}) = 15 THEN '\\x0000'::bytea || {text} "
+        f"ELSE '\\x00'::bytea || {text} END"
+    )
+    selected = columns.replace("request_id", request_id)
     op.execute(
         f"INSERT INTO usage_events ({columns}) "  # noqa: S608
-        f"SELECT {columns} FROM usage_events_old ORDER BY id"
+        f"SELECT {selected} FROM usage_events_old ORDER BY id"
     )
     op.execute("ALTER SEQUENCE usage_events_id_seq OWNED BY usage_events.id")
     op.execute("DROP TABLE usage_events_old")

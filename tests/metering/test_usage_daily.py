@@ -13,7 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from sqlalchemy import Select, case, func, insert, select, text
+from sqlalchemy import Select, String, case, column, func, insert, select, table, text
 
 from novo_gateway.accounts.models import User
 from novo_gateway.clock import FrozenClock
@@ -22,13 +22,40 @@ from novo_gateway.db import SessionFactory, create_engine, create_session_factor
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.metering import service
 from novo_gateway.metering.daily import utc_day
-from novo_gateway.metering.models import UsageDaily, UsageEvent
+from novo_gateway.metering.models import (
+    UsageDaily,
+    UsageEvent,
+    decode_request_id,
+    encode_request_id,
+)
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from novo_gateway.migrate import upgrade
+from novo_gateway.models_base import UTCDateTime
 from tests.conftest import PG_URL, make_test_settings
 from tests.factories import create_api_key, create_user
 
 MIDNIGHT = datetime(2026, 11, 26, tzinfo=UTC)
+# The events' table before migration 0004, as far as these tests write it.
+NAMES = ("id", "user_id", "api_key_id", "endpoint", "method", "status", "latency_ms", "units")
+NAMES += ("billable", "report_id", "idempotency_key", "created_at", "request_id")
+OLD_EVENTS = table(
+    "usage_events",
+    *(column(name) for name in NAMES[:-2]),
+    column("created_at", UTCDateTime()),
+    column("request_id", String()),
+)
+# The gateway's own ids, and clients' of every length (15 bytes is the one that needs care).
+REQUEST_IDS = [
+    "0123456789abcdef0123456789abcdef",
+    "00000000000000000000000000000000",
+    "0123456789ABCDEF0123456789ABCDEF",
+    "fifteen-chars-x",
+    "sixteen-chars-xy",
+    "r",
+    "é-latin-1",
+    "x" * 64,
+    None,
+]
 Day = tuple[int, date]
 Sums = dict[Day, tuple[int, int, int]]
 
@@ -365,7 +392,7 @@ async def test_migration_backfills_the_counter_and_keeps_every_event(
                 users.append((user_id, key_id))
             # Core inserts on a connection: no session, so nothing touches the counter yet.
             await conn.execute(
-                insert(UsageEvent),
+                insert(OLD_EVENTS),
                 [
                     {
                         "user_id": users[i % 2][0],
@@ -377,15 +404,16 @@ async def test_migration_backfills_the_counter_and_keeps_every_event(
                         "units": 1 + i % 2,
                         "billable": bool(i % 3),
                         "created_at": MIDNIGHT + timedelta(hours=5 * i - 30, microseconds=i),
-                        "request_id": uuid.UUID(int=i).hex,
+                        "request_id": REQUEST_IDS[i % len(REQUEST_IDS)],
                         "report_id": "nvr_cus_1_1" if i % 7 == 0 else None,
                     }
                     for i in range(40)
                 ],
             )
-        async with session_scope(sessions) as session:
-            before = (await session.execute(select(UsageEvent).order_by(UsageEvent.id))).all()
-            before_rows = [_row(r[0]) for r in before]
+        async with engine.connect() as conn:
+            old = await conn.execute(select(OLD_EVENTS).order_by(OLD_EVENTS.c.id))
+            before_rows = [tuple(row._mapping[name] for name in NAMES) for row in old]
+        assert {row[-1] for row in before_rows} == set(REQUEST_IDS)
         await asyncio.to_thread(upgrade, empty_database)
         async with session_scope(sessions) as session:
             after = (await session.execute(select(UsageEvent).order_by(UsageEvent.id))).all()
@@ -402,14 +430,14 @@ async def test_migration_backfills_the_counter_and_keeps_every_event(
             await writer.stop()
         async with session_scope(sessions) as session:
             ids = (await session.execute(select(UsageEvent.id).order_by(UsageEvent.id))).all()
-        assert ids[-1][0] > before_rows[-1][0]
+        assert ids[-1][0] > int(str(before_rows[-1][0]))
         assert await counter(sessions) == await from_events(sessions)
     finally:
         await engine.dispose()
 
 
 def _row(event: UsageEvent) -> tuple[object, ...]:
-    return tuple(getattr(event, c.key) for c in UsageEvent.__table__.columns)
+    return tuple(getattr(event, name) for name in NAMES)
 
 
 async def test_a_retry_of_one_event_in_the_same_batch_is_counted_unbilled(
@@ -420,3 +448,10 @@ async def test_a_retry_of_one_event_in_the_same_batch_is_counted_unbilled(
     results = await asyncio.gather(*(writer.record(replace(retry)) for _ in range(5)))
     assert sorted(results) == [False, False, False, False, True]
     assert await counter(sessions) == {(ada[0], date(2026, 11, 26)): (5, 1, 4)}
+
+
+@pytest.mark.parametrize("request_id", [r for r in REQUEST_IDS if r is not None])
+def test_request_ids_are_read_back_as_given(request_id: str) -> None:
+    stored = encode_request_id(request_id)
+    assert decode_request_id(stored) == request_id
+    assert len(stored) == (16 if request_id in REQUEST_IDS[:2] else len(stored))
