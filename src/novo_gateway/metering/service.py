@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
@@ -133,63 +133,85 @@ class Totals:
 async def period_totals(
     session: AsyncSession, user_id: int, start: datetime, end: datetime
 ) -> Totals:
-    """One account's calls, billed units and unbilled calls from `start` to `end` (excluded)."""
+    """One account's calls, billed units and unbilled calls from `start` to `end` (excluded).
+
+    One statement: the counter's whole days and the events of the partial days, each a row.
+    """
+    parts = _period_parts(start, end)
     totals = Totals()
-    if start >= end:
+    if not parts:
         return totals
-    first_midnight = _midnight(start)
-    if first_midnight != start:  # the period starts inside a day
-        head_end = min(first_midnight + _DAY, end)
-        totals.add(await _part_of_day(session, user_id, start, head_end))
-        start = head_end
-    if start >= end:
-        return totals
-    last_midnight = _midnight(end)  # `start` is a midnight now, at or before this one
-    if last_midnight < end:  # the period ends inside a day
-        totals.add(await _part_of_day(session, user_id, last_midnight, end))
-    if start < last_midnight:
-        totals.add(await _counted(session, user_id, start.date(), last_midnight.date()))
+    selects = [_part_select(user_id, index, part) for index, part in enumerate(parts)]
+    stmt = selects[0] if len(selects) == 1 else union_all(*selects)
+    for index, calls, units, unbilled in (await session.execute(stmt)).all():
+        sign = parts[int(index)].sign
+        totals.add(Totals(int(calls), int(units), int(unbilled)), sign)
     return totals
 
 
-async def _part_of_day(
-    session: AsyncSession, user_id: int, start: datetime, end: datetime
-) -> Totals:
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Counted days (`from_events` false) or events, from `start` to `end`, added or taken."""
+
+    from_events: bool
+    start: datetime
+    end: datetime
+    sign: int = 1
+
+
+def _period_parts(start: datetime, end: datetime) -> list[_Part]:
+    """What to add up for `start` to `end`: whole days from the counter, partial days' events."""
+    parts: list[_Part] = []
+    if start >= end:
+        return parts
+    first_midnight = _midnight(start)
+    if first_midnight != start:  # the period starts inside a day
+        head_end = min(first_midnight + _DAY, end)
+        parts += _part_of_day(start, head_end)
+        start = head_end
+    if start >= end:
+        return parts
+    last_midnight = _midnight(end)  # `start` is a midnight now, at or before this one
+    if last_midnight < end:  # the period ends inside a day
+        parts += _part_of_day(last_midnight, end)
+    if start < last_midnight:
+        parts.append(_Part(False, start, last_midnight))
+    return parts
+
+
+def _part_of_day(start: datetime, end: datetime) -> list[_Part]:
     """Events from `start` to `end` within one UTC day: read directly, or as the day's counter
     less the events outside the range, whichever reads the shorter stretch of events."""
     midnight = _midnight(start)
     next_midnight = midnight + _DAY
     if (start - midnight) + (next_midnight - end) >= end - start:
-        return await _from_events(session, user_id, start, end)
-    totals = await _counted(session, user_id, midnight.date(), next_midnight.date())
+        return [_Part(True, start, end)]
+    parts = [_Part(False, midnight, next_midnight)]
     if start > midnight:
-        totals.add(await _from_events(session, user_id, midnight, start), -1)
+        parts.append(_Part(True, midnight, start, -1))
     if end < next_midnight:
-        totals.add(await _from_events(session, user_id, end, next_midnight), -1)
-    return totals
+        parts.append(_Part(True, end, next_midnight, -1))
+    return parts
 
 
-async def _from_events(
-    session: AsyncSession, user_id: int, start: datetime, end: datetime
-) -> Totals:
-    stmt = select(
-        func.count(),
-        _billed_units(UsageEvent.billable, UsageEvent.units),
-        func.coalesce(func.sum(case((UsageEvent.billable, 0), else_=1)), 0),
-    ).where(*_in_range(user_id, start, end))
-    calls, units, unbilled = (await session.execute(stmt)).one()
-    return Totals(int(calls), int(units), int(unbilled))
-
-
-async def _counted(session: AsyncSession, user_id: int, first: date, end: date) -> Totals:
-    """The counter's sums over the days from `first` to `end` (excluded)."""
-    stmt = select(
+def _part_select(user_id: int, index: int, part: _Part) -> Select[int, int, int, int]:
+    if part.from_events:
+        return select(
+            literal(index),
+            func.count(),
+            _billed_units(UsageEvent.billable, UsageEvent.units),
+            func.coalesce(func.sum(case((UsageEvent.billable, 0), else_=1)), 0),
+        ).where(*_in_range(user_id, part.start, part.end))
+    return select(
+        literal(index),
         func.coalesce(func.sum(UsageDaily.calls), 0),
         func.coalesce(func.sum(UsageDaily.billable_units), 0),
         func.coalesce(func.sum(UsageDaily.unbilled_calls), 0),
-    ).where(UsageDaily.user_id == user_id, UsageDaily.day >= first, UsageDaily.day < end)
-    calls, units, unbilled = (await session.execute(stmt)).one()
-    return Totals(int(calls), int(units), int(unbilled))
+    ).where(
+        UsageDaily.user_id == user_id,
+        UsageDaily.day >= part.start.date(),
+        UsageDaily.day < part.end.date(),
+    )
 
 
 def _midnight(at: datetime) -> datetime:
