@@ -139,6 +139,13 @@ def _store_events_fixed_width_first() -> None:
 
 
 def downgrade() -> None:
+    """The indexes and request ids as before (PostgreSQL keeps the new column order)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "ALTER TABLE usage_events ALTER COLUMN request_id TYPE VARCHAR(64) USING "
+            "CASE WHEN octet_length(request_id) = 16 THEN encode(request_id, 'hex') "
+            "ELSE convert_from(ltrim(request_id, '\\x00'::bytea), 'UTF8') END"
+        )
     with op.batch_alter_table("usage_events", schema=None) as batch_op:
         batch_op.drop_index("ix_usage_events_unreported")
         batch_op.create_index(

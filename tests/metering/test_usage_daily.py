@@ -13,6 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from alembic import command
 from sqlalchemy import Select, String, case, column, func, insert, select, table, text
 
 from novo_gateway.accounts.models import User
@@ -29,7 +30,7 @@ from novo_gateway.metering.models import (
     encode_request_id,
 )
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
-from novo_gateway.migrate import upgrade
+from novo_gateway.migrate import alembic_config, upgrade
 from novo_gateway.models_base import UTCDateTime
 from tests.conftest import PG_URL, make_test_settings
 from tests.factories import create_api_key, create_user
@@ -432,8 +433,19 @@ async def test_migration_backfills_the_counter_and_keeps_every_event(
             ids = (await session.execute(select(UsageEvent.id).order_by(UsageEvent.id))).all()
         assert ids[-1][0] > int(str(before_rows[-1][0]))
         assert await counter(sessions) == await from_events(sessions)
+        # And back: the events as they were (the new one too, with no request id).
+        await engine.dispose()
+        await asyncio.to_thread(downgrade, empty_database, "0003_subscription_state")
+        async with engine.connect() as conn:
+            old = await conn.execute(select(OLD_EVENTS).order_by(OLD_EVENTS.c.id))
+            back = [tuple(row._mapping[name] for name in NAMES) for row in old]
+        assert back[:-1] == before_rows
     finally:
         await engine.dispose()
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    command.downgrade(alembic_config(settings), revision)
 
 
 def _row(event: UsageEvent) -> tuple[object, ...]:
