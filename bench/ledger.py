@@ -5,7 +5,7 @@ For each backend, on a fresh migrated database:
 1. insert: `--events` usage events for `--customers` customers through the gateway's own
    `UsageWriter` (group commit, each event committed before `record` returns), from 512
    concurrent producers, as the metered path does: events/s, CPU per event, bytes per event on
-   disk (table and indexes);
+   disk (the events' table and indexes; and apart, the daily counter `usage_daily`);
 2. usage: `/billing/usage`'s query (`metering.service.usage_summary`) for a customer with
    `--heavy` events in the period, and for an ordinary one: milliseconds, median of 5;
 3. reporter (`--reporter v1,v2`): the customers become Stripe customers of a fresh Stripe
@@ -146,24 +146,29 @@ async def insert(
     }
 
 
-async def bytes_per_event(settings: Settings, events: int) -> float:
+async def bytes_per_event(settings: Settings, events: int) -> tuple[float, float]:
+    """Bytes on disk per event: the events' table and its indexes, and the daily counter."""
     if settings.is_sqlite:
         with sqlite3.connect(settings.database_path) as db:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            pages = db.execute(
-                "SELECT sum(pgsize) FROM dbstat WHERE name IN "
-                "('usage_events', 'ix_usage_events_user_created', 'ix_usage_events_unreported')"
-            ).fetchone()[0]
-        return float(pages) / events
+            ledger, counter = db.execute(
+                "SELECT sum(CASE WHEN name = 'usage_daily' THEN 0 ELSE pgsize END), "
+                "sum(CASE WHEN name = 'usage_daily' THEN pgsize ELSE 0 END) FROM dbstat "
+                "WHERE name IN ('usage_events', 'ix_usage_events_user_created', "
+                "'ix_usage_events_unreported', 'usage_daily')"
+            ).fetchone()
+        return float(ledger) / events, float(counter) / events
     import asyncpg
 
     conn = await asyncpg.connect(settings.database_url)
     try:
         await conn.execute("VACUUM ANALYZE usage_events")
-        size = await conn.fetchval("SELECT pg_total_relation_size('usage_events')")
+        await conn.execute("VACUUM ANALYZE usage_daily")
+        ledger = await conn.fetchval("SELECT pg_total_relation_size('usage_events')")
+        counter = await conn.fetchval("SELECT pg_total_relation_size('usage_daily')")
     finally:
         await conn.close()
-    return float(size) / events
+    return float(ledger) / events, float(counter) / events
 
 
 async def usage_latency(settings: Settings, user_id: int, now: datetime) -> float:
@@ -305,6 +310,7 @@ async def delete_events_of(settings: Settings, user_id: int) -> None:
     engine = create_engine(settings)
     async with engine.begin() as conn:
         await conn.execute(text("DELETE FROM usage_events WHERE user_id = :u"), {"u": user_id})
+        await conn.execute(text("DELETE FROM usage_daily WHERE user_id = :u"), {"u": user_id})
     await engine.dispose()
 
 
@@ -333,8 +339,17 @@ def run_backend(backend: str, tmp: Path) -> dict[str, Any]:
         (heavy,) = asyncio.run(make_customers(settings, 1, period_start, prefix="heavy"))
         at = now - timedelta(minutes=30)
         result["insert"] = asyncio.run(insert(settings, users, ARGS.events, at))
-        result["bytes_per_event"] = round(asyncio.run(bytes_per_event(settings, ARGS.events)), 1)
-        print(backend, "insert", result["insert"], result["bytes_per_event"], flush=True)
+        ledger, counter = asyncio.run(bytes_per_event(settings, ARGS.events))
+        result["bytes_per_event"] = round(ledger, 1)
+        result["counter_bytes_per_event"] = round(counter, 1)
+        print(
+            backend,
+            "insert",
+            result["insert"],
+            result["bytes_per_event"],
+            result["counter_bytes_per_event"],
+            flush=True,
+        )
         if ARGS.heavy:
             asyncio.run(insert(settings, [heavy], ARGS.heavy, at))
             result["usage_ms_heavy"] = asyncio.run(usage_latency(settings, heavy[0], now))

@@ -7,6 +7,8 @@ processors (a faster equal formatter for SQLite timestamps), so the rows are tho
 PostgreSQL: asyncpg's `COPY` of the batch in a transaction on a connection of the engine's pool,
 held between batches. asyncpg is plain asyncio, so this costs the event loop a few awaits per batch.
 
+Both add the batch's counts per account and UTC day to `usage_daily` in the same transaction.
+
 SQLite: a `sqlite3` connection of the writer's own, used on the event loop's thread. Going through
 aiosqlite's thread cost more than the insert: every row's step releases and retakes the GIL, and
 retaking it while the loop is busy waits for the interpreter's switch interval, so batches crawled
@@ -36,6 +38,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from novo_gateway.metering import daily
 from novo_gateway.models_base import UTCDateTime
 
 log = logging.getLogger("novo_gateway.metering.writer")
@@ -46,8 +49,11 @@ _CHECK_WAL_EVERY_COMMITS = 32
 
 
 class LedgerInsert(Protocol):
-    async def write(self, rows: list[tuple[Any, ...]]) -> None:
-        """Insert the rows in one transaction; raises, having rolled back, when it fails."""
+    async def write(self, rows: list[tuple[Any, ...]], days: list[daily.DayRow]) -> None:
+        """Insert the rows and add `days` to the counter in one transaction.
+
+        Raises, having rolled back, when it fails.
+        """
 
     async def close(self) -> None: ...
 
@@ -117,7 +123,7 @@ class PostgresInsert:
         self._table, self._columns = table.name, tuple(columns)
         self._conn: AsyncConnection | None = None
 
-    async def write(self, rows: list[tuple[Any, ...]]) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: list[daily.DayRow]) -> None:
         rows = self._encoder.rows(rows)
         if self._conn is None:
             self._conn = await self._engine.connect()
@@ -128,6 +134,9 @@ class PostgresInsert:
                 await driver.copy_records_to_table(
                     self._table, records=rows, columns=list(self._columns)
                 )
+                # Last, so the counter rows stay locked only until the commit.
+                if days:
+                    await driver.execute(daily.POSTGRES_UPSERT, *daily.postgres_arrays(days))
         except BaseException:
             await self._discard()
             raise
@@ -159,12 +168,13 @@ class SqliteInsert:
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
 
-    async def write(self, rows: list[tuple[Any, ...]]) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: list[daily.DayRow]) -> None:
         rows = self._encoder.rows(rows)
         conn = self._connection()
         try:
             await self._begin(conn)
             conn.executemany(self._sql, rows)
+            conn.executemany(daily.SQLITE_UPSERT, daily.sqlite_rows(days))
             conn.execute("COMMIT")
         except BaseException:
             self._discard()

@@ -1,7 +1,12 @@
 """Usage of one account, read from the ledger: period totals, days and endpoints.
 
-Every query is bounded to one account and a time range, so it is a range scan of the
-`(user_id, created_at)` index, never a full scan of the ledger.
+Whole UTC days are read from the running counter `usage_daily` (one row per account and day,
+kept exact by every write of events, see `daily.py`), so a period's totals cost a few rows
+whatever the account's volume. A period that starts or ends inside a day adds that part of the
+day from the events themselves: the part, or the day's counter less the rest of the day, whichever
+covers less time. Endpoint statistics (mean and p95 latency) need the events. Every events query
+is bounded to one account and a time range, so it is a range scan of the `(user_id, created_at)`
+index, never a full scan of the ledger.
 """
 
 from __future__ import annotations
@@ -11,15 +16,17 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.config import Settings
+from novo_gateway.metering import daily as _daily  # noqa: F401  (registers the flush hook)
 from novo_gateway.metering import pricing
-from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.models import UsageDaily, UsageEvent
 
 DAILY_BREAKDOWN_DAYS = 30
+_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,24 +101,123 @@ async def usage_summary(
 ) -> UsageSummary:
     """Totals of the current period, cost beyond the free tier, and the last 30 days."""
     period = billing_period(user, now)
-    totals = select(
-        _billed_units(UsageEvent.billable, UsageEvent.units),
-        func.coalesce(func.sum(case((UsageEvent.billable, 0), else_=1)), 0),
-    ).where(*_in_range(user.id, period.start, period.end))
-    billed, unbilled = (await session.execute(totals)).one()
+    totals = await period_totals(session, user.id, period.start, period.end)
+    billed, unbilled = totals.billable_units, totals.unbilled_calls
     free = settings.free_tier_calls
     return UsageSummary(
         period=period,
-        billable_units=int(billed),
-        unbilled_calls=int(unbilled),
+        billable_units=billed,
+        unbilled_calls=unbilled,
         free_tier_units=free,
-        units_beyond_free_tier=pricing.billable_units(int(billed), free),
-        free_tier_remaining=pricing.free_tier_remaining(int(billed), free),
-        estimated_cost=pricing.estimated_cost(int(billed), free, settings.cost_per_call),
+        units_beyond_free_tier=pricing.billable_units(billed, free),
+        free_tier_remaining=pricing.free_tier_remaining(billed, free),
+        estimated_cost=pricing.estimated_cost(billed, free, settings.cost_per_call),
         cost_per_unit=settings.cost_per_call,
         days=await daily_usage(session, user.id, now=now),
         subscription_status=user.subscription_status,
     )
+
+
+@dataclass(slots=True)
+class Totals:
+    calls: int = 0
+    billable_units: int = 0
+    unbilled_calls: int = 0
+
+    def add(self, other: Totals, sign: int = 1) -> None:
+        self.calls += sign * other.calls
+        self.billable_units += sign * other.billable_units
+        self.unbilled_calls += sign * other.unbilled_calls
+
+
+async def period_totals(
+    session: AsyncSession, user_id: int, start: datetime, end: datetime
+) -> Totals:
+    """One account's calls, billed units and unbilled calls from `start` to `end` (excluded).
+
+    One statement: the counter's whole days and the events of the partial days, each a row.
+    """
+    parts = _period_parts(start, end)
+    totals = Totals()
+    if not parts:
+        return totals
+    selects = [_part_select(user_id, index, part) for index, part in enumerate(parts)]
+    stmt = selects[0] if len(selects) == 1 else union_all(*selects)
+    for index, calls, units, unbilled in (await session.execute(stmt)).all():
+        sign = parts[int(index)].sign
+        totals.add(Totals(int(calls), int(units), int(unbilled)), sign)
+    return totals
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Counted days (`from_events` false) or events, from `start` to `end`, added or taken."""
+
+    from_events: bool
+    start: datetime
+    end: datetime
+    sign: int = 1
+
+
+def _period_parts(start: datetime, end: datetime) -> list[_Part]:
+    """What to add up for `start` to `end`: whole days from the counter, partial days' events."""
+    parts: list[_Part] = []
+    if start >= end:
+        return parts
+    first_midnight = _midnight(start)
+    if first_midnight != start:  # the period starts inside a day
+        head_end = min(first_midnight + _DAY, end)
+        parts += _part_of_day(start, head_end)
+        start = head_end
+    if start >= end:
+        return parts
+    last_midnight = _midnight(end)  # `start` is a midnight now, at or before this one
+    if last_midnight < end:  # the period ends inside a day
+        parts += _part_of_day(last_midnight, end)
+    if start < last_midnight:
+        parts.append(_Part(False, start, last_midnight))
+    return parts
+
+
+def _part_of_day(start: datetime, end: datetime) -> list[_Part]:
+    """Events from `start` to `end` within one UTC day: read directly, or as the day's counter
+    less the events outside the range, whichever reads the shorter stretch of events."""
+    midnight = _midnight(start)
+    next_midnight = midnight + _DAY
+    if (start - midnight) + (next_midnight - end) >= end - start:
+        return [_Part(True, start, end)]
+    parts = [_Part(False, midnight, next_midnight)]
+    if start > midnight:
+        parts.append(_Part(True, midnight, start, -1))
+    if end < next_midnight:
+        parts.append(_Part(True, end, next_midnight, -1))
+    return parts
+
+
+def _part_select(user_id: int, index: int, part: _Part) -> Select[int, int, int, int]:
+    if part.from_events:
+        return select(
+            literal(index),
+            func.count(),
+            _billed_units(UsageEvent.billable, UsageEvent.units),
+            func.coalesce(func.sum(case((UsageEvent.billable, 0), else_=1)), 0),
+        ).where(*_in_range(user_id, part.start, part.end))
+    return select(
+        literal(index),
+        func.coalesce(func.sum(UsageDaily.calls), 0),
+        func.coalesce(func.sum(UsageDaily.billable_units), 0),
+        func.coalesce(func.sum(UsageDaily.unbilled_calls), 0),
+    ).where(
+        UsageDaily.user_id == user_id,
+        UsageDaily.day >= part.start.date(),
+        UsageDaily.day < part.end.date(),
+    )
+
+
+def _midnight(at: datetime) -> datetime:
+    """The UTC midnight starting the day of `at`."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, at.day, tzinfo=UTC)
 
 
 async def daily_usage(
@@ -120,13 +226,10 @@ async def daily_usage(
     """One entry per UTC day for the last `days` days (today included), oldest first."""
     today = now.astimezone(UTC).date()
     first = today - timedelta(days=days - 1)
-    start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    end = start + timedelta(days=days)
-    day = _utc_day(session)
-    stmt = (
-        select(day, func.count(), _billed_units(UsageEvent.billable, UsageEvent.units))
-        .where(*_in_range(user_id, start, end))
-        .group_by(day)
+    stmt = select(UsageDaily.day, UsageDaily.calls, UsageDaily.billable_units).where(
+        UsageDaily.user_id == user_id,
+        UsageDaily.day >= first,
+        UsageDaily.day < first + timedelta(days=days),
     )
     found = {
         _as_date(value): (int(calls), int(units))
@@ -189,13 +292,6 @@ async def endpoint_usage(
         for endpoint, method, count, units, avg, p95_value in (await session.execute(stmt)).all()
     ]
     return period, stats
-
-
-def _utc_day(session: AsyncSession) -> ColumnElement[Any]:
-    """The UTC calendar day of an event (SQLite stores UTC text; PostgreSQL a timestamptz)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", UsageEvent.created_at))
-    return func.date(UsageEvent.created_at)
 
 
 def _as_date(value: date | str) -> date:

@@ -2,8 +2,10 @@
 
 Requests call `record(event)`, which queues the event with a future and waits. One writer task takes
 everything queued, writes it in one transaction (one executemany INSERT, idempotency keys resolved
-in the same transaction), commits, and resolves the futures. While it commits, the next batch
-forms, so under load one commit serves many requests and the database sees one writer.
+in the same transaction, and the batch's counts added to the running counter `usage_daily`,
+one upsert row per account and UTC day, see `daily.py`), commits, and resolves the futures.
+While it commits, the next batch forms, so under load one commit serves many requests and the
+database sees one writer.
 
 Idempotency: a billable event carrying the client's Idempotency-Key claims `(user_id, key)` in
 `usage_idempotency_keys` with INSERT .. ON CONFLICT. The claim succeeds for a new key, or for a key
@@ -36,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from novo_gateway import metrics
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.metering import daily
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 
@@ -177,7 +180,9 @@ class UsageWriter:
         try:
             if self._direct is not None and not self._purge_due() and not _claims(events):
                 billed = [event.billable for event in events]
-                await self._direct.write([_values(e, e.billable) for e in events])
+                await self._direct.write(
+                    [_values(e, e.billable) for e in events], _day_counts(events, billed)
+                )
             else:
                 billed = await self._write_in_session(events)
         except Exception as exc:
@@ -206,6 +211,9 @@ class UsageWriter:
                 for event, bill in zip(events, billed, strict=True)
             ]
             await session.execute(_USAGE_INSERT, rows)
+            dialect = session.get_bind().dialect.name
+            for stmt in daily.upsert_statements(dialect, _day_counts(events, billed)):
+                await session.execute(stmt)
             await self._maybe_purge(session)
         return billed
 
@@ -264,6 +272,16 @@ class UsageWriter:
         await session.execute(
             delete(UsageIdempotencyKey).where(UsageIdempotencyKey.first_seen_at <= cutoff)
         )
+
+
+def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> list[daily.DayRow]:
+    """The batch's counts per account and UTC day, for the running counter."""
+    return daily.count_days(
+        [e.user_id for e in events],
+        [e.created_at for e in events],
+        [e.units for e in events],
+        billed,
+    )
 
 
 def _claims(events: list[NewUsageEvent]) -> bool:
