@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.metering.models import UsageEvent
@@ -196,3 +198,15 @@ async def meter_id(stripe_billing: StripeBilling) -> str:
         },
     )
     return str(meter.id)
+
+
+@pytest.fixture
+def make_reporter(
+    ledger: Ledger, stripe_billing: StripeBilling, stripe_settings: Settings
+) -> Callable[..., UsageReporter]:
+    def build(clock: Clock | None = None, **kwargs: Any) -> UsageReporter:
+        return UsageReporter(
+            ledger.sessions, stripe_billing, stripe_settings, clock or Clock(), **kwargs
+        )
+
+    return build

@@ -20,18 +20,6 @@ from tests.billing.conftest import METER_EVENT, Emulator, Ledger
 from tests.factories import create_api_key, create_user
 
 
-@pytest.fixture
-def make_reporter(
-    ledger: Ledger, stripe_billing: StripeBilling, stripe_settings: Settings
-) -> Callable[..., UsageReporter]:
-    def build(clock: Clock | None = None, **kwargs: Any) -> UsageReporter:
-        return UsageReporter(
-            ledger.sessions, stripe_billing, stripe_settings, clock or Clock(), **kwargs
-        )
-
-    return build
-
-
 def assert_no_identifier_twice(emulator: Emulator) -> None:
     counts = Counter(emulator.identifiers())
     assert [i for i, n in counts.items() if n > 1] == []

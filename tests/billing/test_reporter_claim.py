@@ -11,9 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
@@ -21,8 +19,7 @@ from novo_gateway.billing.claim import ClaimBatch, Pending, plan_batches
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock, FrozenClock
-from novo_gateway.config import Settings
+from novo_gateway.clock import FrozenClock
 from novo_gateway.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.billing.conftest import Emulator, Ledger
@@ -30,18 +27,6 @@ from tests.billing.conftest import Emulator, Ledger
 NOW = datetime.now(UTC)
 PERIOD_START = NOW - timedelta(days=2, minutes=30)
 PERIOD_END = PERIOD_START + timedelta(days=30)
-
-
-@pytest.fixture
-def make_reporter(
-    ledger: Ledger, stripe_billing: StripeBilling, stripe_settings: Settings
-) -> Callable[..., UsageReporter]:
-    def build(clock: Clock | None = None, **kwargs: Any) -> UsageReporter:
-        return UsageReporter(
-            ledger.sessions, stripe_billing, stripe_settings, clock or Clock(), **kwargs
-        )
-
-    return build
 
 
 async def subscribed(

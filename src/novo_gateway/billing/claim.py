@@ -54,13 +54,11 @@ from sqlalchemy import (
     update,
     values,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.lease import Lease
-from novo_gateway.billing.models import UsageReport, WorkerLease
+from novo_gateway.billing.models import UsageReport
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.metering.models import UsageEvent
@@ -241,7 +239,7 @@ class Claimer:
             if dialect == "postgresql":
                 # One snapshot for the grouping and the marking below.
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            if not await self._hold_lease(session, dialect):
+            if not await self._lease.acquire_in(session):
                 return None
             events = self._batch_events(batch, dialect)
             groups = (
@@ -369,26 +367,3 @@ class Claimer:
             "last_error": "older than Stripe accepts (35 days)" if too_old else None,
             "created_at": now,
         }
-
-    async def _hold_lease(self, session: AsyncSession, dialect: str) -> bool:
-        """Take or renew the reporter's lease inside the claim's transaction (a fence)."""
-        now = self._clock.now()
-        expires = now + timedelta(seconds=self._lease.ttl)
-        lease = self._lease
-        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        created = await session.execute(
-            make_insert(WorkerLease)
-            .values(name=lease.name, holder=lease.holder, expires_at=expires)
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        if created.rowcount == 1:  # type: ignore[attr-defined]
-            return True
-        taken = await session.execute(
-            update(WorkerLease)
-            .where(
-                WorkerLease.name == lease.name,
-                or_(WorkerLease.holder == lease.holder, WorkerLease.expires_at < now),
-            )
-            .values(holder=lease.holder, expires_at=expires)
-        )
-        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from datetime import timedelta
 from sqlalchemy import or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.billing.models import WorkerLease
 from novo_gateway.clock import Clock
@@ -29,27 +30,31 @@ class Lease:
 
     async def acquire(self) -> bool:
         """Take or renew the lease; False when another live holder has it."""
+        async with session_scope(self._sessions) as session:
+            return await self.acquire_in(session)
+
+    async def acquire_in(self, session: AsyncSession) -> bool:
+        """`acquire` inside the caller's transaction (a fence: its work commits only if held)."""
         now = self._clock.now()
         expires = now + timedelta(seconds=self.ttl)
-        async with session_scope(self._sessions) as session:
-            dialect = session.get_bind().dialect.name
-            insert = pg_insert if dialect == "postgresql" else sqlite_insert
-            created = await session.execute(
-                insert(WorkerLease)
-                .values(name=self.name, holder=self.holder, expires_at=expires)
-                .on_conflict_do_nothing(index_elements=["name"])
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        created = await session.execute(
+            insert(WorkerLease)
+            .values(name=self.name, holder=self.holder, expires_at=expires)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        if created.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        taken = await session.execute(
+            update(WorkerLease)
+            .where(
+                WorkerLease.name == self.name,
+                or_(WorkerLease.holder == self.holder, WorkerLease.expires_at < now),
             )
-            if created.rowcount == 1:  # type: ignore[attr-defined]
-                return True
-            taken = await session.execute(
-                update(WorkerLease)
-                .where(
-                    WorkerLease.name == self.name,
-                    or_(WorkerLease.holder == self.holder, WorkerLease.expires_at < now),
-                )
-                .values(holder=self.holder, expires_at=expires)
-            )
-            return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+            .values(holder=self.holder, expires_at=expires)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
     async def release(self) -> None:
         async with session_scope(self._sessions) as session:
