@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -22,21 +22,6 @@ from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from novo_gateway.models_base import UTCDateTime
 from tests.factories import create_api_key, create_user
-
-
-@pytest.fixture
-async def sessions(settings: Settings) -> AsyncIterator[SessionFactory]:
-    engine = create_engine(settings)
-    yield create_session_factory(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def writer(sessions: SessionFactory, clock: FrozenClock) -> AsyncIterator[UsageWriter]:
-    usage = UsageWriter(sessions, clock)
-    await usage.start()
-    yield usage
-    await usage.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
@@ -64,21 +64,6 @@ Sums = dict[Day, tuple[int, int, int]]
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(MIDNIGHT + timedelta(hours=12))
-
-
-@pytest.fixture
-async def sessions(settings: Settings) -> AsyncIterator[SessionFactory]:
-    engine = create_engine(settings)
-    yield create_session_factory(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def writer(sessions: SessionFactory, clock: FrozenClock) -> AsyncIterator[UsageWriter]:
-    usage = UsageWriter(sessions, clock)
-    await usage.start()
-    yield usage
-    await usage.stop()
 
 
 async def account(sessions: SessionFactory, email: str) -> tuple[int, int]:

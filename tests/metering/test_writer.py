@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
 
 from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from tests.factories import create_api_key, create_user
-
-
-@pytest.fixture
-async def sessions(settings: Settings) -> AsyncIterator[SessionFactory]:
-    engine = create_engine(settings)
-    yield create_session_factory(engine)
-    await engine.dispose()
-
-
-@pytest.fixture
-async def writer(sessions: SessionFactory, clock: FrozenClock) -> AsyncIterator[UsageWriter]:
-    usage = UsageWriter(sessions, clock)
-    await usage.start()
-    yield usage
-    await usage.stop()
 
 
 @pytest.fixture
