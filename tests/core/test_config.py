@@ -57,6 +57,7 @@ def test_zero_free_tier_calls_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FREE_TIER_CALLS", "-1"),
         ("COST_PER_CALL", "cheap"),
         ("RATE_LIMIT_PER_MINUTE", "0"),
+        ("METRICS_TOKEN", "too-short"),
     ],
 )
 def test_bad_value_is_rejected_naming_the_variable(
