@@ -10,7 +10,7 @@ from novo_gateway.billing.reconcile import Reconciler
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
-from novo_gateway.clock import Clock
+from novo_gateway.clock import Clock, FrozenClock
 from novo_gateway.config import Settings
 from tests.billing.conftest import METER_EVENT, Emulator, Ledger
 from tests.integration.processes import settings_env
@@ -59,7 +59,11 @@ async def test_units_stripe_lost_are_found_and_fixed_once(
     emulator: Emulator,
     meter_id: str,
 ) -> None:
-    """Stripe cancels a report (an adjustment): the drift is sent again, and only once."""
+    """Stripe cancels a report (an adjustment): the drift is sent again, and only once.
+
+    The fix run again a minute later is the same request: the emulator, like Stripe, refuses an
+    idempotency key reused with other parameters (a timestamp taken from the run's clock was one).
+    """
     ada = await ledger.customer(stripe_billing, "ada@example.com")
     await ledger.record(ada[0], ada[1], 30)
     await _report(ledger, stripe_billing, stripe_settings)
@@ -68,11 +72,14 @@ async def test_units_stripe_lost_are_found_and_fixed_once(
         stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
         params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
     )
-    reconciler = Reconciler(ledger.sessions, stripe_billing, stripe_settings, Clock())
+    clock = FrozenClock()
+    reconciler = Reconciler(ledger.sessions, stripe_billing, stripe_settings, clock)
     [drift] = await reconciler.check()
     assert drift.drift == 30
+    assert drift.reported_through == report.event_timestamp
 
     assert await reconciler.fix(drift) is True
+    clock.advance(60)
     await reconciler.fix(drift)  # the same fix again: the same identifier, not counted again
 
     assert emulator.total(ada[2], meter_id) == 30

@@ -3,7 +3,9 @@
 Per customer and billing period: the units of reports marked sent (whose timestamps fall in the
 period) are what Stripe should hold; Stripe's meter event summaries say what it does hold. With
 `fix`, a positive drift is sent as one meter event whose identifier names the customer, the period
-and the expected total, so running the fix twice cannot send it twice.
+and the expected total, so running the fix twice cannot send it twice. Its timestamp is that of the
+period's latest sent report, not the time of the run: a fix run again later is then the very same
+request (Stripe refuses an idempotency key reused with other parameters).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Drift:
     ledger_units: int
     reported_units: int
     stripe_units: Decimal
+    reported_through: datetime | None = None  # the latest sent report's timestamp in the period
 
     @property
     def unreported_units(self) -> int:
@@ -90,17 +93,24 @@ class Reconciler:
                         UsageEvent.created_at < end,
                     )
                 )
-                reported = await session.scalar(
-                    select(func.coalesce(func.sum(UsageReport.units), 0)).where(
-                        UsageReport.user_id == user.id,
-                        UsageReport.status == "sent",
-                        UsageReport.event_timestamp >= start,
-                        UsageReport.event_timestamp < end,
+                reported, through = (
+                    await session.execute(
+                        select(
+                            func.coalesce(func.sum(UsageReport.units), 0),
+                            func.max(UsageReport.event_timestamp),
+                        ).where(
+                            UsageReport.user_id == user.id,
+                            UsageReport.status == "sent",
+                            UsageReport.event_timestamp >= start,
+                            UsageReport.event_timestamp < end,
+                        )
                     )
+                ).one()
+                rows.append(
+                    (user.id, str(user.stripe_customer_id), start, end, ledger, reported, through)
                 )
-                rows.append((user.id, str(user.stripe_customer_id), start, end, ledger, reported))
         drifts = []
-        for uid, customer_id, start, end, ledger, reported in rows:
+        for uid, customer_id, start, end, ledger, reported, through in rows:
             held = await self._stripe.meter_total(
                 meter_id=meter_id,
                 customer_id=customer_id,
@@ -108,16 +118,23 @@ class Reconciler:
                 end=_minute_ceil(end),
             )
             drifts.append(
-                Drift(uid, customer_id, start, end, int(ledger or 0), int(reported or 0), held)
+                Drift(
+                    uid,
+                    customer_id,
+                    start,
+                    end,
+                    int(ledger or 0),
+                    int(reported or 0),
+                    held,
+                    through,
+                )
             )
         return drifts
 
     async def fix(self, drift: Drift) -> bool:
         """Send a positive drift to Stripe; True when something was sent."""
-        if drift.drift <= 0:
-            return False
-        now = self._clock.now()
-        timestamp = min(now, drift.period_end - timedelta(seconds=1))
+        if drift.drift <= 0 or drift.reported_through is None:
+            return False  # nothing sent is missing (a positive drift always has a sent report)
         identifier = (
             f"nvfix_{drift.user_id}_{int(drift.period_start.astimezone(UTC).timestamp())}"
             f"_{drift.reported_units}"
@@ -125,7 +142,9 @@ class Reconciler:
         try:
             await self._stripe.meter_event(
                 event_name=self._settings.stripe_meter_event_name,
-                event=MeterEvent(identifier, drift.customer_id, int(drift.drift), timestamp),
+                event=MeterEvent(
+                    identifier, drift.customer_id, int(drift.drift), drift.reported_through
+                ),
             )
         except DuplicateMeterEvent:
             return False
