@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
@@ -19,9 +20,10 @@ from novo_gateway.billing.claim import ClaimBatch, Pending, plan_batches
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import FrozenClock
+from novo_gateway.clock import Clock, FrozenClock
 from novo_gateway.db import session_scope
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
 from tests.billing.conftest import Emulator, Ledger
 
 NOW = datetime.now(UTC)
@@ -335,3 +337,58 @@ async def test_events_older_than_stripe_accepts_are_flagged_per_hour(
         (5, "sent"),
     ]
     assert emulator.total(ada[2], meter_id) == 9
+
+
+async def test_cuts_of_a_customer_whose_events_committed_out_of_time_order_bill_each_once(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Each cut starts where the previous one ended in time: an event committed late (a higher id,
+    an earlier time), or one sharing the cut's last instant, is neither skipped nor billed twice."""
+    big = await subscribed(ledger, stripe_billing, "big@example.com")
+    for minutes in range(25, 0, -1):  # ids rise as times fall
+        await ledger.record(big[0], big[1], 1, at=NOW - timedelta(minutes=minutes % 9))
+
+    run = await make_reporter(claim_batch=7).run_once()
+
+    assert run is not None and run.claimed_events == 25 and run.dead == 0
+    reports = await assert_ledger_matches_reports(ledger)
+    assert sorted(r.event_count for r in reports) == [4, 7, 7, 7]
+    assert emulator.total(big[2], meter_id) == 25
+
+
+async def test_on_sqlite_the_usage_writer_commits_between_two_claim_batches(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """SQLite has one write lock: a metered call waits for one claim batch, not a whole claim."""
+    if ledger.sessions.kw["bind"].dialect.name != "sqlite":
+        pytest.skip("PostgreSQL locks rows: the claim and the writer never wait for each other")
+    customers = [await subscribed(ledger, stripe_billing, f"c{i}@example.com") for i in range(30)]
+    for user_id, key_id, _ in customers:
+        await ledger.record(user_id, key_id, 10)
+    writer = UsageWriter(ledger.sessions, Clock())
+    await writer.start()
+    reporter = make_reporter(claim_batch=10)  # a batch per customer
+    run = ReporterRun()
+    claiming = asyncio.create_task(reporter.claim(run))
+    try:
+        while run.claimed_events == 0:
+            await asyncio.sleep(0.001)
+        claimed_before = run.claimed_events
+        user_id, key_id, _ = customers[0]
+        await writer.record(
+            NewUsageEvent(user_id, key_id, "/api/v1/insights", "GET", 200, 1, 1, True, NOW)
+        )
+        claimed_after = run.claimed_events
+    finally:
+        await claiming
+        await writer.stop()
+    assert claimed_after <= claimed_before + 10  # the batch under way at most
+    assert run.claimed_events == 300

@@ -2,7 +2,8 @@
 
 A claim run first counts the pending billable events of every provisioned customer (one grouped
 SELECT) and packs whole customers into batches of about `batch_size` events; a customer with more
-pending events than that gets batches of its own, each cut at `batch_size` events in id order.
+pending events than that gets batches of its own, each cut at `batch_size` events in time order
+and starting where the previous cut ended.
 Each batch is one transaction of a handful of statements, however many events and reports it
 holds:
 
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,7 +84,8 @@ class Pending:
 class ClaimBatch:
     """Pending events of these customers, each from its `since`, with ids up to `max_event_id`.
 
-    `limit` cuts a batch of one customer at that many events (lowest ids first)."""
+    `limit` cuts a batch of one customer at that many events (earliest first, by created_at and
+    id); the claimer starts each further cut of that customer where the previous one ended."""
 
     customers: tuple[tuple[int, datetime], ...]
     max_event_id: int
@@ -208,9 +210,12 @@ class Claimer:
         self._clock = clock
         self._lease = lease
         self.batch_size = batch_size
+        # Per cut customer, the latest event its claimed cuts held: where its next cut starts.
+        self._resume_at: dict[int, datetime] = {}
 
     async def plan(self) -> list[ClaimBatch]:
         """The batches that claim every event pending now (later events wait for the next run)."""
+        self._resume_at = {}
         async with session_scope(self._sessions) as session:
             rows = (
                 await session.execute(
@@ -241,6 +246,7 @@ class Claimer:
                 await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             if not await self._lease.acquire_in(session):
                 return None
+            batch = self._resumed(batch)
             events = self._batch_events(batch, dialect)
             groups = (
                 await session.execute(
@@ -276,30 +282,63 @@ class Claimer:
             expected = sum(int(r[6]) for r in groups)
             if count != expected:
                 raise RuntimeError("usage events changed while being claimed")
+        if batch.limit is not None:
+            # A cut takes the customer's earliest pending events: every one before the latest
+            # it held is claimed now, so the next cut starts there (its equals stay visible).
+            self._resume_at[batch.customers[0][0]] = max(row[9] for row in groups)
         return BatchClaimed(expected, len(reports))
+
+    def _resumed(self, batch: ClaimBatch) -> ClaimBatch:
+        """A further cut of a customer, starting where its previous cut ended."""
+        if batch.limit is None:
+            return batch
+        [(user_id, _)] = batch.customers
+        resume_at = self._resume_at.get(user_id)
+        if resume_at is None:
+            return batch
+        return replace(batch, customers=((user_id, resume_at),))
 
     @staticmethod
     def _batch_events(batch: ClaimBatch, dialect: str) -> Any:
         """The batch's events: each customer's pending events from its oldest one on.
 
         Driven by the customers: the ledger's (user_id, created_at) index finds each one's recent
-        events, so a batch reads its own events and not every pending event of the ledger."""
+        events, so a batch reads its own events and not every pending event of the ledger. A cut
+        of one big customer reads that index in its order, (created_at, id), from where the
+        previous cut ended, and stops after `limit` events: each cut reads its own events, not
+        every event the customer has had since its oldest pending one."""
+        columns = (
+            UsageEvent.id,
+            UsageEvent.user_id,
+            UsageEvent.units,
+            UsageEvent.created_at,
+            User.stripe_customer_id.label("customer"),
+            User.current_period_start.label("period_start"),
+            User.current_period_end.label("period_end"),
+            _window_key(dialect).label("wkey"),
+        )
+        if batch.limit is not None:
+            [(user_id, since)] = batch.customers
+            return (
+                select(*columns)
+                .join(User, User.id == UsageEvent.user_id)
+                .where(
+                    UsageEvent.user_id == user_id,
+                    UsageEvent.created_at >= since,
+                    _pending(),
+                    UsageEvent.id <= batch.max_event_id,
+                )
+                .order_by(UsageEvent.created_at, UsageEvent.id)
+                .limit(batch.limit)
+                .subquery("batch")
+            )
         customers = (
             values(column("user_id", BigInteger), column("since", UTCDateTime), name="customers")
             .data(list(batch.customers))
             .cte("customers")
         )
-        query = (
-            select(
-                UsageEvent.id,
-                UsageEvent.user_id,
-                UsageEvent.units,
-                UsageEvent.created_at,
-                User.stripe_customer_id.label("customer"),
-                User.current_period_start.label("period_start"),
-                User.current_period_end.label("period_end"),
-                _window_key(dialect).label("wkey"),
-            )
+        return (
+            select(*columns)
             .select_from(customers)
             .join(
                 UsageEvent,
@@ -310,10 +349,8 @@ class Claimer:
             )
             .join(User, User.id == UsageEvent.user_id)
             .where(_pending(), UsageEvent.id <= batch.max_event_id)
+            .subquery("batch")
         )
-        if batch.limit is not None:
-            query = query.order_by(UsageEvent.id).limit(batch.limit)
-        return query.subquery("batch")
 
     @staticmethod
     def _mark(events: Any) -> Any:

@@ -50,16 +50,23 @@ from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.metering.ledger_insert import MAX_LOCK_PAUSE_SECONDS
 from novo_gateway.metering.models import UsageEvent
 
 log = logging.getLogger("novo_gateway.billing.reporter")
 
 LEASE_NAME = "usage-reporter"
 STRIPE_DEDUP_WINDOW = timedelta(hours=24)
-# Events per claim transaction (whole customers; a bigger customer is cut): bounds how long a
-# claim holds SQLite's write lock, which the gateway's ledger writes wait for (about 0.2 s for
-# 20,000 events; a batch costs in proportion to its events, so smaller batches cost little).
+# Events per claim transaction (whole customers; a bigger customer is cut).
 CLAIM_BATCH = 20_000
+# SQLite has one write lock for the whole database, and while a claim holds it the gateway's
+# usage writer waits, and with it every metered response. There a claim transaction takes at most
+# SQLITE_CLAIM_BATCH events (about 30 ms of work), and the claimer pauses between two of them for
+# longer than the writer's longest pause between tries for the lock, so the writer commits in
+# every gap: a metered call waits for one claim transaction at most, not for the whole run
+# (bench/README.md). PostgreSQL locks rows: the claim and the writer never wait for each other.
+SQLITE_CLAIM_BATCH = 2_000
+SQLITE_CLAIM_PAUSE_SECONDS = 2 * MAX_LOCK_PAUSE_SECONDS
 SEND_BATCH = 100
 # v1 meter event calls in flight at once (each its own transaction and pooled connection).
 SEND_CONCURRENCY = 4
@@ -101,7 +108,12 @@ class UsageReporter:
             holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
             ttl=settings.reporter_lease_seconds,
         )
+        engine = sessions.kw.get("bind")
+        sqlite = engine is not None and engine.dialect.name == "sqlite"
+        if sqlite:
+            claim_batch = min(claim_batch, SQLITE_CLAIM_BATCH)
         self._claimer = Claimer(sessions, clock, self._lease, batch_size=claim_batch)
+        self._claim_pause = SQLITE_CLAIM_PAUSE_SECONDS if sqlite else 0.0
         self._max_backoff = max_backoff_seconds or settings.reporter_max_backoff_seconds
         self._stopping = False
         self._wake = asyncio.Event()
@@ -133,9 +145,11 @@ class UsageReporter:
         claiming (and `run_once` then sends nothing)."""
         self._lease_lost = False
         claimed = 0
-        for batch in await self._claimer.plan():
+        for index, batch in enumerate(await self._claimer.plan()):
             if self._stopping:
                 break
+            if index and self._claim_pause:
+                await asyncio.sleep(self._claim_pause)  # the usage writer's turn (SQLite)
             started = self._clock.monotonic()
             done = await self._claimer.claim(batch)
             if done is None:

@@ -44,6 +44,9 @@ from novo_gateway.models_base import UTCDateTime
 log = logging.getLogger("novo_gateway.metering.writer")
 
 LOCK_WAIT_SECONDS = 10.0
+# The longest pause between two tries for the write lock: short, so a writer waiting behind
+# another connection's transaction (a reporter's claim) commits within milliseconds of its end.
+MAX_LOCK_PAUSE_SECONDS = 0.005
 CHECKPOINT_WAL_BYTES = 8 * 1024 * 1024
 _CHECK_WAL_EVERY_COMMITS = 32
 
@@ -221,7 +224,7 @@ class SqliteInsert:
                 if loop.time() >= deadline:
                     raise
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.02)
+            pause = min(pause * 2, MAX_LOCK_PAUSE_SECONDS)
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
