@@ -141,8 +141,13 @@ def start_asgi(module: str, name: str, workers: int, tmp: Path) -> Server:
     return Server(name, base, process, workers)
 
 
-def start_gateway(mode: str, workers: int, tmp: Path, routes: Path | None) -> Server:
-    """`novo-gateway serve` in `embedded` (SQLite, in-process limits) or `postgres` mode."""
+def start_gateway(
+    mode: str, workers: int, tmp: Path, routes: Path | None, reporting_interval_ms: int = 3_600_000
+) -> Server:
+    """`novo-gateway serve` in `embedded` (SQLite, in-process limits) or `postgres` mode.
+
+    The usage reporter runs every `reporting_interval_ms` (by default out of the way: it is
+    measured on its own by bench/ledger.py)."""
     port = free_port()
     workdir = tmp / f"gateway-{mode}-{workers}"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -154,8 +159,7 @@ def start_gateway(mode: str, workers: int, tmp: Path, routes: Path | None) -> Se
         "STRIPE_EMULATOR_PORT": str(free_port()),
         "RATE_LIMIT_PER_MINUTE": "1000000000",
         "LOG_LEVEL": "warning",
-        # The reporter is measured on its own (bench/ledger.py); here it would only add noise.
-        "USAGE_REPORTING_INTERVAL": "3600000",
+        "USAGE_REPORTING_INTERVAL": str(reporting_interval_ms),
     }
     for name in ("STRIPE_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "UPSTREAM_URL"):
         env.pop(name, None)
