@@ -281,12 +281,23 @@ async def emulator_customers(url: str, count: int) -> list[str]:
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         queue = list(range(count))
 
+        async def create(i: int) -> str:
+            for attempt in range(3):
+                try:
+                    reply = await client.post(
+                        "/v1/customers", data={"email": f"c{i}@bench.example"}
+                    )
+                    break
+                except httpx.TransportError:  # a pooled connection the server had closed
+                    if attempt == 2:
+                        raise
+            reply.raise_for_status()
+            return str(reply.json()["id"])
+
         async def worker() -> None:
             while queue:
                 i = queue.pop()
-                reply = await client.post("/v1/customers", data={"email": f"c{i}@bench.example"})
-                reply.raise_for_status()
-                ids[i] = reply.json()["id"]
+                ids[i] = await create(i)
 
         await asyncio.gather(*(worker() for _ in range(16)))
     return ids

@@ -61,7 +61,8 @@ STRIPE_DEDUP_WINDOW = timedelta(hours=24)
 CLAIM_BATCH = 20_000
 # SQLite has one write lock for the whole database, and while a claim holds it the gateway's
 # usage writer waits, and with it every metered response. There a claim transaction takes at most
-# SQLITE_CLAIM_BATCH events (about 30 ms of work), and the claimer pauses between two of them for
+# SQLITE_CLAIM_BATCH events (30 ms for one customer's events, up to 170 ms when they lie on the
+# pages of thousands of customers), and the claimer pauses between two of them for
 # longer than the writer's longest pause between tries for the lock, so the writer commits in
 # every gap: a metered call waits for one claim transaction at most, not for the whole run
 # (bench/README.md). PostgreSQL locks rows: the claim and the writer never wait for each other.
