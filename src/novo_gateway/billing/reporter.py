@@ -62,10 +62,10 @@ CLAIM_BATCH = 20_000
 # SQLite has one write lock for the whole database, and while a claim holds it the gateway's
 # usage writer waits, and with it every metered response. There a claim transaction takes at most
 # SQLITE_CLAIM_BATCH events (30 ms for one customer's events, up to 170 ms when they lie on the
-# pages of thousands of customers), and the claimer pauses between two of them for
-# longer than the writer's longest pause between tries for the lock, so the writer commits in
-# every gap: a metered call waits for one claim transaction at most, not for the whole run
-# (bench/README.md). PostgreSQL locks rows: the claim and the writer never wait for each other.
+# pages of thousands of customers), and the claimer pauses between two of them for longer than
+# the writer's longest pause between tries for the lock, so the writer commits in every gap: a
+# metered call waits for one claim transaction at most, not for the whole run (bench/README.md).
+# PostgreSQL locks rows: there the claim and the writer never wait for each other.
 SQLITE_CLAIM_BATCH = 2_000
 SQLITE_CLAIM_PAUSE_SECONDS = 2 * MAX_LOCK_PAUSE_SECONDS
 SEND_BATCH = 100
