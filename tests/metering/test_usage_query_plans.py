@@ -1,5 +1,6 @@
 """The usage views read the daily counter by its key and a range of the `(user_id, created_at)`
-index, never a whole table; the reporter's pending events are found by the partial index."""
+index, never a whole table; the reporter's pending events are found by the partial index, and a
+claim batch cut inside one customer's events reads only its own."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.claim import ClaimBatch, Claimer
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
@@ -170,3 +172,40 @@ async def test_pending_events_are_found_by_the_partial_index(
     for plan in await plans(engine, seen):
         assert PENDING_INDEX in plan, plan
         no_full_scan(plan)
+
+
+async def test_a_cut_of_one_customer_reads_the_events_index_in_order(
+    settings: Settings, start_app: Callable[..., Any]
+) -> None:
+    """A claim batch cut inside a customer's events stops after its own events: on SQLite it
+    walks the (user_id, created_at) index in order, without sorting all of the customer's
+    events (the claimed ones too: SQLite's pending index is by id, not by customer)."""
+    client: AppClient = await start_app(settings, FrozenClock(NOW))
+    account = await make_account(client)
+    engine = runtime_of(client).engine
+    cut = ClaimBatch(((account.user_id, NOW),), max_event_id=10**9, limit=2_000)
+    events = Claimer._batch_events(cut, engine.dialect.name)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "usage_events" in statement:  # not the runtime's own polling
+            seen.append((statement, params))
+
+    async with engine.connect() as conn:
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            await conn.execute(select(events))
+            await conn.execute(Claimer._mark(events))
+            await conn.rollback()
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    for plan in await plans(engine, seen):
+        no_full_scan(plan)
+        if engine.dialect.name == "postgresql":
+            # PostgreSQL may also take its partial index of pending events (only those sorted).
+            assert EVENTS_INDEX in plan or PENDING_INDEX in plan, plan
+            continue
+        assert EVENTS_INDEX in plan, plan
+        # Reading the cut sorts nothing (a later sort, of the cut's rows only, is the marks').
+        reading = plan.split("CO-ROUTINE batch", 1)[1].split("SCAN batch", 1)[0]
+        assert "TEMP B-TREE" not in reading, plan
