@@ -288,12 +288,21 @@ async def test_period_totals_equal_the_events_of_any_period(
     ]
     checked = Counter[bool]()
     async with session_scope(sessions) as session:
-        for start, end in periods:
+        for index, (start, end) in enumerate(periods):
             totals = await service.period_totals(session, ada[0], start, end)
             expected = (await session.execute(_events_sum(ada[0], start, end))).one()
             got = (totals.calls, totals.billable_units, totals.unbilled_calls)
             assert got == tuple(expected), (start, end)
             checked[bool(got[0])] += 1
+            # Many accounts at once, each in its own period (the admin page's totals).
+            each = {ada[0]: (start, end), other[0]: periods[(index + 3) % len(periods)]}
+            billed = {
+                user_id: (await service.period_totals(session, user_id, *period)).billable_units
+                for user_id, period in each.items()
+            }
+            assert await service.billed_units_by_account(session, each) == {
+                user_id: units for user_id, units in billed.items() if units
+            }, each
     assert checked[True] >= 6  # most periods hold events
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import and_, case, func, literal, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
@@ -21,8 +21,7 @@ from novo_gateway.billing.webhooks import FAILED, PENDING
 from novo_gateway.config import Settings
 from novo_gateway.metering import pricing
 from novo_gateway.metering.models import UsageEvent
-from novo_gateway.metering.service import calendar_month
-from novo_gateway.models_base import UTCDateTime
+from novo_gateway.metering.service import billed_units_by_account, period_at
 
 CUSTOMERS_SHOWN: Final = 200
 DEAD_SHOWN: Final = 50
@@ -115,28 +114,17 @@ async def period_units(session: AsyncSession, *, now: datetime) -> dict[int, int
     """Billable units of each account with usage in its current period.
 
     The period is the subscription's when `now` is inside it, else the calendar month, as
-    `/billing/usage` counts it.
+    `/billing/usage` counts it, and counted as it does: whole days from the daily counter, only
+    the partial days from the events (never every event of every period).
     """
-    month = calendar_month(now)
-    inside = and_(
-        User.current_period_start.is_not(None),
-        User.current_period_end.is_not(None),
-        User.current_period_start <= literal(now, UTCDateTime),
-        User.current_period_end > literal(now, UTCDateTime),
-    )
-    start = case((inside, User.current_period_start), else_=literal(month.start, UTCDateTime))
-    end = case((inside, User.current_period_end), else_=literal(month.end, UTCDateTime))
-    stmt = (
-        select(User.id, func.sum(UsageEvent.units))
-        .join(UsageEvent, UsageEvent.user_id == User.id)
-        .where(
-            UsageEvent.billable.is_(True),
-            UsageEvent.created_at >= start,
-            UsageEvent.created_at < end,
-        )
-        .group_by(User.id)
-    )
-    return {user_id: int(units or 0) for user_id, units in (await session.execute(stmt)).all()}
+    rows = (
+        await session.execute(select(User.id, User.current_period_start, User.current_period_end))
+    ).all()
+    periods: dict[int, tuple[datetime, datetime]] = {}
+    for user_id, start, end in rows:
+        period = period_at(start, end, now)
+        periods[int(user_id)] = (period.start, period.end)
+    return await billed_units_by_account(session, periods)
 
 
 async def customers(

@@ -11,12 +11,27 @@ index, never a full scan of the ledger.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    Integer,
+    Select,
+    and_,
+    case,
+    column,
+    func,
+    literal,
+    select,
+    union_all,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
@@ -24,6 +39,7 @@ from novo_gateway.config import Settings
 from novo_gateway.metering import daily as _daily  # noqa: F401  (registers the flush hook)
 from novo_gateway.metering import pricing
 from novo_gateway.metering.models import UsageDaily, UsageEvent
+from novo_gateway.models_base import UTCDateTime
 
 DAILY_BREAKDOWN_DAYS = 30
 _DAY = timedelta(days=1)
@@ -78,7 +94,11 @@ def calendar_month(now: datetime) -> Period:
 
 def billing_period(user: User, now: datetime) -> Period:
     """The subscription's current period once billing has set it, else the calendar month."""
-    start, end = user.current_period_start, user.current_period_end
+    return period_at(user.current_period_start, user.current_period_end, now)
+
+
+def period_at(start: datetime | None, end: datetime | None, now: datetime) -> Period:
+    """[start, end) when `now` is inside it, else the calendar month of `now`."""
     if start is not None and end is not None and start <= now < end:
         return Period(start, end)
     return calendar_month(now)
@@ -147,6 +167,95 @@ async def period_totals(
         sign = parts[int(index)].sign
         totals.add(Totals(int(calls), int(units), int(unbilled)), sign)
     return totals
+
+
+# Ranges per statement of `billed_units_by_account`: four bound values each, under both databases'
+# limits on parameters.
+_RANGES_PER_STATEMENT = 5_000
+
+
+async def billed_units_by_account(
+    session: AsyncSession, periods: Mapping[int, tuple[datetime, datetime]]
+) -> dict[int, int]:
+    """Billed units of many accounts, each from its own `start` to `end` (excluded).
+
+    What `period_totals` counts, for all of them at once: the ranges of every account (the
+    counter's whole days, the partial days' events) go into a few set statements, so the cost is
+    the accounts' partial days, not their periods' events. Accounts with no usage are left out.
+    """
+    days: list[tuple[int, date, date, int]] = []
+    events: list[tuple[int, datetime, datetime, int]] = []
+    for user_id, (start, end) in periods.items():
+        for part in _period_parts(start, end):
+            if part.from_events:
+                events.append((user_id, part.start, part.end, part.sign))
+            else:
+                days.append((user_id, part.start.date(), part.end.date(), part.sign))
+    units: dict[int, int] = {}
+    statements = [
+        _ranges_of_days(days[i : i + _RANGES_PER_STATEMENT])
+        for i in range(0, len(days), _RANGES_PER_STATEMENT)
+    ] + [
+        _ranges_of_events(events[i : i + _RANGES_PER_STATEMENT])
+        for i in range(0, len(events), _RANGES_PER_STATEMENT)
+    ]
+    for stmt in statements:
+        for user_id, billed in (await session.execute(stmt)).all():
+            units[int(user_id)] = units.get(int(user_id), 0) + int(billed or 0)
+    return {user_id: billed for user_id, billed in units.items() if billed}
+
+
+def _ranges_of_days(rows: list[tuple[int, date, date, int]]) -> Select[Any, Any]:
+    ranges = (
+        values(
+            column("user_id", BigInteger),
+            column("first", Date),
+            column("stop", Date),
+            column("sign", Integer),
+            name="ranges",
+        )
+        .data(rows)
+        .cte("ranges")
+    )  # a CTE: SQLite names no columns of a VALUES subquery
+    return (
+        select(ranges.c.user_id, func.sum(ranges.c.sign * UsageDaily.billable_units))
+        .join(
+            UsageDaily,
+            and_(
+                UsageDaily.user_id == ranges.c.user_id,
+                UsageDaily.day >= ranges.c.first,
+                UsageDaily.day < ranges.c.stop,
+            ),
+        )
+        .group_by(ranges.c.user_id)
+    )
+
+
+def _ranges_of_events(rows: list[tuple[int, datetime, datetime, int]]) -> Select[Any, Any]:
+    ranges = (
+        values(
+            column("user_id", BigInteger),
+            column("first", UTCDateTime),
+            column("stop", UTCDateTime),
+            column("sign", Integer),
+            name="ranges",
+        )
+        .data(rows)
+        .cte("ranges")
+    )  # a CTE: SQLite names no columns of a VALUES subquery
+    return (
+        select(ranges.c.user_id, func.sum(ranges.c.sign * UsageEvent.units))
+        .join(
+            UsageEvent,
+            and_(
+                UsageEvent.user_id == ranges.c.user_id,
+                UsageEvent.created_at >= ranges.c.first,
+                UsageEvent.created_at < ranges.c.stop,
+            ),
+        )
+        .where(UsageEvent.billable.is_(True))
+        .group_by(ranges.c.user_id)
+    )
 
 
 @dataclass(frozen=True, slots=True)
