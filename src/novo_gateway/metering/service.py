@@ -11,7 +11,7 @@ index, never a full scan of the ledger.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -193,10 +193,23 @@ async def billed_units_by_account(
                 days.append((user_id, part.start.date(), part.end.date(), part.sign))
     units: dict[int, int] = {}
     statements = [
-        _ranges_of_days(days[i : i + _RANGES_PER_STATEMENT])
+        _sum_over_ranges(
+            days[i : i + _RANGES_PER_STATEMENT],
+            Date,
+            UsageDaily.user_id,
+            UsageDaily.day,
+            UsageDaily.billable_units,
+        )
         for i in range(0, len(days), _RANGES_PER_STATEMENT)
     ] + [
-        _ranges_of_events(events[i : i + _RANGES_PER_STATEMENT])
+        _sum_over_ranges(
+            events[i : i + _RANGES_PER_STATEMENT],
+            UTCDateTime,
+            UsageEvent.user_id,
+            UsageEvent.created_at,
+            UsageEvent.units,
+            UsageEvent.billable.is_(True),
+        )
         for i in range(0, len(events), _RANGES_PER_STATEMENT)
     ]
     for stmt in statements:
@@ -205,55 +218,33 @@ async def billed_units_by_account(
     return {user_id: billed for user_id, billed in units.items() if billed}
 
 
-def _ranges_of_days(rows: list[tuple[int, date, date, int]]) -> Select[Any, Any]:
+def _sum_over_ranges(
+    rows: Sequence[tuple[int, Any, Any, int]],
+    bound: Any,
+    user_id: Any,
+    at: Any,
+    value: Any,
+    *where: ColumnElement[bool],
+) -> Select[Any, Any]:
+    """Per account, the signed sum of `value` over its ranges [first, stop) of `at`."""
     ranges = (
         values(
             column("user_id", BigInteger),
-            column("first", Date),
-            column("stop", Date),
+            column("first", bound),
+            column("stop", bound),
             column("sign", Integer),
             name="ranges",
         )
-        .data(rows)
-        .cte("ranges")
-    )  # a CTE: SQLite names no columns of a VALUES subquery
-    return (
-        select(ranges.c.user_id, func.sum(ranges.c.sign * UsageDaily.billable_units))
-        .join(
-            UsageDaily,
-            and_(
-                UsageDaily.user_id == ranges.c.user_id,
-                UsageDaily.day >= ranges.c.first,
-                UsageDaily.day < ranges.c.stop,
-            ),
-        )
-        .group_by(ranges.c.user_id)
+        .data(list(rows))
+        .cte("ranges")  # a CTE: SQLite names no columns of a VALUES subquery
     )
-
-
-def _ranges_of_events(rows: list[tuple[int, datetime, datetime, int]]) -> Select[Any, Any]:
-    ranges = (
-        values(
-            column("user_id", BigInteger),
-            column("first", UTCDateTime),
-            column("stop", UTCDateTime),
-            column("sign", Integer),
-            name="ranges",
-        )
-        .data(rows)
-        .cte("ranges")
-    )  # a CTE: SQLite names no columns of a VALUES subquery
     return (
-        select(ranges.c.user_id, func.sum(ranges.c.sign * UsageEvent.units))
+        select(ranges.c.user_id, func.sum(ranges.c.sign * value))
         .join(
-            UsageEvent,
-            and_(
-                UsageEvent.user_id == ranges.c.user_id,
-                UsageEvent.created_at >= ranges.c.first,
-                UsageEvent.created_at < ranges.c.stop,
-            ),
+            at.table,
+            and_(user_id == ranges.c.user_id, at >= ranges.c.first, at < ranges.c.stop),
         )
-        .where(UsageEvent.billable.is_(True))
+        .where(*where)
         .group_by(ranges.c.user_id)
     )
 
