@@ -109,12 +109,10 @@ class UsageReporter:
             holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
             ttl=settings.reporter_lease_seconds,
         )
-        engine = sessions.kw.get("bind")
-        sqlite = engine is not None and engine.dialect.name == "sqlite"
-        if sqlite:
+        if settings.is_sqlite:
             claim_batch = min(claim_batch, SQLITE_CLAIM_BATCH)
         self._claimer = Claimer(sessions, clock, self._lease, batch_size=claim_batch)
-        self._claim_pause = SQLITE_CLAIM_PAUSE_SECONDS if sqlite else 0.0
+        self._claim_pause = SQLITE_CLAIM_PAUSE_SECONDS if settings.is_sqlite else 0.0
         self._max_backoff = max_backoff_seconds or settings.reporter_max_backoff_seconds
         self._stopping = False
         self._wake = asyncio.Event()
