@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -13,6 +14,7 @@ import uvicorn
 from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
+from novo_gateway.billing.reconcile import SETTLE
 from novo_gateway.billing.setup import SetupError, webhook_url_for
 from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.config import Settings
@@ -128,13 +130,25 @@ def retry_report(
 @app.command()
 def reconcile(
     fix: Annotated[bool, typer.Option(help="Send positive drift to Stripe")] = False,
+    settle_minutes: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Fix a drift only this long after the period's latest report was sent: "
+            "Stripe's meter totals are eventually consistent",
+        ),
+    ] = SETTLE.total_seconds() / 60,
 ) -> None:
-    """Compare each customer's reported units with Stripe's meter, for the current period."""
+    """Compare each customer's reported units with Stripe's meter, for the current period.
+
+    Exits 1 when a customer drifts (with --fix: when a drift was left because its latest
+    reports are too recent to judge)."""
     settings = _stripe_settings()
-    lines, drifting = asyncio.run(billing_ops.reconcile(settings, fix=fix))
+    settle = timedelta(minutes=settle_minutes)
+    lines, drifting = asyncio.run(billing_ops.reconcile(settings, fix=fix, settle=settle))
     for line in lines:
         typer.echo(line)
-    if drifting and not fix:
+    if drifting:
         raise typer.Exit(code=1)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 
-from novo_gateway.billing.reconcile import Reconciler
+from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
@@ -72,7 +73,8 @@ async def test_units_stripe_lost_are_found_and_fixed_once(
         stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
         params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
     )
-    clock = FrozenClock()
+    assert report.sent_at is not None
+    clock = FrozenClock(report.sent_at + SETTLE)
     reconciler = Reconciler(ledger.sessions, stripe_billing, stripe_settings, clock)
     [drift] = await reconciler.check()
     assert drift.drift == 30
@@ -85,6 +87,42 @@ async def test_units_stripe_lost_are_found_and_fixed_once(
     assert emulator.total(ada[2], meter_id) == 30
     [after] = await reconciler.check()
     assert after.drift == 0
+
+
+async def test_a_drift_is_not_fixed_until_stripe_has_had_time_to_count_the_latest_report(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    """Stripe's summaries are eventually consistent: a report it accepted a moment ago may be
+    missing from them, and fixing that drift would bill its units twice once Stripe caught up.
+    (The emulator counts at once; the cancelled report stands in for one not counted yet.)"""
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 12)
+    await _report(ledger, stripe_billing, stripe_settings)
+    [report] = await ledger.reports()
+    assert report.sent_at is not None
+    await stripe_billing.call(
+        stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
+        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
+    )
+    clock = FrozenClock(report.sent_at + timedelta(minutes=1))
+    reconciler = Reconciler(
+        ledger.sessions, stripe_billing, stripe_settings, clock, settle=timedelta(minutes=10)
+    )
+    [drift] = await reconciler.check()
+    assert drift.drift == 12 and drift.last_sent_at == report.sent_at
+
+    assert reconciler.settles_at(drift) == report.sent_at + timedelta(minutes=10)
+    assert await reconciler.fix(drift) is False
+    assert emulator.total(ada[2], meter_id) == 0
+
+    clock.set(report.sent_at + timedelta(minutes=10))
+    assert reconciler.settles_at(drift) is None
+    assert await reconciler.fix(drift) is True
+    assert emulator.total(ada[2], meter_id) == 12
 
 
 async def test_more_at_stripe_than_reported_is_drift_that_is_not_sent(
@@ -137,7 +175,10 @@ async def test_the_reconcile_command_exits_1_on_drift_and_0_after_fix(
 
     drifting = reconcile()
     assert drifting.returncode == 1 and "DRIFT +8" in drifting.stdout
-    fixed = reconcile("--fix")
+    settling = reconcile("--fix")  # the report was sent a moment ago
+    assert settling.returncode == 1 and "(not fixed: Stripe may not count" in settling.stdout
+    assert emulator.total(ada[2], meter_id) == 0
+    fixed = reconcile("--fix", "--settle-minutes", "0")
     assert fixed.returncode == 0 and "(fixed)" in fixed.stdout
     clean = reconcile()
     assert clean.returncode == 0 and " ok" in clean.stdout

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.billing.reconcile import Reconciler
+from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import Clock
@@ -80,17 +81,28 @@ async def requeue_dead(sessions: SessionFactory, clock: Clock, report_id: str) -
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def reconcile(settings: Settings, *, fix: bool) -> tuple[list[str], int]:
-    """Lines describing each customer's drift, and how many customers drift."""
+async def reconcile(
+    settings: Settings, *, fix: bool, settle: timedelta = SETTLE
+) -> tuple[list[str], int]:
+    """Lines describing each customer's drift, and how many customers drift (and, with `fix`,
+    how many positive drifts were left because their latest reports are too recent to judge)."""
     async with _database(settings) as sessions, _stripe(settings) as stripe:
-        reconciler = Reconciler(sessions, stripe, settings, Clock())
+        reconciler = Reconciler(sessions, stripe, settings, Clock(), settle=settle)
         lines, drifting = [], 0
         for d in await reconciler.check():
             state = "ok" if d.drift == 0 else f"DRIFT {d.drift:+}"
-            if d.drift != 0:
+            if d.drift != 0 and not fix:
                 drifting += 1
-            if fix and d.drift > 0 and await reconciler.fix(d):
-                state += " (fixed)"
+            if fix and d.drift > 0:
+                settles_at = reconciler.settles_at(d)
+                if settles_at is not None:
+                    drifting += 1
+                    state += (
+                        " (not fixed: Stripe may not count the reports sent at"
+                        f" {d.last_sent_at:%H:%M} yet; run again after {settles_at:%H:%M} UTC)"
+                    )
+                elif await reconciler.fix(d):
+                    state += " (fixed)"
             lines.append(
                 f"account={d.user_id} customer={d.customer_id} "
                 f"period={d.period_start:%Y-%m-%d}..{d.period_end:%Y-%m-%d} "

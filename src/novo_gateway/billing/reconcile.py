@@ -6,6 +6,11 @@ period) are what Stripe should hold; Stripe's meter event summaries say what it 
 and the expected total, so running the fix twice cannot send it twice. Its timestamp is that of the
 period's latest sent report, not the time of the run: a fix run again later is then the very same
 request (Stripe refuses an idempotency key reused with other parameters).
+
+Stripe aggregates meter events asynchronously: its summaries are eventually consistent, so a report
+Stripe accepted a moment ago may be missing from them yet. A drift is therefore fixed only once the
+period's latest report was sent at least `settle` ago (`SETTLE`, 15 minutes, by default); before,
+the fix would bill those units a second time once Stripe caught up.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Drift:
     reported_units: int
     stripe_units: Decimal
     reported_through: datetime | None = None  # the latest sent report's timestamp in the period
+    last_sent_at: datetime | None = None  # when the period's latest report was sent
 
     @property
     def unreported_units(self) -> int:
@@ -46,6 +52,10 @@ class Drift:
     def drift(self) -> Decimal:
         """Units Stripe should hold but does not (negative: Stripe holds more than we sent)."""
         return self.reported_units - self.stripe_units
+
+
+# How long after the latest report of a period Stripe's summaries are trusted to include it.
+SETTLE = timedelta(minutes=15)
 
 
 def _minute_floor(at: datetime) -> datetime:
@@ -65,12 +75,19 @@ def _month(at: datetime) -> tuple[datetime, datetime]:
 
 class Reconciler:
     def __init__(
-        self, sessions: SessionFactory, stripe: StripeBilling, settings: Settings, clock: Clock
+        self,
+        sessions: SessionFactory,
+        stripe: StripeBilling,
+        settings: Settings,
+        clock: Clock,
+        *,
+        settle: timedelta = SETTLE,
     ) -> None:
         self._sessions = sessions
         self._stripe = stripe
         self._settings = settings
         self._clock = clock
+        self._settle = settle
 
     async def check(self, *, user_id: int | None = None) -> list[Drift]:
         """The drift of every provisioned customer (or one) in their current period."""
@@ -93,11 +110,12 @@ class Reconciler:
                         UsageEvent.created_at < end,
                     )
                 )
-                reported, through = (
+                reported, through, last_sent = (
                     await session.execute(
                         select(
                             func.coalesce(func.sum(UsageReport.units), 0),
                             func.max(UsageReport.event_timestamp),
+                            func.max(UsageReport.sent_at),
                         ).where(
                             UsageReport.user_id == user.id,
                             UsageReport.status == "sent",
@@ -107,10 +125,19 @@ class Reconciler:
                     )
                 ).one()
                 rows.append(
-                    (user.id, str(user.stripe_customer_id), start, end, ledger, reported, through)
+                    (
+                        user.id,
+                        str(user.stripe_customer_id),
+                        start,
+                        end,
+                        ledger,
+                        reported,
+                        through,
+                        last_sent,
+                    )
                 )
         drifts = []
-        for uid, customer_id, start, end, ledger, reported, through in rows:
+        for uid, customer_id, start, end, ledger, reported, through, last_sent in rows:
             held = await self._stripe.meter_total(
                 meter_id=meter_id,
                 customer_id=customer_id,
@@ -127,14 +154,24 @@ class Reconciler:
                     int(reported or 0),
                     held,
                     through,
+                    last_sent,
                 )
             )
         return drifts
 
+    def settles_at(self, drift: Drift) -> datetime | None:
+        """When Stripe's summaries can be trusted to hold the drift's reports (None: now)."""
+        if drift.last_sent_at is None:
+            return None
+        at = drift.last_sent_at + self._settle
+        return at if self._clock.now() < at else None
+
     async def fix(self, drift: Drift) -> bool:
-        """Send a positive drift to Stripe; True when something was sent."""
+        """Send a positive, settled drift to Stripe; True when something was sent."""
         if drift.drift <= 0 or drift.reported_through is None:
             return False  # nothing sent is missing (a positive drift always has a sent report)
+        if self.settles_at(drift) is not None:
+            return False  # Stripe may not have counted the latest reports yet
         identifier = (
             f"nvfix_{drift.user_id}_{int(drift.period_start.astimezone(UTC).timestamp())}"
             f"_{drift.reported_units}"
