@@ -28,7 +28,7 @@ from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.service import billed_units_by_account
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,13 @@ def _minute_ceil(at: datetime) -> datetime:
     return floor if floor == at else floor + timedelta(minutes=1)
 
 
+def _period(user: User, now: datetime) -> tuple[datetime, datetime]:
+    """The customer's current billing period, or the calendar month before Stripe has said."""
+    if user.current_period_start is None or user.current_period_end is None:
+        return _month(now)
+    return user.current_period_start, user.current_period_end
+
+
 def _month(at: datetime) -> tuple[datetime, datetime]:
     start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = (start + timedelta(days=32)).replace(day=1)
@@ -97,19 +104,12 @@ class Reconciler:
             if user_id is not None:
                 query = query.where(User.id == user_id)
             users = list((await session.scalars(query)).all())
+            periods = {user.id: _period(user, self._clock.now()) for user in users}
+            # Whole days from the daily counter, partial days from the events (as /billing/usage).
+            billed = await billed_units_by_account(session, periods)
             rows = []
             for user in users:
-                start, end = user.current_period_start, user.current_period_end
-                if start is None or end is None:
-                    start, end = _month(self._clock.now())
-                ledger = await session.scalar(
-                    select(func.coalesce(func.sum(UsageEvent.units), 0)).where(
-                        UsageEvent.user_id == user.id,
-                        UsageEvent.billable.is_(True),
-                        UsageEvent.created_at >= start,
-                        UsageEvent.created_at < end,
-                    )
-                )
+                start, end = periods[user.id]
                 reported, through, last_sent = (
                     await session.execute(
                         select(
@@ -130,7 +130,7 @@ class Reconciler:
                         str(user.stripe_customer_id),
                         start,
                         end,
-                        ledger,
+                        billed.get(user.id, 0),
                         reported,
                         through,
                         last_sent,
