@@ -15,7 +15,7 @@ the fix would bill those units a second time once Stripe caught up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -107,7 +107,7 @@ class Reconciler:
             periods = {user.id: _period(user, self._clock.now()) for user in users}
             # Whole days from the daily counter, partial days from the events (as /billing/usage).
             billed = await billed_units_by_account(session, periods)
-            rows = []
+            pending: list[Drift] = []
             for user in users:
                 start, end = periods[user.id]
                 reported, through, last_sent = (
@@ -124,39 +124,28 @@ class Reconciler:
                         )
                     )
                 ).one()
-                rows.append(
-                    (
+                pending.append(
+                    Drift(
                         user.id,
                         str(user.stripe_customer_id),
                         start,
                         end,
                         billed.get(user.id, 0),
-                        reported,
+                        int(reported or 0),
+                        Decimal(0),  # Stripe is asked below, outside the database session
                         through,
                         last_sent,
                     )
                 )
         drifts = []
-        for uid, customer_id, start, end, ledger, reported, through, last_sent in rows:
+        for drift in pending:
             held = await self._stripe.meter_total(
                 meter_id=meter_id,
-                customer_id=customer_id,
-                start=_minute_floor(start),
-                end=_minute_ceil(end),
+                customer_id=drift.customer_id,
+                start=_minute_floor(drift.period_start),
+                end=_minute_ceil(drift.period_end),
             )
-            drifts.append(
-                Drift(
-                    uid,
-                    customer_id,
-                    start,
-                    end,
-                    int(ledger or 0),
-                    int(reported or 0),
-                    held,
-                    through,
-                    last_sent,
-                )
-            )
+            drifts.append(replace(drift, stripe_units=held))
         return drifts
 
     def settles_at(self, drift: Drift) -> datetime | None:
