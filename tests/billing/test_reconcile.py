@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 
+from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -19,6 +20,22 @@ from tests.integration.processes import settings_env
 
 async def _report(ledger: Ledger, stripe: StripeBilling, settings: Settings) -> None:
     await UsageReporter(ledger.sessions, stripe, settings, Clock()).drain(max_seconds=30)
+
+
+async def _lost_report(
+    ledger: Ledger, stripe: StripeBilling, settings: Settings, units: int
+) -> tuple[str, UsageReport]:
+    """A customer's `units`, reported, then cancelled at Stripe (an adjustment): Stripe's meter
+    misses a report the ledger has as sent. The customer's Stripe id and the report."""
+    user_id, key_id, customer_id = await ledger.customer(stripe, "ada@example.com")
+    await ledger.record(user_id, key_id, units)
+    await _report(ledger, stripe, settings)
+    [report] = await ledger.reports()
+    await stripe.call(
+        stripe.sdk.v1.billing.meter_event_adjustments.create_async,
+        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
+    )
+    return customer_id, report
 
 
 async def test_no_drift_once_everything_is_reported(
@@ -65,14 +82,7 @@ async def test_units_stripe_lost_are_found_and_fixed_once(
     The fix run again a minute later is the same request: the emulator, like Stripe, refuses an
     idempotency key reused with other parameters (a timestamp taken from the run's clock was one).
     """
-    ada = await ledger.customer(stripe_billing, "ada@example.com")
-    await ledger.record(ada[0], ada[1], 30)
-    await _report(ledger, stripe_billing, stripe_settings)
-    [report] = await ledger.reports()
-    await stripe_billing.call(
-        stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
-        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
-    )
+    customer, report = await _lost_report(ledger, stripe_billing, stripe_settings, 30)
     assert report.sent_at is not None
     clock = FrozenClock(report.sent_at + SETTLE)
     reconciler = Reconciler(ledger.sessions, stripe_billing, stripe_settings, clock)
@@ -84,7 +94,7 @@ async def test_units_stripe_lost_are_found_and_fixed_once(
     clock.advance(60)
     await reconciler.fix(drift)  # the same fix again: the same identifier, not counted again
 
-    assert emulator.total(ada[2], meter_id) == 30
+    assert emulator.total(customer, meter_id) == 30
     [after] = await reconciler.check()
     assert after.drift == 0
 
@@ -99,15 +109,8 @@ async def test_a_drift_is_not_fixed_until_stripe_has_had_time_to_count_the_lates
     """Stripe's summaries are eventually consistent: a report it accepted a moment ago may be
     missing from them, and fixing that drift would bill its units twice once Stripe caught up.
     (The emulator counts at once; the cancelled report stands in for one not counted yet.)"""
-    ada = await ledger.customer(stripe_billing, "ada@example.com")
-    await ledger.record(ada[0], ada[1], 12)
-    await _report(ledger, stripe_billing, stripe_settings)
-    [report] = await ledger.reports()
+    customer, report = await _lost_report(ledger, stripe_billing, stripe_settings, 12)
     assert report.sent_at is not None
-    await stripe_billing.call(
-        stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
-        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
-    )
     clock = FrozenClock(report.sent_at + timedelta(minutes=1))
     reconciler = Reconciler(
         ledger.sessions, stripe_billing, stripe_settings, clock, settle=timedelta(minutes=10)
@@ -117,12 +120,12 @@ async def test_a_drift_is_not_fixed_until_stripe_has_had_time_to_count_the_lates
 
     assert reconciler.settles_at(drift) == report.sent_at + timedelta(minutes=10)
     assert await reconciler.fix(drift) is False
-    assert emulator.total(ada[2], meter_id) == 0
+    assert emulator.total(customer, meter_id) == 0
 
     clock.set(report.sent_at + timedelta(minutes=10))
     assert reconciler.settles_at(drift) is None
     assert await reconciler.fix(drift) is True
-    assert emulator.total(ada[2], meter_id) == 12
+    assert emulator.total(customer, meter_id) == 12
 
 
 async def test_more_at_stripe_than_reported_is_drift_that_is_not_sent(
@@ -154,14 +157,7 @@ async def test_the_reconcile_command_exits_1_on_drift_and_0_after_fix(
     meter_id: str,
     make_stripe_settings: Callable[..., Settings],
 ) -> None:
-    ada = await ledger.customer(stripe_billing, "ada@example.com")
-    await ledger.record(ada[0], ada[1], 8)
-    await _report(ledger, stripe_billing, stripe_settings)
-    [report] = await ledger.reports()
-    await stripe_billing.call(
-        stripe_billing.sdk.v1.billing.meter_event_adjustments.create_async,
-        params={"event_name": METER_EVENT, "type": "cancel", "cancel": {"identifier": report.id}},
-    )
+    customer, _ = await _lost_report(ledger, stripe_billing, stripe_settings, 8)
 
     def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -177,9 +173,9 @@ async def test_the_reconcile_command_exits_1_on_drift_and_0_after_fix(
     assert drifting.returncode == 1 and "DRIFT +8" in drifting.stdout
     settling = reconcile("--fix")  # the report was sent a moment ago
     assert settling.returncode == 1 and "(not fixed: Stripe may not count" in settling.stdout
-    assert emulator.total(ada[2], meter_id) == 0
+    assert emulator.total(customer, meter_id) == 0
     fixed = reconcile("--fix", "--settle-minutes", "0")
     assert fixed.returncode == 0 and "(fixed)" in fixed.stdout
     clean = reconcile()
     assert clean.returncode == 0 and " ok" in clean.stdout
-    assert emulator.total(ada[2], meter_id) == 8
+    assert emulator.total(customer, meter_id) == 8
