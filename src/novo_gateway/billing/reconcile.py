@@ -28,7 +28,7 @@ from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering.service import billed_units_by_account
+from novo_gateway.metering.service import billed_units_by_account, calendar_month
 
 
 @dataclass(frozen=True)
@@ -70,14 +70,9 @@ def _minute_ceil(at: datetime) -> datetime:
 def _period(user: User, now: datetime) -> tuple[datetime, datetime]:
     """The customer's current billing period, or the calendar month before Stripe has said."""
     if user.current_period_start is None or user.current_period_end is None:
-        return _month(now)
+        month = calendar_month(now)
+        return month.start, month.end
     return user.current_period_start, user.current_period_end
-
-
-def _month(at: datetime) -> tuple[datetime, datetime]:
-    start = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start, end
 
 
 class Reconciler:
@@ -104,7 +99,8 @@ class Reconciler:
             if user_id is not None:
                 query = query.where(User.id == user_id)
             users = list((await session.scalars(query)).all())
-            periods = {user.id: _period(user, self._clock.now()) for user in users}
+            now = self._clock.now()
+            periods = {user.id: _period(user, now) for user in users}
             # Whole days from the daily counter, partial days from the events (as /billing/usage).
             billed = await billed_units_by_account(session, periods)
             pending: list[Drift] = []
