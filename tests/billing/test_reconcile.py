@@ -171,6 +171,8 @@ async def test_the_reconcile_command_exits_1_on_drift_and_0_after_fix(
 
     drifting = reconcile()
     assert drifting.returncode == 1 and "DRIFT +8" in drifting.stdout
+    negative = reconcile("--fix", "--settle-minutes", "-1")
+    assert negative.returncode == 2 and "--settle-minutes" in negative.stderr
     settling = reconcile("--fix")  # the report was sent a moment ago
     assert settling.returncode == 1 and "(not fixed: Stripe may not count" in settling.stdout
     assert emulator.total(customer, meter_id) == 0
