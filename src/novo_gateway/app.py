@@ -24,6 +24,7 @@ from novo_gateway.gateway.middleware import MeteredPath, MeteredPathMiddleware
 from novo_gateway.home.routes import router as home_router
 from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from novo_gateway.keys.routes import router as keys_router
+from novo_gateway.logs import configure_logging
 from novo_gateway.metering.routes import router as usage_router
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
@@ -86,8 +87,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def create_served_app() -> GatewayApp:
-    """The app as `novo-gateway serve` runs it: the process is the app's alone (gc frozen)."""
-    app = create_app()
+    """The app as `novo-gateway serve` runs it: the process is the app's alone (gc frozen).
+
+    Each worker process builds its own app here, so it also sets up its own JSON logs."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
     app.freeze_gc = True
     return app
 

@@ -12,7 +12,7 @@ import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from novo_gateway import __version__
+from novo_gateway import __version__, metrics
 from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
@@ -84,7 +84,10 @@ def serve(
     else:
         _require_schema_at_head(settings)
     bind_host, bind_port = host or settings.host, port or settings.port
+    worker_count = workers or settings.workers
     with contextlib.ExitStack() as stack:
+        if worker_count > 1:  # one /metrics view over every worker
+            stack.enter_context(metrics.multiprocess_directory())
         if not settings.stripe_secret_key:  # the offline demo: the Stripe emulator beside us
             try:
                 stack.enter_context(demo.offline_stripe(settings, host=bind_host, port=bind_port))
@@ -96,7 +99,7 @@ def serve(
             factory=True,
             host=bind_host,
             port=bind_port,
-            workers=workers or settings.workers,
+            workers=worker_count,
             log_config=None,
             access_log=False,
             proxy_headers=False,
