@@ -23,7 +23,7 @@ from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.config import Settings
 from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
-from novo_gateway.migrate import database_revision, head_revision, upgrade
+from novo_gateway.migrate import database_revision, head_revision, schema_state, upgrade
 
 app = typer.Typer(help="Novo Gateway: sell an API by usage.", no_args_is_help=True)
 log = logging.getLogger("novo_gateway.cli")
@@ -115,7 +115,7 @@ def _require_schema_at_head(settings: Settings) -> None:
         reason = type(exc).__name__
         typer.echo(f"DATABASE_URL: the database cannot be reached ({reason}).", err=True)
         raise typer.Exit(code=2) from None
-    if at != head_revision():
+    if schema_state(at) == "behind":
         state = "was never migrated" if at is None else f"is at revision {at}"
         typer.echo(
             f"The database {state}; this version needs {head_revision()}: "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config
@@ -44,6 +45,23 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "migrations/ holds no revision"
     return head
+
+
+@cache
+def _known_revisions() -> frozenset[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+SchemaState = Literal["ok", "behind", "ahead"]
+
+
+def schema_state(revision: str | None) -> SchemaState:
+    """How the database's revision stands to the code's: at head, behind it (or never migrated),
+    or ahead (a newer release migrated it: migrations only add, so this code still works)."""
+    if revision == head_revision():
+        return "ok"
+    return "behind" if revision is None or revision in _known_revisions() else "ahead"
 
 
 async def schema_revision(engine: AsyncEngine) -> str | None:

@@ -155,3 +155,12 @@ async def test_a_full_disk_is_not_ready_and_the_usage_writer_failing_is_named(
     (small_disk / "filler").unlink()
     assert (await client.get("/api/v1/insights", headers={"X-API-Key": key})).status_code == 200
     assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_a_schema_a_newer_release_migrated_stays_ready(client: AppClient) -> None:
+    engine = client.app.state.runtime.engine
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'from_a_newer_release'"))
+    ready = await client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["checks"]["schema"] == "ahead"

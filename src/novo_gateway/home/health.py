@@ -1,8 +1,10 @@
 """Liveness and readiness: what `/health/live`, `/health/ready` and `/health` report.
 
 Ready means every part a metered call needs works now: the database accepts a write (a real
-commit, so a full disk or a deleted SQLite file shows), its schema is at the code's head, Redis
-answers when the limits live there, and the usage writer's last batch was committed.
+commit, so a full disk or a deleted SQLite file shows), its schema is not behind the code's (a
+schema a newer release migrated is fine: migrations only add, so replicas of the previous release
+keep serving during a rolling upgrade), Redis answers when the limits live there, and the usage
+writer's last batch was committed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Final, Literal
 
 from sqlalchemy import text
 
-from novo_gateway.migrate import head_revision
+from novo_gateway.migrate import schema_state
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.health")
@@ -24,7 +26,8 @@ log = logging.getLogger("novo_gateway.health")
 CHECK_TIMEOUT_SECONDS: Final = 3.0
 
 Part = Literal["database", "schema", "redis", "usage_writer"]
-State = Literal["ok", "error", "behind", "failing"]
+State = Literal["ok", "error", "behind", "ahead", "failing"]
+_READY: Final = frozenset({"ok", "ahead"})
 
 # A write that changes nothing but is committed like any other: it fails when the disk is full,
 # the file is read-only or the schema was never migrated; it returns the schema's revision.
@@ -39,11 +42,11 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        return all(state == "ok" for state in self.parts.values())
+        return all(state in _READY for state in self.parts.values())
 
     @property
     def failing(self) -> list[Part]:
-        return [part for part, state in self.parts.items() if state != "ok"]
+        return [part for part, state in self.parts.items() if state not in _READY]
 
 
 async def readiness(runtime: Runtime) -> Readiness:
@@ -68,7 +71,7 @@ async def _database(runtime: Runtime) -> tuple[State, State]:
     except Exception as exc:  # any failure means not ready; the probe itself must not fail
         log.warning("database readiness check failed: %s", type(exc).__name__)
         return "error", "error"
-    return "ok", "ok" if revision == head_revision() else "behind"
+    return "ok", schema_state(revision)
 
 
 async def _redis(runtime: Runtime) -> State | None:
