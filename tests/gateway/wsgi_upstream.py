@@ -95,7 +95,7 @@ class _RawUriHandler(WSGIRequestHandler):
         environ["RAW_URI"] = self.path  # the request line's target, as gunicorn names it
         return environ
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -168,7 +168,9 @@ async def raw_request(
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parsed = [(k.strip().lower(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)]
+    parsed = [
+        (k.strip().lower(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines)
+    ]
     if any(k == "transfer-encoding" and "chunked" in v for k, v in parsed):
         body = _unchunk(body)
     return RawAnswer(int(status_line.split()[1]), parsed, body)
