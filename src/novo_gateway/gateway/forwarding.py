@@ -17,7 +17,10 @@ Request (`outgoing`):
   `IDENTITY_HEADERS`). A route's `forward_headers` lets named extra headers through (an
   underscore name, an identity header the upstream needs), never a reserved one of the first
   three kinds. From `Cookie`, the gateway's own cookies (`novo_*`) are removed, the rest kept;
-* then the gateway's own: `X-Novo-Account-Id`, `X-Request-Id`, `X-Forwarded-For/Proto/Host`.
+* then the gateway's own: `X-Novo-Account-Id`, `X-Request-Id`, `X-Forwarded-Proto/Host`, and
+  `X-Forwarded-For` naming one address, the client as the gateway resolved it (client_ip.py:
+  the peer, or what TRUSTED_PROXIES forwarded), so an upstream reading either end of it gets
+  the same client and never an address the client wrote itself.
 
 Response (`incoming_headers`): hop-by-hop headers, the upstream's Date, Server and
 X-Request-Id, and any `Set-Cookie` for a `novo_*` cookie (an upstream must not set or clear the
@@ -130,9 +133,11 @@ def outgoing(
     identity: KeyIdentity,
     request_id: str | None,
     base_path: bytes,
+    client_ip: str,
 ) -> Outgoing | None:
     """The request to send upstream: the client's raw path (after `base_path`) and `query` (as
-    the client sent it); None when a stripped prefix cannot be split off the path."""
+    the client sent it), `client_ip` (as TRUSTED_PROXIES resolved it) in `X-Forwarded-For`;
+    None when a stripped prefix cannot be split off the path."""
     path = raw_path(scope)
     if route.strip_prefix:
         rest = strip_prefix(path, route.prefix)
@@ -143,7 +148,7 @@ def outgoing(
     query = without_key(query)
     if query:
         target += b"?" + query
-    return Outgoing(target, _request_headers(route, scope, identity, request_id))
+    return Outgoing(target, _request_headers(route, scope, identity, request_id, client_ip))
 
 
 def without_key(query: bytes) -> bytes:
@@ -184,20 +189,17 @@ def _forwardable(name: bytes, route: Route, listed: set[str]) -> bool:
 
 
 def _request_headers(
-    route: Route, scope: Scope, identity: KeyIdentity, request_id: str | None
+    route: Route, scope: Scope, identity: KeyIdentity, request_id: str | None, client_ip: str
 ) -> list[tuple[str, str]]:
     incoming: list[tuple[bytes, bytes]] = scope["headers"]
     listed = _connection_tokens(incoming)
     headers = []
     host = b""
-    forwarded_for = b""
     accepts_encoding = False
     for name, value in incoming:
         lower = name.lower()
         if lower == b"host":
             host = value
-        elif lower == b"x-forwarded-for":
-            forwarded_for = value
         elif lower == b"cookie":
             kept = _without_novo_cookies(value)
             if kept:
@@ -211,12 +213,9 @@ def _request_headers(
         # The upstream client would ask for gzip; the body is passed through undecoded, so ask
         # for what the client can read.
         headers.append(("accept-encoding", "identity"))
-    client_addr = scope.get("client")
-    peer = client_addr[0] if client_addr else "unknown"
-    forwarded = _text(forwarded_for)
     headers += [
         ("x-novo-account-id", str(identity.user_id)),
-        ("x-forwarded-for", f"{forwarded}, {peer}" if forwarded else peer),
+        ("x-forwarded-for", client_ip),
         ("x-forwarded-proto", scope.get("scheme", "http")),
     ]
     if host:

@@ -45,6 +45,7 @@ from novo_gateway.errors import (
     ServiceUnavailable,
     error_response,
 )
+from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.forwarding import incoming_headers, outgoing
 from novo_gateway.gateway.paths import (
     DOT_SEGMENT_REFUSED,
@@ -80,6 +81,7 @@ class UpstreamProxy:
 
     def __init__(self, settings: Settings, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self._settings = settings
+        self._client_ip = ClientIpResolver(settings.trusted_proxies)
         self.table = RouteTable.from_settings(settings)
         self._max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
@@ -160,6 +162,7 @@ class UpstreamProxy:
             identity,
             scope["state"].get("request_id"),
             base_path,
+            self._client_ip.resolve(scope),
         )
         if request is None:
             await _reply(BadRequest(PREFIX_SPLIT_REFUSED), scope, receive, send)
