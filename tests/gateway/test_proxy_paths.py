@@ -20,6 +20,8 @@ from novo_gateway.gateway.paths import has_dot_segment, strip_prefix
         b"/a/%e0%80%ae%e0%80%ae/b",
         b"/a/\t..\t/b",
         b"/a/..%09/b",
+        b"/a/..%3Fx/b",
+        b"/a/.. ./b".replace(b" ", b"%20"),  # Windows drops trailing dots and spaces
         b"/a/%2525252e%2525252e/b",  # still encoded after three decodings
         b"/a/..",
         b".",

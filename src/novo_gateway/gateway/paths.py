@@ -6,10 +6,10 @@ segment (`..;` is `..`), IIS and other Windows servers take `\\` as a separator 
 normalization (two fullwidth stops, U+FF0E, are `..` under NFKC). A `..` that any of them sees
 climbs above the route's prefix. So before routing, a copy of the raw path is decoded round by
 round (at most `_MAX_DECODINGS` times) and each round is read the way those servers read it; a
-segment that is only dots (after cutting `;` parameters and a NUL, and trimming spaces) in any
-round refuses the call. RFC 3986 §5.2.4 removes exactly those `.` and `..` segments, so a path
-that passes has nothing to resolve, and is forwarded as the client sent it, never rebuilt from a
-decoded copy.
+segment that is only dots and spaces (after cutting `;` parameters, a decoded `?` or `#`, or a
+NUL) in any round refuses the call. RFC 3986 §5.2.4 resolves `.` and `..` segments; with every
+reading of them refused, a path that passes has nothing to resolve, and is forwarded as the
+client sent it, never rebuilt from a decoded copy.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ DOT_SEGMENT_REFUSED: Final = (
 _MAX_DECODINGS: Final = 3
 _ESCAPE: Final = re.compile(rb"%(?:([0-9A-Fa-f]{2})|[uU]([0-9A-Fa-f]{4}))")
 _SEPARATORS: Final = re.compile(r"[/\\]")
+_SEGMENT_END: Final = re.compile(r"[;?#\x00]")  # what ends a segment's name for some server
 # UTF-8 overlong forms of '.' that lenient decoders (old IIS) read as a dot.
 _OVERLONG_DOTS: Final = (b"\xc0\xae", b"\xe0\x80\xae")
 
@@ -92,7 +93,8 @@ def _dots_in(raw: bytes) -> bool:
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
     for segment in _SEPARATORS.split(text):
-        name = segment.split(";", 1)[0].split("\x00", 1)[0].strip()
-        if name and name.strip(".") == "":
+        name = _SEGMENT_END.split(segment, 1)[0]
+        # Windows drops trailing dots and spaces from a name: '.. .' is '..' there.
+        if "." in name and name.strip(". \t") == "":
             return True
     return False
