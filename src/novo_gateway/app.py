@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(MeteredPathMiddleware, metered=metered)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.dashboard_host:  # the dashboards on a host of their own (host_split.py)
-        app.host_split = HostSplit(settings.dashboard_host)
+        app.host_split = HostSplit(settings.dashboard_host, settings.public_url)
         app.add_middleware(HostSplitMiddleware, split=app.host_split)
     app.add_middleware(RequestContextMiddleware)
     # The built-in endpoints skip all of the above in one pass (gateway/fast_path.py).

@@ -36,22 +36,43 @@ async def client(
     routes = tmp_path / "routes.toml"
     routes.write_text(f'[[routes]]\nprefix = "/api/v1/search"\nupstream = "{upstream.url}"\n')
     settings = make_settings(
-        dashboard_host="Dash.Example.Test", admin_token=ADMIN_TOKEN, routes_file=routes
+        dashboard_host="Dash.Example.Test",
+        admin_token=ADMIN_TOKEN,
+        routes_file=routes,
+        public_url="https://api.example.test",
     )
     app_client: AppClient = await start_app(settings)
     return app_client
 
 
 @pytest.mark.parametrize("path", ["/dashboard", "/dashboard/login", "/admin", "/docs", "/redoc"])
-async def test_the_api_host_refuses_the_pages_and_names_their_host(
+async def test_the_api_host_sends_page_links_to_the_dashboard_host(
     client: AppClient, path: str
 ) -> None:
-    response = await client.get(API + path)
+    response = await client.get(API + path + "?x=1")
+    assert response.status_code == 302
+    assert response.headers["location"] == f"https://dash.example.test{path}?x=1"
+
+
+@pytest.mark.parametrize("path", ["/dashboard/login", "/dashboard/keys", "/admin/login"])
+async def test_the_api_host_refuses_forms_for_the_pages_and_names_their_host(
+    client: AppClient, path: str
+) -> None:
+    response = await client.post(API + path, data={"email": "a@b.test", "password": "x"})
     assert response.status_code == 404
     assert response.json() == {
         "error": "Not Found",
         "message": "This page is served at dash.example.test.",
     }
+
+
+async def test_the_dashboard_host_sends_the_home_link_to_the_public_url(
+    client: AppClient,
+) -> None:
+    response = await client.get(DASH + "/")
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://api.example.test/"
+    assert (await client.post(DASH + "/")).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -78,7 +99,7 @@ async def test_the_dashboard_host_serves_nothing_metered_or_proxied(
     client: AppClient, upstream: RecordingUpstream
 ) -> None:
     account = await make_account(client)
-    for path in ("/api/v1/insights", "/api/v1/search/page", "/auth/api-keys", "/", "/metrics"):
+    for path in ("/api/v1/insights", "/api/v1/search/page", "/auth/api-keys", "/metrics"):
         response = await client.get(DASH + path, headers=account.auth)
         assert response.status_code == 404, path
         assert set(response.json()) == {"error", "message"}
@@ -102,7 +123,10 @@ async def test_a_port_in_the_setting_must_match(
 ) -> None:
     client = await start_app(make_settings(dashboard_host="dash.example.test:8443"))
     assert (await client.get("http://dash.example.test:8443/docs")).status_code == 200
-    assert (await client.get(DASH + "/docs")).status_code == 404
+    assert (await client.get("http://dash.example.test:8443/")).status_code == 404  # no URL
+    response = await client.get(DASH + "/docs")
+    assert response.status_code == 302
+    assert response.headers["location"] == "http://dash.example.test:8443/docs"
 
 
 @pytest.mark.parametrize("value", ["https://dash.example.test", "dash.example.test/x", "a b"])
