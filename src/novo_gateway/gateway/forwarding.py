@@ -33,8 +33,8 @@ read the dashboards on this origin nor use their cookies.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_to_bytes
 
@@ -168,47 +168,68 @@ def _is_key_param(piece: bytes) -> bool:
     return name.strip().lower() == _KEY_PARAM
 
 
-def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[str]:
-    """Header names listed in Connection: hop-by-hop for this message only."""
-    return {
-        header_key(token.strip())
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
+def _connection_tokens(value: bytes) -> set[str]:
+    """The names a Connection header lists, beyond the hop-by-hop ones."""
+    return {header_key(token.strip()) for token in value.split(b",")} - HOP_BY_HOP
 
 
-def _forwardable(name: bytes, route: Route, listed: set[str]) -> bool:
-    key = header_key(name)
-    if is_gateway_header(key) or key in listed:
-        return False
-    allowed = name.lower().decode("latin-1") in route.forward_headers
-    if key in IDENTITY_HEADERS or key.startswith(IDENTITY_PREFIXES):
-        return allowed
-    return allowed or _ORDINARY.match(name) is not None
+class _Kind(IntEnum):
+    """What a header name is, as far as forwarding goes (before a route's `forward_headers`)."""
+
+    ORDINARY = 0  # forwarded
+    RESERVED = 1  # never forwarded
+    LISTABLE = 2  # forwarded only when the route lists it (identity headers, unusual names)
+
+
+_KINDS: dict[bytes, _Kind] = {}  # the kind of each name seen, bounded by _MAX_KINDS
+_MAX_KINDS: Final = 4096
+
+
+def _kind(name: bytes) -> _Kind:
+    kind = _KINDS.get(name)
+    if kind is None:
+        key = header_key(name)
+        if is_gateway_header(key):
+            kind = _Kind.RESERVED
+        elif key in IDENTITY_HEADERS or key.startswith(IDENTITY_PREFIXES):
+            kind = _Kind.LISTABLE
+        else:
+            kind = _Kind.ORDINARY if _ORDINARY.match(name) else _Kind.LISTABLE
+        if len(_KINDS) < _MAX_KINDS:
+            _KINDS[name] = kind
+    return kind
 
 
 def _request_headers(
     route: Route, scope: Scope, identity: KeyIdentity, request_id: str | None, client_ip: str
 ) -> list[tuple[str, str]]:
-    incoming: list[tuple[bytes, bytes]] = scope["headers"]
-    listed = _connection_tokens(incoming)
-    headers = []
+    headers: list[tuple[str, str]] = []
     host = b""
+    listed: set[str] = set()
     accepts_encoding = False
-    for name, value in incoming:
+    for name, value in scope["headers"]:
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _kind(name)
+        if kind is _Kind.ORDINARY:
+            if name == b"accept-encoding":
+                accepts_encoding = True
+            headers.append((name.decode("latin-1").lower(), _text(value)))
+            continue
         lower = name.lower()
-        if lower == b"host":
+        if kind is _Kind.LISTABLE:
+            if lower.decode("latin-1") in route.forward_headers:
+                headers.append((lower.decode("latin-1"), _text(value)))
+        elif lower == b"host":
             host = value
         elif lower == b"cookie":
             kept = _without_novo_cookies(value)
             if kept:
                 headers.append(("cookie", _text(kept)))
-            continue
-        elif lower == b"accept-encoding":
-            accepts_encoding = True
-        if _forwardable(name, route, listed):
-            headers.append((lower.decode("latin-1"), _text(value)))
+        elif lower == b"connection":
+            listed |= _connection_tokens(value)
+    if listed:  # headers the Connection header names are hop-by-hop for this message
+        headers = [(n, v) for n, v in headers if header_key(n) not in listed]
     if not accepts_encoding:
         # The upstream client would ask for gzip; the body is passed through undecoded, so ask
         # for what the client can read.
@@ -241,7 +262,10 @@ def incoming_headers(
     route: Route, upstream: tuple[tuple[bytes, bytes], ...]
 ) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers as the client gets them (module docstring)."""
-    listed = _connection_tokens(upstream)
+    listed: set[str] = set()
+    for name, value in upstream:
+        if name.lower() == b"connection":
+            listed |= _connection_tokens(value)
     secured = route.security_headers
     headers = []
     for name, value in upstream:

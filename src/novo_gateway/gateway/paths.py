@@ -29,7 +29,6 @@ DOT_SEGMENT_REFUSED: Final = (
 # that deep, but such a path is not one a client needs).
 _MAX_DECODINGS: Final = 3
 _ESCAPE: Final = re.compile(rb"%(?:([0-9A-Fa-f]{2})|[uU]([0-9A-Fa-f]{4}))")
-_SEPARATORS: Final = re.compile(r"[/\\]")
 _SEGMENT_END: Final = re.compile(r"[;?#\x00]")  # what ends a segment's name for some server
 # UTF-8 overlong forms of '.' that lenient decoders (old IIS) read as a dot.
 _OVERLONG_DOTS: Final = (b"\xc0\xae", b"\xe0\x80\xae")
@@ -87,12 +86,16 @@ def _unescape(match: re.Match[bytes]) -> bytes:
 
 
 def _dots_in(raw: bytes) -> bool:
+    if b"." not in raw and raw.isascii():
+        return False
     for overlong in _OVERLONG_DOTS:
         raw = raw.replace(overlong, b".")
     text = raw.decode("utf-8", "replace")
     if not text.isascii():
         text = unicodedata.normalize("NFKC", text)
-    for segment in _SEPARATORS.split(text):
+    for segment in text.replace("\\", "/").split("/"):
+        if not segment or segment[0] not in ". \t":
+            continue  # a name of dots and spaces starts with one
         name = _SEGMENT_END.split(segment, 1)[0]
         # Windows drops trailing dots and spaces from a name: '.. .' is '..' there.
         if "." in name and name.strip(". \t") == "":
