@@ -157,9 +157,12 @@ def without_key(query: bytes) -> bytes:
         return query
     kept = []
     for part in query.split(b"&"):
-        pieces = [piece for piece in part.split(b";") if piece and not _is_key_param(piece)]
-        if pieces:
-            kept.append(b";".join(pieces))
+        pieces = part.split(b";")
+        others = [piece for piece in pieces if not _is_key_param(piece)]
+        if len(others) == len(pieces):
+            kept.append(part)  # no key in it: as sent, empty parts included
+        elif others:
+            kept.append(b";".join(others))
     return b"&".join(kept)
 
 
