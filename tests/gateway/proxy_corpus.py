@@ -57,4 +57,8 @@ SPOOFED_HEADERS = [
     "X-Forwarded-Port",
     "X_Novo_Account_Id",
     "x-novo_account-id",
+    "X-Remote-User",
+    "X-Auth-Request-Email",
+    "X-SSL-Client-Cert",
+    "X-Url-Scheme",
 ]

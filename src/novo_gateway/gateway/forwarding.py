@@ -90,9 +90,24 @@ IDENTITY_HEADERS: Final = frozenset(
         "x-http-method-override",
         "x-http-method",
         "x-method-override",
+        # the scheme, as TLS-terminating proxies tell it
+        "x-scheme",
+        "x-url-scheme",
+        "front-end-https",
+        # client certificates and signed-in users, as mTLS and auth proxies tell them
+        "ssl-client-cert",
+        "x-ssl-client-cert",
+        "x-client-cert",
+        "x-ssl-client-verify",
+        "x-client-verify",
+        "x-ssl-client-dn",
+        "remote-user",
+        "x-remote-user",
+        "x-auth-user",
+        "x-webauth-user",
     }
 )
-IDENTITY_PREFIXES: Final = ("x-original-",)
+IDENTITY_PREFIXES: Final = ("x-original-", "x-auth-request-")
 SANDBOX: Final = "sandbox"
 NOVO_COOKIE_PREFIX: Final = "novo_"
 _KEY_PARAM: Final = b"api_key"
