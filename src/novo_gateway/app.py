@@ -100,7 +100,7 @@ class GatewayApp(FastAPI):
     """FastAPI, with the fast path answering its few requests before the middleware stack."""
 
     fast_path: FastPath | None = None
-    host_split: HostSplit | None = None  # set with DASHBOARD_HOST; its 404s take the full stack
+    host_split: HostSplit | None = None  # set with DASHBOARD_HOST; its refusals take the full stack
     freeze_gc: bool = False  # gc.freeze() after start-up (only for a process of its own)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
