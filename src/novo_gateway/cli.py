@@ -25,7 +25,11 @@ from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
 from novo_gateway.migrate import database_revision, head_revision, schema_state, upgrade
 
-app = typer.Typer(help="Novo Gateway: sell an API by usage.", no_args_is_help=True)
+app = typer.Typer(
+    help="Novo Gateway: sell an API by usage.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",  # paragraphs reflow to the terminal's width
+)
 log = logging.getLogger("novo_gateway.cli")
 
 

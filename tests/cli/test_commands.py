@@ -112,3 +112,12 @@ def test_serve_refuses_a_database_that_was_never_migrated(
     ]
     migrated = run(["migrate"], tmp_path, DATABASE_URL=empty_pg_database)
     assert migrated.returncode == 0 and "migrations applied" in migrated.stdout
+
+
+def test_help_reflows_paragraphs_to_the_terminal_width(tmp_path: Path) -> None:
+    result = run(["reconcile", "--help"], tmp_path, COLUMNS="80")
+    assert result.returncode == 0
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    # The docstring's own line break no longer leaves a one-word line behind.
+    assert "latest" not in lines
+    assert any(line.endswith("because its") or "its latest" in line for line in lines)
