@@ -223,6 +223,11 @@ class Idempotency:
         self._renewals: dict[int, asyncio.Task[None]] = {}
         self._last_purge = -math.inf
 
+    @property
+    def waiting(self) -> int:
+        """How many keys requests of this process are waiting on (for metrics and tests)."""
+        return len(self._answered)
+
     async def begin(self, user_id: int, key: str, print_: str, now: datetime) -> Claim | Answer:
         """Claim the key for this request, or the stored answer to replay.
 

@@ -42,7 +42,6 @@ from novo_gateway.errors import (
 from novo_gateway.gateway.body import read_body, replay
 from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.idempotency import (
-    Idempotency,
     Tap,
     fingerprint,
     parse_key,
@@ -106,14 +105,7 @@ class MeteredPath:
         self.runtime = runtime
         self.settings = runtime.settings
         self.client_ip = ClientIpResolver(runtime.settings.trusted_proxies)
-        settings = runtime.settings
-        self.idempotency = Idempotency(
-            runtime.sessions,
-            runtime.clock,
-            max_answer_bytes=settings.idempotency_max_answer_bytes,
-            wait_seconds=settings.idempotency_wait_seconds,
-            lock_seconds=settings.idempotency_lock_seconds,
-        )
+        self.idempotency = runtime.idempotency
 
     async def admit(self, scope: Scope) -> Admitted:
         """Steps 1 to 3: limits, key and access; raises `Refused` with the gateway's answer."""
