@@ -112,6 +112,15 @@ def idempotency_of(client: AppClient) -> Idempotency:
     return runtime_of(client).idempotency
 
 
+async def until_waiting(idempotency: Idempotency) -> None:
+    """Bounded poll until a request of this gateway waits on a key held by another."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while idempotency.waiting == 0:
+        assert loop.time() < deadline, "no request started waiting"
+        await asyncio.sleep(0.005)
+
+
 async def test_retry_replays_the_answer_with_its_meta_and_bills_once(
     gateway: Callable[..., Any],
 ) -> None:
@@ -126,9 +135,10 @@ async def test_retry_replays_the_answer_with_its_meta_and_bills_once(
     assert "idempotent-replayed" not in first.headers
     assert again.headers["content-type"] == first.headers["content-type"]
     # The rate-limit headers are the retry's own.
-    assert int(again.headers["x-ratelimit-remaining"]) == int(
-        first.headers["x-ratelimit-remaining"]
-    ) - 1
+    assert (
+        int(again.headers["x-ratelimit-remaining"])
+        == int(first.headers["x-ratelimit-remaining"]) - 1
+    )
     assert await billed(client) == [True, False]
 
 
@@ -236,12 +246,7 @@ async def test_retry_while_the_first_runs_waits_and_gets_its_answer(
     first = asyncio.create_task(client.post("/api/v1/up/pay", headers=keyed(account, "p")))
     await asyncio.wait_for(upstream.arrived.wait(), WAIT)
     second = asyncio.create_task(client.post("/api/v1/up/pay", headers=keyed(account, "p")))
-    idempotency = idempotency_of(client)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while idempotency.waiting == 0:  # bounded poll: until the retry waits on the key
-        assert loop.time() < deadline, "the retry never started waiting"
-        await asyncio.sleep(0.005)
+    await until_waiting(idempotency_of(client))
     upstream.gate.set()
     one, two = await first, await second
     assert (one.status_code, two.status_code) == (200, 200)
@@ -352,6 +357,28 @@ async def test_a_claim_whose_holder_died_lapses_after_the_lock_time(
     assert (await client.post(NOTIFY, content=body, headers=headers)).status_code == 409
     clock.advance(60)
     taken = await client.post(NOTIFY, content=body, headers=headers)
+    assert taken.status_code == 200
+    assert "idempotent-replayed" not in taken.headers
+    assert await billed(client) == [True]
+
+
+async def test_a_retry_waiting_on_a_dead_claim_takes_it_over_once_it_lapses(
+    gateway: Callable[..., Any], clock: FrozenClock
+) -> None:
+    client = await gateway(idempotency_wait_seconds=WAIT, idempotency_lock_seconds=60)
+    account = await make_account(client)
+    body = b'{"channel":"email","recipients":["a@example.com"],"message":"Hello"}'
+    print_ = fingerprint("POST", NOTIFY.encode(), b"", body)
+    now = clock.now()
+    idempotency = idempotency_of(client)
+    await idempotency.store.insert(
+        account.user_id, "dead", print_, "gone", now, now + timedelta(seconds=60)
+    )
+    headers = {**keyed(account, "dead"), "Content-Type": "application/json"}
+    retry = asyncio.create_task(client.post(NOTIFY, content=body, headers=headers))
+    await until_waiting(idempotency)
+    clock.advance(60)  # the dead holder's claim lapses while the retry waits (it arrived before)
+    taken = await retry
     assert taken.status_code == 200
     assert "idempotent-replayed" not in taken.headers
     assert await billed(client) == [True]

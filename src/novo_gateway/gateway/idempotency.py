@@ -228,9 +228,12 @@ class Idempotency:
         """How many keys requests of this process are waiting on (for metrics and tests)."""
         return len(self._answered)
 
-    async def begin(self, user_id: int, key: str, print_: str, now: datetime) -> Claim | Answer:
+    async def begin(
+        self, user_id: int, key: str, print_: str, started_at: datetime
+    ) -> Claim | Answer:
         """Claim the key for this request, or the stored answer to replay.
 
+        `started_at` (the call's arrival, as the ledger dates it) starts the key's 24 hours.
         Raises `UnprocessableContent` (another request's key, or an answer not kept) or
         `Conflict` (still running after the wait).
         """
@@ -238,23 +241,28 @@ class Idempotency:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_seconds
         pause = _FIRST_POLL_SECONDS
+        window_start = started_at - IDEMPOTENCY_WINDOW
         while True:
             owner = secrets.token_hex(16)
-            row_id = await self.store.insert(user_id, key, print_, owner, now, now + self._lock)
+            now = self._clock.now()
+            locked_until = now + self._lock
+            row_id = await self.store.insert(user_id, key, print_, owner, started_at, locked_until)
             if row_id is not None:
                 return self._claimed(Claim(row_id, owner, user_id, key))
             seen = await self.store.get(user_id, key)
             if seen is None:
                 continue  # released meanwhile: claim it again
-            if self._expired(seen, now):
+            if seen.created_at <= window_start or (
+                seen.state == RUNNING and seen.locked_until <= now
+            ):
+                # Past its 24 hours, or its holder stopped renewing it (a process died).
                 if await self.store.take_over(
-                    seen, print_, owner, now, now + self._lock, now - IDEMPOTENCY_WINDOW
+                    seen, print_, owner, started_at, locked_until, window_start, now
                 ):
                     return self._claimed(Claim(seen.row_id, owner, user_id, key))
-                continue  # someone else took it over: look again
-            if seen.fingerprint != print_:
+            elif seen.fingerprint != print_:
                 raise UnprocessableContent(KEY_REUSED)
-            if seen.state != RUNNING:
+            elif seen.state != RUNNING:
                 return _replayable(seen)
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -288,11 +296,6 @@ class Idempotency:
             log.error("could not release an Idempotency-Key (%s)", type(exc).__name__)
         finally:
             self._wake(claim)
-
-    def _expired(self, seen: Seen, now: datetime) -> bool:
-        if seen.created_at <= now - IDEMPOTENCY_WINDOW:
-            return True
-        return seen.state == RUNNING and seen.locked_until <= self._clock.now()
 
     def _claimed(self, claim: Claim) -> Claim:
         self._renewals[claim.row_id] = asyncio.create_task(self._renew(claim))

@@ -113,11 +113,13 @@ class IdempotencyStore:
         seen: Seen,
         fingerprint: str,
         owner: str,
-        now: datetime,
+        created_at: datetime,
         locked_until: datetime,
         window_start: datetime,
+        now: datetime,
     ) -> bool:
-        """Claim an expired row (older than `window_start`, or a lapsed claim) as seen."""
+        """Claim a row as seen if it expired: older than `window_start`, or a claim that lapsed
+        before `now`."""
         c = _TABLE.c
         stmt = (
             update(_TABLE)
@@ -133,7 +135,7 @@ class IdempotencyStore:
                 fingerprint=fingerprint,
                 state=RUNNING,
                 owner=owner,
-                created_at=now,
+                created_at=created_at,
                 locked_until=locked_until,
                 status=None,
                 headers=None,
