@@ -384,6 +384,48 @@ async def test_a_retry_waiting_on_a_dead_claim_takes_it_over_once_it_lapses(
     assert await billed(client) == [True]
 
 
+async def test_a_running_claim_is_renewed_so_a_slow_call_is_not_taken_over(
+    gateway: Callable[..., Any], upstream: Upstream, clock: FrozenClock
+) -> None:
+    client = await gateway(idempotency_wait_seconds=0, idempotency_lock_seconds=3)
+    account = await make_account(client)
+    store = idempotency_of(client).store
+    upstream.gate.clear()
+    first = asyncio.create_task(client.post("/api/v1/up/slow", headers=keyed(account, "s")))
+    await asyncio.wait_for(upstream.arrived.wait(), WAIT)
+    seen = await store.get(account.user_id, "s")
+    assert seen is not None
+    clock.advance(2)  # within the lock; the holder renews from here (every second)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT
+    while True:  # bounded poll until the holder has renewed its claim
+        renewed = await store.get(account.user_id, "s")
+        assert renewed is not None
+        if renewed.locked_until > seen.locked_until:
+            break
+        assert loop.time() < deadline, "the claim was never renewed"
+        await asyncio.sleep(0.05)
+    clock.advance(2)  # past the first lock, within the renewed one
+    during = await client.post("/api/v1/up/slow", headers=keyed(account, "s"))
+    assert during.status_code == 409
+    upstream.gate.set()
+    assert (await first).status_code == 200
+    assert upstream.hits["/api/v1/up/slow"] == 1
+
+
+async def test_keys_past_their_24_hours_are_deleted(
+    gateway: Callable[..., Any], clock: FrozenClock
+) -> None:
+    client = await gateway()
+    account = await make_account(client)
+    await client.get("/api/v1/insights", headers=keyed(account, "old"))
+    clock.advance(25 * 3600)  # past the window, and the hourly purge is due
+    await client.get("/api/v1/insights", headers=keyed(account, "new"))
+    store = idempotency_of(client).store
+    assert await store.get(account.user_id, "old") is None
+    assert await store.get(account.user_id, "new") is not None
+
+
 async def test_a_key_is_free_for_another_request_after_24_hours(
     gateway: Callable[..., Any], clock: FrozenClock
 ) -> None:
