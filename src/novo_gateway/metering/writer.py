@@ -12,7 +12,8 @@ an unbilled event (gateway/idempotency.py); the ledger keeps its own guarantee b
 a call run again after its process died. A billable event carrying the client's Idempotency-Key
 claims `(user_id, key)` in `usage_idempotency_keys` with INSERT .. ON CONFLICT. The claim
 succeeds for a new key, or for a key first seen more than 24 hours ago (its row is refreshed);
-otherwise the event is stored with billable=false. The unique constraint makes this exact between concurrent batches and processes.
+otherwise the event is stored with billable=false. The unique constraint makes this exact
+between concurrent batches and processes.
 
 A batch that cannot be committed is rolled back as a whole (no event, no claimed key) and each of
 its requests gets `UsageWriteError`, which the gateway answers with 503; the writer carries on.
