@@ -24,8 +24,10 @@ from starlette.routing import Route
 
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
+from novo_gateway.db import create_engine, create_session_factory
+from novo_gateway.errors import ServiceUnavailable
 from novo_gateway.gateway.idempotency import Idempotency, fingerprint
-from tests.conftest import AppClient
+from tests.conftest import AppClient, make_test_settings
 from tests.gateway.helpers import Account, ledger, make_account, runtime_of
 
 NOTIFY = "/api/v1/notifications/send"
@@ -458,3 +460,25 @@ async def test_two_idempotency_key_headers_are_400(gateway: Callable[..., Any]) 
     assert response.status_code == 400
     assert "Idempotency-Key" in response.json()["message"]
     assert await ledger(client) == []
+
+
+async def test_an_unreachable_database_is_503_and_nothing_runs(clock: FrozenClock) -> None:
+    # A real refused connection: a PostgreSQL URL on a port where nothing listens.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    engine = create_engine(make_test_settings(database_url=f"postgresql://x@127.0.0.1:{port}/x"))
+    idempotency = Idempotency(
+        create_session_factory(engine),
+        clock,
+        max_answer_bytes=65_536,
+        wait_seconds=0,
+        lock_seconds=60,
+    )
+    try:
+        with pytest.raises(ServiceUnavailable) as refused:
+            await idempotency.begin(1, "k", fingerprint("GET", b"/", b"", b""), clock.now())
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert "did not run" in refused.value.message
+    finally:
+        await engine.dispose()

@@ -31,11 +31,13 @@ import weakref
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.types import Message, Send
 
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory
-from novo_gateway.errors import BadRequest, Conflict, UnprocessableContent
+from novo_gateway.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent
 from novo_gateway.gateway.idempotency_store import (
     RUNNING,
     Answer,
@@ -75,6 +77,10 @@ _MAX_POLL_SECONDS = 0.2
 KEY_REUSED = (
     "This Idempotency-Key was used in the last 24 hours for a different request (another "
     "method, path, query or body). Send a new Idempotency-Key for a new request."
+)
+KEY_UNCHECKED = (
+    "Your call's Idempotency-Key could not be checked, so the call did not run. Please retry "
+    "shortly with the same key."
 )
 IN_FLIGHT = (
     "A request with this Idempotency-Key is still being processed. Retry it in a moment to get "
@@ -234,9 +240,19 @@ class Idempotency:
         """Claim the key for this request, or the stored answer to replay.
 
         `started_at` (the call's arrival, as the ledger dates it) starts the key's 24 hours.
-        Raises `UnprocessableContent` (another request's key, or an answer not kept) or
-        `Conflict` (still running after the wait).
+        Raises `UnprocessableContent` (another request's key, or an answer not kept),
+        `Conflict` (still running after the wait) or `ServiceUnavailable` (the database is
+        unreachable: nothing ran, the client may retry).
         """
+        try:
+            return await self._begin(user_id, key, print_, started_at)
+        except (DBAPIError, SQLAlchemyTimeoutError, OSError) as exc:
+            log.warning("could not look up an Idempotency-Key (%s)", type(exc).__name__)
+            raise ServiceUnavailable(KEY_UNCHECKED, headers={"Retry-After": "1"}) from exc
+
+    async def _begin(
+        self, user_id: int, key: str, print_: str, started_at: datetime
+    ) -> Claim | Answer:
         await self._maybe_purge()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_seconds
