@@ -226,7 +226,7 @@ class Idempotency:
         self._answered: weakref.WeakValueDictionary[tuple[int, str], asyncio.Event] = (
             weakref.WeakValueDictionary()
         )
-        self._renewals: dict[int, asyncio.Task[None]] = {}
+        self._renewals: dict[Claim, asyncio.Task[None]] = {}
         self._last_purge = -math.inf
 
     @property
@@ -314,7 +314,7 @@ class Idempotency:
             self._wake(claim)
 
     def _claimed(self, claim: Claim) -> Claim:
-        self._renewals[claim.row_id] = asyncio.create_task(self._renew(claim))
+        self._renewals[claim] = asyncio.create_task(self._renew(claim))
         return claim
 
     async def _renew(self, claim: Claim) -> None:
@@ -328,7 +328,7 @@ class Idempotency:
                 log.warning("could not renew an Idempotency-Key claim (%s)", type(exc).__name__)
 
     def _stop_renewing(self, claim: Claim) -> None:
-        task = self._renewals.pop(claim.row_id, None)
+        task = self._renewals.pop(claim, None)
         if task is not None:
             task.cancel()
 
