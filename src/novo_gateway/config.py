@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     cost_per_call: Decimal = Field(default=Decimal("0.001"), ge=0)
     free_tier_calls: int = Field(default=1000, ge=0)
 
+    # Idempotency-Key (gateway/idempotency.py): the largest answer kept for replay; how long a
+    # retry waits for its request still running (then 409); how long a claim outlives a holder
+    # that stopped renewing it (a crashed process), after which a retry runs the request.
+    idempotency_max_answer_bytes: int = Field(default=65_536, ge=0, le=16_777_216)
+    idempotency_wait_seconds: float = Field(default=10.0, ge=0, le=300)
+    idempotency_lock_seconds: float = Field(default=60.0, ge=3, le=3600)
+
     # Upstream
     upstream_url: str = ""
     routes_file: Path | None = None
