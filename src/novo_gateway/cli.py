@@ -96,7 +96,8 @@ def report_usage(
     run, left, dead = asyncio.run(billing_ops.report_all(settings, max_seconds=max_seconds))
     typer.echo(
         f"Claimed {run.claimed_events} events into {run.reports_created} reports; "
-        f"sent {run.sent}, retried {run.retried}, dead-lettered {run.dead}, "
+        f"sent {run.sent}, carried over {run.carried}, retried {run.retried}, "
+        f"dead-lettered {run.dead}, "
         f"expired {run.expired}."
     )
     if dead:
