@@ -1,0 +1,172 @@
+"""Late usage: a report whose period's invoice is already final is carried over to the next
+invoice as an invoice item at its own period's price, once; never sent to a meter that would count
+it and bill it nowhere. Against the Stripe emulator (its global clock moves the billing cycle)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.carryover import CarryOver
+from novo_gateway.billing.reporter import ReporterRun, UsageReporter
+from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.clock import FrozenClock
+from novo_gateway.config import Settings
+from novo_gateway.db import session_scope
+from tests.billing.conftest import Emulator, Ledger
+
+GRACE = 3600
+
+
+@dataclass
+class Subscribed:
+    user_id: int
+    key_id: int
+    customer: str
+    subscription: str
+    start: datetime
+    end: datetime
+
+
+async def small_plan(stripe: StripeBilling, meter_id: str) -> str:
+    """A monthly metered price: 10 calls free, then 1 cent a call."""
+    price = await stripe.call(
+        stripe.sdk.v1.prices.create_async,
+        params={
+            "currency": "usd",
+            "product_data": {"name": "Novo API"},
+            "billing_scheme": "tiered",
+            "tiers_mode": "graduated",
+            "tiers": [{"up_to": 10, "unit_amount": 0}, {"up_to": "inf", "unit_amount": 1}],
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter_id},
+        },
+    )
+    return str(price.id)
+
+
+async def subscribed(ledger: Ledger, stripe: StripeBilling, price_id: str) -> Subscribed:
+    """An account with a Stripe subscription, its current period stored as the webhooks would."""
+    user_id, key_id, customer = await ledger.customer(stripe, "ada@example.com")
+    sub = await stripe.create_subscription(
+        customer_id=customer, price_id=price_id, account_id=user_id, idempotency_key="sub-ada"
+    )
+    assert sub.current_period_start and sub.current_period_end
+    async with session_scope(ledger.sessions) as session:
+        user = await session.get_one(User, user_id)
+        user.current_period_start = sub.current_period_start
+        user.current_period_end = sub.current_period_end
+    return Subscribed(
+        user_id, key_id, customer, sub.id, sub.current_period_start, sub.current_period_end
+    )
+
+
+def emulator_time(emulator: Emulator) -> datetime:
+    return datetime.fromtimestamp(emulator.now(), UTC)
+
+
+async def invoices(stripe: StripeBilling, customer: str) -> list[Any]:
+    page = await stripe.call(
+        stripe.sdk.v1.invoices.list_async, params={"customer": customer, "limit": 100}
+    )
+    return list(page.data)
+
+
+async def invoiced_units(stripe: StripeBilling, customer: str) -> int:
+    """Σ metered quantities of the customer's finalized invoices plus Σ carried units."""
+    units = 0
+    for invoice in await invoices(stripe, customer):
+        if invoice.status == "draft":
+            continue
+        for line in invoice.lines.data:
+            if line.parent.type == "subscription_item_details":
+                units += line.quantity
+            else:
+                units += int(line.metadata["novo_units"])
+    return units
+
+
+async def test_a_report_after_its_period_was_finalized_is_carried_over_at_its_own_price(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    ada = await subscribed(ledger, stripe_billing, await small_plan(stripe_billing, meter_id))
+    await ledger.record(ada.user_id, ada.key_id, 8, at=ada.start + timedelta(minutes=1))
+    await make_reporter(FrozenClock(emulator_time(emulator))).drain(max_seconds=10)
+    # 7 calls in the period's last seconds, not reported before Stripe finalized its invoice.
+    await ledger.record(ada.user_id, ada.key_id, 7, at=ada.end - timedelta(seconds=10))
+    emulator.advance((ada.end - emulator_time(emulator)).total_seconds() + GRACE + 60)
+    [closed] = [i for i in await invoices(stripe_billing, ada.customer) if i.amount_due == 0][:1]
+    assert closed.status == "paid" and closed.lines.data[0].quantity == 8
+
+    run = await make_reporter(FrozenClock(emulator_time(emulator))).drain(max_seconds=10)
+
+    assert run.carried == 1 and run.sent == 0
+    [late] = [r for r in await ledger.reports() if r.status == "carried"]
+    assert (late.units, late.carried_cents, late.period_start) == (7, 5, ada.start)
+    assert late.carried_period_end == ada.end and late.carried_invoice_item
+    assert emulator.total(ada.customer, meter_id) == 8  # nothing sent to the meter
+    # The next renewal invoice holds the item: 2 of the 7 calls were still free, 5 cost 1 cent.
+    emulator.advance(40 * 86400)
+    renewal = (await invoices(stripe_billing, ada.customer))[0]
+    [item_line] = [li for li in renewal.lines.data if li.parent.type == "invoice_item_details"]
+    assert item_line.amount == 5
+    assert item_line.description == (
+        f"API usage {ada.start:%Y-%m-%d} – {ada.end:%Y-%m-%d}, carried over: 7 calls"
+    )
+    assert await invoiced_units(stripe_billing, ada.customer) == 15
+    assert await ledger.billable_units(ada.user_id) == 15
+
+
+async def test_a_report_in_the_grace_period_goes_to_the_meter_and_its_own_invoice(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    ada = await subscribed(ledger, stripe_billing, await small_plan(stripe_billing, meter_id))
+    await ledger.record(ada.user_id, ada.key_id, 13, at=ada.end - timedelta(seconds=10))
+    emulator.advance((ada.end - emulator_time(emulator)).total_seconds() + 60)  # a draft now
+
+    run = await make_reporter(FrozenClock(emulator_time(emulator))).drain(max_seconds=10)
+
+    assert run.sent == 1 and run.carried == 0
+    emulator.advance(GRACE)
+    [renewal] = [i for i in await invoices(stripe_billing, ada.customer) if i.amount_due]
+    assert renewal.lines.data[0].quantity == 13 and renewal.amount_due == 3
+
+
+async def test_a_carry_over_made_before_a_crash_is_found_not_made_again(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Stripe made the item, the process died before recording it: the report is still pending,
+    and sending it again finds the item instead of charging a second one."""
+    ada = await subscribed(ledger, stripe_billing, await small_plan(stripe_billing, meter_id))
+    await ledger.record(ada.user_id, ada.key_id, 20, at=ada.end - timedelta(seconds=10))
+    emulator.advance((ada.end - emulator_time(emulator)).total_seconds() + GRACE + 60)
+    reporter = make_reporter(FrozenClock(emulator_time(emulator)))
+    run = ReporterRun()
+    await reporter.claim(run)
+    [report] = await ledger.reports()
+    invoice = await stripe_billing.invoice_covering(ada.customer, report.event_timestamp)
+    assert invoice is not None
+    first = await CarryOver(stripe_billing, stripe_settings).charge(invoice, 20, report.id)
+
+    await reporter.send_due(run)
+
+    [report] = await ledger.reports()
+    assert report.status == "carried" and report.carried_invoice_item == first.id
+    assert len(await stripe_billing.carried_items(ada.customer, since=ada.start)) == 1
+    assert first.amount == 10
