@@ -140,7 +140,10 @@ def reconcile(
         ),
     ] = SETTLE.total_seconds() / 60,
 ) -> None:
-    """Compare each customer's reported units with Stripe's meter, for the current period.
+    """Compare each customer's ledger with Stripe's meter and invoices, period by period.
+
+    --fix sends units Stripe's meter lost (open periods) and carries units reported but not
+    invoiced (final invoices) over to the next invoice.
 
     Exits 1 when a customer drifts (with --fix: when a drift was left because its latest
     reports are too recent to judge)."""

@@ -91,6 +91,8 @@ async def reconcile(
         lines, drifting = [], 0
         for d in await reconciler.check():
             state = "ok" if d.drift == 0 else f"DRIFT {d.drift:+}"
+            if d.closed and d.drift > 0:
+                state += " reported but not invoiced"
             if d.drift != 0 and not fix:
                 drifting += 1
             if fix and d.drift > 0:
@@ -102,11 +104,13 @@ async def reconcile(
                         f" {d.last_sent_at:%H:%M} yet; run again after {settles_at:%H:%M} UTC)"
                     )
                 elif await reconciler.fix(d):
-                    state += " (fixed)"
+                    state += " (carried over to the next invoice)" if d.closed else " (fixed)"
+            invoiced = "open" if d.invoiced_units is None else str(d.invoiced_units)
             lines.append(
                 f"account={d.user_id} customer={d.customer_id} "
-                f"period={d.period_start:%Y-%m-%d}..{d.period_end:%Y-%m-%d} "
+                f"period={d.period_start:%Y-%m-%d %H:%M:%S}..{d.period_end:%Y-%m-%d %H:%M:%S} "
                 f"ledger={d.ledger_units} reported={d.reported_units} "
-                f"unreported={d.unreported_units} stripe={d.stripe_units} {state}"
+                f"carried={d.carried_units} unreported={d.unreported_units} "
+                f"stripe={d.stripe_units} invoiced={invoiced} {state}"
             )
         return lines, drifting
