@@ -109,7 +109,7 @@ def report_usage(
 
 @app.command()
 def reports(
-    status: Annotated[str, typer.Option(help="pending, sent, dead or expired")] = "dead",
+    status: Annotated[str, typer.Option(help="pending, sent, carried, dead or expired")] = "dead",
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """List usage reports, dead-lettered ones by default, with Stripe's message."""

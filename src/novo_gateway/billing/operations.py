@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -56,11 +56,22 @@ async def list_reports(settings: Settings, *, status: str, limit: int) -> list[s
                 .limit(limit)
             )
         ).all()
-        return [
-            f"{r.id}\taccount={r.user_id}\tunits={r.units}\tattempts={r.attempts}\t"
-            f"at={r.event_timestamp.isoformat()}\t{r.last_error or ''}"
-            for r in rows
-        ] or [f"No {status} reports."]
+        return [_report_line(r) for r in rows] or [f"No {status} reports."]
+
+
+def _report_line(r: UsageReport) -> str:
+    """One report as the `reports` command lists it; a carried one says where it was charged."""
+    line = (
+        f"{r.id}\taccount={r.user_id}\tunits={r.units}\tattempts={r.attempts}\t"
+        f"at={r.event_timestamp.isoformat()}\tstatus={r.status}\t"
+    )
+    if r.status == ReportStatus.CARRIED and r.carried_period_end is not None:
+        return line + (
+            f"carried over to the next invoice: {r.carried_invoice_item} "
+            f"${(r.carried_cents or 0) / 100:.2f} for "
+            f"{r.period_start:%Y-%m-%d}..{r.carried_period_end:%Y-%m-%d}"
+        )
+    return line + (r.last_error or "")
 
 
 async def retry_dead(settings: Settings, report_id: str) -> int:
