@@ -105,3 +105,23 @@ async def test_a_carry_over_made_before_a_crash_is_found_not_made_again(
     assert report.status == "carried" and report.carried_invoice_item == first.id
     assert len(await stripe_billing.carried_items(ada.customer, since=ada.start)) == 1
     assert first.amount == 10
+
+
+async def test_a_report_older_than_the_meter_takes_is_carried_over_not_dropped(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """The gateway was down for 6 weeks: Stripe's meter refuses events over 35 days old, but the
+    period's final invoice is there to carry them over from."""
+    ada = await subscribed(ledger, stripe_billing, await small_plan(stripe_billing, meter_id))
+    await ledger.record(ada.user_id, ada.key_id, 12, at=ada.start + timedelta(minutes=1))
+    emulator.advance(42 * 86400)
+
+    run = await make_reporter(FrozenClock(emulator_time(emulator))).drain(max_seconds=10)
+
+    assert (run.carried, run.expired, run.sent) == (1, 0, 0)
+    [report] = await ledger.reports()
+    assert (report.status, report.carried_cents) == ("carried", 2)  # 10 free, 2 at 1 cent

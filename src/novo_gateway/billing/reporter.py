@@ -323,7 +323,11 @@ class UsageReporter:
             invoice = await self._carry.closed_invoice(
                 report.stripe_customer_id, at, ended_at(at, start, end), now
             )
-            if invoice is None:
+            if invoice is None and at < now - STRIPE_MAX_EVENT_AGE:
+                report.status = ReportStatus.EXPIRED
+                report.last_error = "older than Stripe accepts (35 days), no final invoice"
+                run.expired += 1
+            elif invoice is None:
                 metered.append(report)
             elif await self._invoiced_with_period(session, report, invoice):
                 # An earlier attempt reached Stripe in time (its answer was lost).
@@ -364,11 +368,10 @@ class UsageReporter:
     async def _still_to_send(
         self, session: AsyncSession, report: UsageReport, now: datetime, run: ReporterRun
     ) -> bool:
-        """False for a report too old for Stripe, or one Stripe turns out to hold already."""
+        """False for a report Stripe turns out to hold already (one older than Stripe's meter
+        takes goes on: `_carry_late` carries it over, or expires it)."""
         if report.event_timestamp < now - STRIPE_MAX_EVENT_AGE:
-            report.status, report.last_error = "expired", "older than Stripe accepts (35 days)"
-            run.expired += 1
-            return False
+            return True  # not for the meter: `_carry_late` carries it over or expires it
         first = report.first_attempt_at
         past_dedup_window = first is not None and now - first > STRIPE_DEDUP_WINDOW
         if past_dedup_window and await self._stripe_holds(session, report):
