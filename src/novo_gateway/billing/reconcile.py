@@ -1,8 +1,9 @@
 """Reconciliation: per customer and billing period, what the ledger says against what Stripe
 metered and what it invoiced.
 
-Periods: the customer's current period, and the periods of its subscription invoices at Stripe
-(the most recent 24). For each, from the ledger with the period's exact bounds: the billable
+Periods: the customer's current period, and the periods of its latest subscription invoices at
+Stripe (`RECENT_INVOICES`: late usage belongs to recent periods, and each period costs a few
+calls to Stripe). For each, from the ledger with the period's exact bounds: the billable
 units, the units of reports sent to Stripe's meter, and those carried over to a later invoice.
 
 - While the period's invoice still takes usage (the current period, or a draft in Stripe's
@@ -83,6 +84,8 @@ class Drift:
 
 # How long after the latest report of a period Stripe's summaries are trusted to include it.
 SETTLE = timedelta(minutes=15)
+# Invoices per customer whose periods are checked, newest first.
+RECENT_INVOICES = 4
 
 
 def _minute_floor(at: datetime) -> datetime:
@@ -151,7 +154,9 @@ class Reconciler:
                 for user in (await session.scalars(query)).all()
             ]
         for index, customer in enumerate(customers):  # Stripe is asked outside the session
-            invoices = await self._stripe.period_invoices(customer.customer_id)
+            invoices = await self._stripe.period_invoices(
+                customer.customer_id, limit=RECENT_INVOICES
+            )
             items: list[CarriedItem] = []
             if invoices:
                 since = min(i.period_start for i in invoices)
