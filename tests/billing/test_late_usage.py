@@ -10,6 +10,7 @@ from datetime import timedelta
 from novo_gateway.billing.carryover import CarryOver
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from tests.billing.conftest import Emulator, Ledger
@@ -125,3 +126,36 @@ async def test_a_report_older_than_the_meter_takes_is_carried_over_not_dropped(
     assert (run.carried, run.expired, run.sent) == (1, 0, 0)
     [report] = await ledger.reports()
     assert (report.status, report.carried_cents) == ("carried", 2)  # 10 free, 2 at 1 cent
+
+
+async def test_a_report_stripe_invoiced_before_its_answer_was_lost_is_not_carried_again(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Sent in the grace period, counted by Stripe, the answer lost (still pending here); by the
+    resend the invoice is final and holds it: marked sent, not charged a second time."""
+    ada = await subscribed(ledger, stripe_billing, await small_plan(stripe_billing, meter_id))
+    await ledger.record(ada.user_id, ada.key_id, 14, at=ada.end - timedelta(seconds=10))
+    emulator.advance((ada.end - emulator_time(emulator)).total_seconds() + 60)
+    reporter = make_reporter(FrozenClock(emulator_time(emulator)))
+    run = ReporterRun()
+    await reporter.claim(run)
+    [report] = await ledger.reports()
+    await stripe_billing.meter_event(
+        event_name=stripe_settings.stripe_meter_event_name,
+        event=MeterEvent(report.id, ada.customer, report.units, report.event_timestamp),
+    )
+    emulator.advance(GRACE)
+
+    again = ReporterRun()
+    await make_reporter(FrozenClock(emulator_time(emulator))).send_due(again)
+
+    assert (again.sent, again.carried) == (1, 0)
+    [report] = await ledger.reports()
+    assert (report.status, report.last_error) == ("sent", "invoiced with its own period")
+    assert await stripe_billing.carried_items(ada.customer, since=ada.start) == []
+    assert await invoiced_units(stripe_billing, ada.customer) == 14
