@@ -51,6 +51,12 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         default=defaults.dunning_final_status,
     )
     parser.add_argument(
+        "--clock-start",
+        type=float,
+        default=None,
+        help="unix time the global clock starts at (default: real time)",
+    )
+    parser.add_argument(
         "--control-token", default=None, help="require X-Emulator-Token on /_emulator endpoints"
     )
     args = parser.parse_args(argv)
@@ -69,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> EmulatorConfig:
         no_payment_method=args.no_payment_method,
         dunning_final_status=args.dunning_final_status,
         control_token=args.control_token,
+        clock_start=args.clock_start,
     )
 
 

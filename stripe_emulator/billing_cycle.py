@@ -135,6 +135,7 @@ def preview_invoice(em: Emulator, sub: dict[str, Any], at: int) -> dict[str, Any
     lines = invoicing.subscription_lines(
         em, sub, "", usage=(start, end), advance=None if ends else (end, following)
     )
+    lines += invoicing.pending_item_lines(em, sub["customer"], sub["id"], None)
     for line in lines:
         line["invoice"] = None
     invoicing.set_lines(invoice, lines)
@@ -176,6 +177,7 @@ def _renew(em: Emulator, sub: dict[str, Any], at: int) -> None:
     lines = invoicing.subscription_lines(
         em, sub, invoice["id"], usage=(start, end), advance=None if ending else (end, following)
     )
+    lines += invoicing.pending_item_lines(em, sub["customer"], sub["id"], invoice["id"])
     internal["removed_items"] = []
     if lines:
         invoicing.set_lines(invoice, lines)
@@ -213,8 +215,10 @@ def refresh_usage(em: Emulator, invoice: dict[str, Any], sub: dict[str, Any]) ->
     windows = em.store.aux(invoice["id"]).get("usage", {})
     for line in invoice["lines"]["data"]:
         window = windows.get(line["id"])
+        if window is None:
+            continue  # not a metered line (an invoice item, a licensed item)
         price = em.store.get("price", line["pricing"]["price_details"]["price"])
-        if window is None or price is None:
+        if price is None:
             continue
         qty = invoicing.usage_quantity(em, price, sub["customer"], window[0], window[1])
         item_id = line["parent"]["subscription_item_details"]["subscription_item"]

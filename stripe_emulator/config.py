@@ -47,6 +47,10 @@ class EmulatorConfig:
     meter_event_session_ttl: int = 900
     #: When set, ``/_emulator`` endpoints require header ``X-Emulator-Token: <value>``.
     control_token: str | None = None
+    #: Unix time the global clock starts at (it then runs, and moves only forward); ``None``:
+    #: real time. A start in the past lets a test make a subscription whose period ends soon in
+    #: real time, then advance the clock to real time and run a gateway on the wall clock.
+    clock_start: float | None = None
     #: How often (real seconds) the scheduler closes periods that ended on the global clock.
     scheduler_interval: float = 0.5
     api_version: str = DEFAULT_API_VERSION

@@ -30,6 +30,8 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self._initial_config = replace(self.config)
         self.clock = Clock()
+        if self.config.clock_start is not None:
+            self.clock.set_offset(self.config.clock_start - time.time())
         self.store = Store()
         self.faults = FaultBook()
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_limit_burst)

@@ -30,6 +30,7 @@ PREFIX_KINDS: dict[str, str] = {
     "sub": "subscription",
     "si": "subscription_item",
     "in": "invoice",
+    "ii": "invoiceitem",
     "mtr": "billing.meter",
     "bpc": "billing_portal.configuration",
     "bps": "billing_portal.session",

@@ -198,3 +198,39 @@ def make_line(
         "subtotal": amount,
         "taxes": [],
     }
+
+
+def item_line(item: dict[str, Any], invoice_id: str | None) -> dict[str, Any]:
+    """The invoice line of a pending invoice item (``parent.type: invoice_item_details``)."""
+    parent = item.get("parent") or {}
+    sub_id = (parent.get("subscription_details") or {}).get("subscription")
+    return {
+        "id": new_id("il", 24),
+        "object": "line_item",
+        "amount": item["amount"],
+        "currency": item["currency"],
+        "description": item["description"],
+        "discount_amounts": [],
+        "discountable": item["discountable"],
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": dict(item["metadata"]),
+        "parent": {
+            "invoice_item_details": {
+                "invoice_item": item["id"],
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub_id,
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        },
+        "period": dict(item["period"]),
+        "pretax_credit_amounts": [],
+        "pricing": dict(item["pricing"]),
+        "quantity": item["quantity"],
+        "quantity_decimal": item["quantity_decimal"],
+        "subtotal": item["amount"],
+        "taxes": [],
+    }

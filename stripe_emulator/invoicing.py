@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import events, payments
 from .ids import random_token
-from .invoice_shapes import make_line
+from .invoice_shapes import item_line, make_line
 from .metering import aggregate
 from .tiers import line_amount, to_cents
 
@@ -107,6 +107,26 @@ def _note_usage(em: Emulator, invoice_id: str, line: dict[str, Any], start: int,
     """Remember which usage window a metered line prices (re-priced at finalization)."""
     if invoice_id:
         em.store.aux(invoice_id).setdefault("usage", {})[line["id"]] = [start, end]
+
+
+def pending_item_lines(
+    em: Emulator, customer_id: str, sub_id: str | None, invoice_id: str | None
+) -> list[dict[str, Any]]:
+    """Lines for the customer's pending invoice items that this subscription's next invoice
+    takes (items tied to another subscription wait for that one's). With an ``invoice_id`` the
+    items are attached to that invoice and stop being pending; without one (a preview) they stay."""
+    lines = []
+    for item in reversed(em.store.all("invoiceitem")):  # oldest first
+        if item["customer"] != customer_id or item["invoice"] is not None:
+            continue
+        parent = item.get("parent") or {}
+        owner = (parent.get("subscription_details") or {}).get("subscription")
+        if owner is not None and owner != sub_id:
+            continue
+        if invoice_id:
+            item["invoice"] = invoice_id
+        lines.append(item_line(item, invoice_id))
+    return lines
 
 
 def set_lines(invoice: dict[str, Any], lines: list[dict[str, Any]]) -> None:

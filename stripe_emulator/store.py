@@ -20,6 +20,7 @@ KIND_NAMES = {
     "subscription": "subscription",
     "subscription_item": "subscription_item",
     "invoice": "invoice",
+    "invoiceitem": "invoiceitem",
     "billing.meter": "billing.meter",
     "billing_portal.configuration": "billing_portal.configuration",
     "billing_portal.session": "billing_portal.session",

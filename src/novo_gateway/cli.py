@@ -150,7 +150,8 @@ def report_usage(
     run, left, dead = asyncio.run(billing_ops.report_all(settings, max_seconds=max_seconds))
     typer.echo(
         f"Claimed {run.claimed_events} events into {run.reports_created} reports; "
-        f"sent {run.sent}, retried {run.retried}, dead-lettered {run.dead}, "
+        f"sent {run.sent}, carried over {run.carried}, retried {run.retried}, "
+        f"dead-lettered {run.dead}, "
         f"expired {run.expired}."
     )
     if dead:
@@ -199,7 +200,10 @@ def reconcile(
         ),
     ] = SETTLE.total_seconds() / 60,
 ) -> None:
-    """Compare each customer's reported units with Stripe's meter, for the current period.
+    """Compare each customer's ledger with Stripe's meter and invoices, period by period.
+
+    --fix sends units Stripe's meter lost (open periods) and carries units reported but not
+    invoiced (final invoices) over to the next invoice.
 
     Exits 1 when a customer drifts (with --fix: when a drift was left because its latest
     reports are too recent to judge)."""

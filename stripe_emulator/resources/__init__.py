@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..router import Router
 from . import (
     customers,
+    invoice_items,
     invoices,
     meter_events,
     meters,
@@ -29,6 +30,7 @@ def build_router() -> Router:
         subscription_changes,
         subscriptions,
         invoices,
+        invoice_items,
         test_clocks,
         webhook_endpoints,
         portal,

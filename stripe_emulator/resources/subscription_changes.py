@@ -169,6 +169,7 @@ def _final_invoice(em: Emulator, sub: dict[str, Any], now: int) -> None:
     )
     for line in lines:
         line["period"]["end"] = now
+    lines += invoicing.pending_item_lines(em, sub["customer"], sub["id"], invoice["id"])
     em.store.aux(sub["id"])["removed_items"] = []
     if not lines:
         return

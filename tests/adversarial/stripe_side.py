@@ -22,7 +22,8 @@ from tests.adversarial.harness import (
 class EmulatorProcess:
     """`python -m stripe_emulator` on a free port, with its control endpoints."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
+        self.options = options  # more command-line options (`--clock-start`, ...)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.mkdtemp(prefix="novo-adv-stripe-")) / "emulator.log"
@@ -40,6 +41,7 @@ class EmulatorProcess:
                     str(self.port),
                     "--webhook-max-attempts",
                     "1",
+                    *self.options,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -104,10 +106,14 @@ class EmulatorProcess:
         self.http.delete("/_emulator/faults").raise_for_status()
 
 
-def setup_stripe(emulator: EmulatorProcess) -> dict[str, str]:
-    """`novo-gateway setup-stripe` against the emulator; the NAME=value settings it prints."""
+def setup_stripe(emulator: EmulatorProcess, **settings: str) -> dict[str, str]:
+    """`novo-gateway setup-stripe` against the emulator (with these gateway settings, such as
+    the pricing); the NAME=value settings it prints."""
     env = gateway_env(
-        STRIPE_SECRET_KEY=EMULATOR_KEY, STRIPE_API_BASE=emulator.url, DATABASE_PATH="unused.db"
+        STRIPE_SECRET_KEY=EMULATOR_KEY,
+        STRIPE_API_BASE=emulator.url,
+        DATABASE_PATH="unused.db",
+        **settings,
     )
     result = subprocess.run(
         [PYTHON, "-m", "novo_gateway.cli", "setup-stripe"],

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 
+from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import UsageReporter
@@ -14,7 +15,16 @@ from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.clock import Clock, FrozenClock
 from novo_gateway.config import Settings
+from novo_gateway.db import session_scope
 from tests.billing.conftest import METER_EVENT, Emulator, Ledger
+from tests.billing.subscriptions import (
+    GRACE,
+    emulator_time,
+    invoiced_units,
+    invoices,
+    small_plan,
+    subscribed,
+)
 from tests.integration.processes import settings_env
 
 
@@ -181,3 +191,71 @@ async def test_the_reconcile_command_exits_1_on_drift_and_0_after_fix(
     clean = reconcile()
     assert clean.returncode == 0 and " ok" in clean.stdout
     assert emulator.total(customer, meter_id) == 8
+
+
+async def test_no_false_drift_after_a_rollover_inside_a_minute(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    """The period ends at :30 of a minute; Stripe's summaries only take whole minutes, so the
+    minute holding the rollover has calls of both periods. Nothing drifts."""
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    rollover = Clock().now().replace(second=30, microsecond=0) - timedelta(minutes=5)
+    async with session_scope(ledger.sessions) as session:
+        user = await session.get_one(User, ada[0])
+        user.current_period_start = rollover
+        user.current_period_end = rollover + timedelta(days=30)
+    await ledger.record(ada[0], ada[1], 3, at=rollover - timedelta(seconds=10))  # last period
+    await ledger.record(ada[0], ada[1], 4, at=rollover + timedelta(seconds=5))
+    await _report(ledger, stripe_billing, stripe_settings)
+
+    [drift] = await Reconciler(ledger.sessions, stripe_billing, stripe_settings, Clock()).check()
+
+    assert drift.drift == 0
+    assert (drift.period_start, drift.ledger_units, drift.reported_units) == (rollover, 4, 4)
+    assert drift.stripe_units == 7  # the rollover's minute, as Stripe sums it
+    assert drift.window_reported_units == 7
+
+
+async def test_units_reported_after_the_invoice_was_final_are_drift_that_fix_carries_over(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    """A gateway whose clock lags Stripe's sends a period's last report after Stripe finalized
+    the invoice: Stripe's meter counts it, no invoice bills it, and the meter comparison is
+    clean. Reconcile names it, `fix` carries it over once, then everything is invoiced."""
+    ada = await subscribed(ledger, stripe_billing, await small_plan(stripe_billing, meter_id))
+    await ledger.record(ada.user_id, ada.key_id, 8, at=ada.start + timedelta(minutes=1))
+    await _report(ledger, stripe_billing, stripe_settings)
+    emulator.advance((ada.end - emulator_time(emulator)).total_seconds() + GRACE + 60)
+    await ledger.record(ada.user_id, ada.key_id, 5, at=ada.end - timedelta(seconds=10))
+    lagging = FrozenClock(ada.end - timedelta(seconds=5))
+    await UsageReporter(ledger.sessions, stripe_billing, stripe_settings, lagging).drain(
+        max_seconds=10
+    )
+    reconciler = Reconciler(
+        ledger.sessions, stripe_billing, stripe_settings, FrozenClock(emulator_time(emulator))
+    )
+
+    [closed] = await reconciler.check()
+    assert closed.drift == 5
+    assert (closed.ledger_units, closed.reported_units, closed.stripe_units) == (13, 13, 13)
+    assert closed.invoiced_units == 8 and closed.closed
+    assert reconciler.settles_at(closed) is None
+    assert await reconciler.fix(closed) is True
+    [after] = await reconciler.check()
+    assert after.invoiced_units == 13 and after.drift == 0
+    assert await reconciler.fix(after) is False
+
+    emulator.advance(40 * 86400)  # the next invoice takes the item: 2 calls free, 3 at 1 cent
+    renewal = (await invoices(stripe_billing, ada.customer))[0]
+    assert [li.amount for li in renewal.lines.data if li.parent.type == "invoice_item_details"] == [
+        3
+    ]
+    assert await invoiced_units(stripe_billing, ada.customer) == 13 == closed.ledger_units

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
@@ -177,3 +178,36 @@ async def test_without_stripe_the_billing_section_says_why_instead_of_failing(
 
     assert page.status_code == 200
     assert 'id="invoices-message"' in page.text
+
+
+async def test_late_usage_carried_over_to_this_period_is_shown_with_its_price(
+    march: AppClient,
+) -> None:
+    user_id, key = await customer(march)
+    await sign_in(march)
+    assert 'id="stat-carried"' not in (await march.get("/dashboard")).text
+    async with session_scope(runtime_of(march).sessions) as session:
+        session.add(
+            UsageReport(
+                id="nvr_cus_x_1",
+                user_id=user_id,
+                stripe_customer_id="cus_x",
+                period_start=datetime(2026, 2, 1, tzinfo=UTC),
+                window_start=datetime(2026, 2, 28, 23, tzinfo=UTC),
+                window_end=datetime(2026, 3, 1, tzinfo=UTC),
+                event_timestamp=datetime(2026, 2, 28, 23, 59, tzinfo=UTC),
+                units=7,
+                event_count=7,
+                status="carried",
+                sent_at=NOW - timedelta(days=8),
+                carried_period_end=datetime(2026, 3, 1, tzinfo=UTC),
+                carried_invoice_item="ii_1",
+                carried_cents=5,
+            )
+        )
+
+    page = (await march.get("/dashboard")).text
+    usage = (await march.get("/billing/usage", headers={"X-API-Key": key})).json()
+
+    assert usage["carriedOver"]["totalCalls"] == 7 and usage["carriedOver"]["amount"] == "$0.0500"
+    assert figure(page, "stat-carried") == ("plus 7 calls of earlier periods carried over: $0.0500")

@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.operations import list_reports
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
@@ -300,3 +302,60 @@ async def test_bad_days_is_400_naming_the_field(
     body = response.json()
     assert body["error"] == "Bad Request"
     assert "'days'" in body["message"]
+
+
+async def test_usage_carried_over_from_an_earlier_period_is_shown_apart(
+    start_app: Start, settings: Settings, clock: FrozenClock
+) -> None:
+    """Late calls of October, carried over to the invoice closing November, are shown with their
+    own period and price, and not counted in this period's totals."""
+    client = await started(start_app, settings, clock)
+    account = await make_account(client)
+    october = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
+    async with session_scope(runtime_of(client).sessions) as session:
+        session.add_all(
+            UsageReport(
+                id=f"nvr_cus_x_{n}",
+                user_id=account.user_id,
+                stripe_customer_id="cus_x",
+                period_start=october[0],
+                window_start=october[1] - timedelta(hours=1),
+                window_end=october[1],
+                event_timestamp=october[1] - timedelta(seconds=n),
+                units=units,
+                event_count=units,
+                status=status,
+                sent_at=sent_at,
+                carried_period_end=october[1],
+                carried_invoice_item=f"ii_{n}",
+                carried_cents=cents,
+            )
+            for n, units, cents, status, sent_at in [
+                (1, 7, 5, "carried", NOW - timedelta(days=2)),
+                (2, 3, 3, "carried", NOW - timedelta(days=1)),
+                (3, 4, 4, "carried", datetime(2026, 10, 31, tzinfo=UTC)),  # on October's bill
+                (4, 9, None, "sent", NOW),
+            ]
+        )
+
+    body = await usage(client, account)
+
+    assert body["carriedOver"] == {
+        "totalCalls": 10,
+        "amount": "$0.0800",
+        "periods": [
+            {
+                "periodStart": "2026-10-01T00:00:00Z",
+                "periodEnd": "2026-11-01T00:00:00Z",
+                "totalCalls": 10,
+                "amount": "$0.0800",
+            }
+        ],
+    }
+    assert body["currentPeriod"]["totalCalls"] == 0
+    lines = await list_reports(settings, status="carried", limit=10)
+    tails = sorted(line.split("\tstatus=")[1] for line in lines)
+    assert tails == [
+        f"carried\tcarried over to the next invoice: ii_{n} ${cents} for 2026-10-01..2026-11-01"
+        for n, cents in [(1, "0.05"), (2, "0.03"), (3, "0.04")]
+    ]

@@ -65,3 +65,12 @@ def test_control_token_guards_control_endpoints() -> None:
         assert httpx.post(f"{server.url}/_emulator/reset").status_code == 401
         ok = httpx.post(f"{server.url}/_emulator/reset", headers={"X-Emulator-Token": "s3cret"})
         assert ok.status_code == 200
+
+
+def test_the_global_clock_can_start_in_the_past_and_only_moves_forward() -> None:
+    start = 1_700_000_000
+    with EmulatorServer(port=0, clock_start=start) as server:
+        now = httpx.get(f"{server.url}/_emulator/clock").json()["now"]
+        assert start <= now < start + 60
+        back = httpx.post(f"{server.url}/_emulator/clock/advance", json={"to": start - 10})
+        assert back.status_code == 400

@@ -386,7 +386,6 @@ class Claimer:
             window_start = _hour(earliest)
             window_end = window_start + timedelta(hours=1)
             belongs_to = period_start or window_start
-        too_old = timestamp < now - STRIPE_MAX_EVENT_AGE
         return {
             "id": _report_id(str(customer), int(first_id)),
             "user_id": int(user_id),
@@ -397,10 +396,12 @@ class Claimer:
             "event_timestamp": timestamp,
             "units": int(units),
             "event_count": int(count),
-            "status": "expired" if too_old else "pending",
+            # Too old for Stripe's meter (35 days) too: the reporter carries it over to the
+            # next invoice when its period's invoice is final, and only else expires it.
+            "status": "pending",
             "attempts": 0,
             "next_attempt_at": now,
             "first_attempt_at": None,
-            "last_error": "older than Stripe accepts (35 days)" if too_old else None,
+            "last_error": None,
             "created_at": now,
         }

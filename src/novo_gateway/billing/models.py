@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novo_gateway.db import Base
@@ -14,13 +14,13 @@ from novo_gateway.models_base import UTCDateTime, utcnow
 
 
 class ReportStatus(StrEnum):
-    """Where a usage report is: pending → sent; or dead (Stripe refused it; retried only on
-    request) or expired (older than Stripe accepts; flagged, never sent)."""
+    """Where a usage report stands."""
 
-    PENDING = "pending"
-    SENT = "sent"
-    DEAD = "dead"
-    EXPIRED = "expired"
+    PENDING = "pending"  # not yet acknowledged by Stripe
+    SENT = "sent"  # a meter event Stripe holds, invoiced with its own period
+    CARRIED = "carried"  # its period's invoice was final: charged on the next one as an item
+    DEAD = "dead"  # Stripe refused it; retried only on request
+    EXPIRED = "expired"  # older than Stripe accepts; flagged, never sent
 
 
 class UsageReport(Base):
@@ -44,8 +44,8 @@ class UsageReport(Base):
     event_timestamp: Mapped[datetime] = mapped_column(UTCDateTime)
     units: Mapped[int]
     event_count: Mapped[int]
-    # pending → sent; or dead (Stripe refused it; retried only on request) or
-    # expired (older than Stripe accepts; flagged, never sent).
+    # A `ReportStatus`: pending → sent, or carried (too late for its period's invoice); or
+    # dead (Stripe refused it; retried only on request) or expired (never sent).
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -53,6 +53,11 @@ class UsageReport(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Carried over: the invoice item charging it on the next invoice, its amount in cents, and
+    # the end of the period it belongs to (`period_start` is then that period's start).
+    carried_invoice_item: Mapped[str | None] = mapped_column(String(255))
+    carried_cents: Mapped[int | None] = mapped_column(BigInteger)
+    carried_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class WorkerLease(Base):

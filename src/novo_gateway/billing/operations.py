@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, update
 
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -56,11 +56,22 @@ async def list_reports(settings: Settings, *, status: str, limit: int) -> list[s
                 .limit(limit)
             )
         ).all()
-        return [
-            f"{r.id}\taccount={r.user_id}\tunits={r.units}\tattempts={r.attempts}\t"
-            f"at={r.event_timestamp.isoformat()}\t{r.last_error or ''}"
-            for r in rows
-        ] or [f"No {status} reports."]
+        return [_report_line(r) for r in rows] or [f"No {status} reports."]
+
+
+def _report_line(r: UsageReport) -> str:
+    """One report as the `reports` command lists it; a carried one says where it was charged."""
+    line = (
+        f"{r.id}\taccount={r.user_id}\tunits={r.units}\tattempts={r.attempts}\t"
+        f"at={r.event_timestamp.isoformat()}\tstatus={r.status}\t"
+    )
+    if r.status == ReportStatus.CARRIED and r.carried_period_end is not None:
+        return line + (
+            f"carried over to the next invoice: {r.carried_invoice_item} "
+            f"${(r.carried_cents or 0) / 100:.2f} for "
+            f"{r.period_start:%Y-%m-%d}..{r.carried_period_end:%Y-%m-%d}"
+        )
+    return line + (r.last_error or "")
 
 
 async def retry_dead(settings: Settings, report_id: str) -> int:
@@ -91,6 +102,8 @@ async def reconcile(
         lines, drifting = [], 0
         for d in await reconciler.check():
             state = "ok" if d.drift == 0 else f"DRIFT {d.drift:+}"
+            if d.closed and d.drift > 0:
+                state += " reported but not invoiced"
             if d.drift != 0 and not fix:
                 drifting += 1
             if fix and d.drift > 0:
@@ -102,11 +115,13 @@ async def reconcile(
                         f" {d.last_sent_at:%H:%M} yet; run again after {settles_at:%H:%M} UTC)"
                     )
                 elif await reconciler.fix(d):
-                    state += " (fixed)"
+                    state += " (carried over to the next invoice)" if d.closed else " (fixed)"
+            invoiced = "open" if d.invoiced_units is None else str(d.invoiced_units)
             lines.append(
                 f"account={d.user_id} customer={d.customer_id} "
-                f"period={d.period_start:%Y-%m-%d}..{d.period_end:%Y-%m-%d} "
+                f"period={d.period_start:%Y-%m-%d %H:%M:%S}..{d.period_end:%Y-%m-%d %H:%M:%S} "
                 f"ledger={d.ledger_units} reported={d.reported_units} "
-                f"unreported={d.unreported_units} stripe={d.stripe_units} {state}"
+                f"carried={d.carried_units} unreported={d.unreported_units} "
+                f"stripe={d.stripe_units} invoiced={invoiced} {state}"
             )
         return lines, drifting

@@ -1,16 +1,29 @@
-"""Reconciliation: what the ledger says was reported, against what Stripe's meter holds.
+"""Reconciliation: per customer and billing period, what the ledger says against what Stripe
+metered and what it invoiced.
 
-Per customer and billing period: the units of reports marked sent (whose timestamps fall in the
-period) are what Stripe should hold; Stripe's meter event summaries say what it does hold. With
-`fix`, a positive drift is sent as one meter event whose identifier names the customer, the period
-and the expected total, so running the fix twice cannot send it twice. Its timestamp is that of the
-period's latest sent report, not the time of the run: a fix run again later is then the very same
-request (Stripe refuses an idempotency key reused with other parameters).
+Periods: the customer's current period, and the periods of its latest subscription invoices at
+Stripe (`RECENT_INVOICES`: late usage belongs to recent periods, and each period costs a few
+calls to Stripe). For each, from the ledger with the period's exact bounds: the billable
+units, the units of reports sent to Stripe's meter, and those carried over to a later invoice.
 
-Stripe aggregates meter events asynchronously: its summaries are eventually consistent, so a report
-Stripe accepted a moment ago may be missing from them yet. A drift is therefore fixed only once the
-period's latest report was sent at least `settle` ago (`SETTLE`, 15 minutes, by default); before,
-the fix would bill those units a second time once Stripe caught up.
+- While the period's invoice still takes usage (the current period, or a draft in Stripe's
+  finalization grace), the sent units are compared with Stripe's meter. Its event summaries only
+  take whole minutes, so both sides are counted over the same minute-aligned window around the
+  period (the reports Stripe holds there against the reports we sent there): a rollover inside a
+  minute puts the next period's first reports in that window on both sides, never a false drift.
+  With `fix`, a positive drift is sent as one meter event whose identifier names the customer,
+  the period and the expected total, so running the fix twice cannot send it twice. Its timestamp
+  is that of the period's latest sent report, not the time of the run: a fix run again later is
+  then the very same request (Stripe refuses an idempotency key reused with other parameters).
+  Stripe aggregates meter events asynchronously: its summaries are eventually consistent, so a
+  report Stripe accepted a moment ago may be missing from them yet. Such a drift is fixed only
+  once the period's latest report was sent at least `settle` ago (`SETTLE`, 15 minutes).
+- Once the invoice is final, the sent and carried units are compared with what Stripe invoiced
+  for the period: its metered lines plus the items that carried units of it over. Units reported
+  but not invoiced (a meter event that reached Stripe after the finalization: counted by the
+  meter, billed nowhere) are a drift that `fix` carries over as an invoice item on the next
+  invoice, priced as in its own period (`billing/carryover.py`). A finalized invoice does not
+  change, so this needs no settling.
 """
 
 from __future__ import annotations
@@ -20,15 +33,17 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.carryover import CarryOver, takes_usage
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
-from novo_gateway.billing.stripe_types import MeterEvent
+from novo_gateway.billing.stripe_types import CarriedItem, MeterEvent, PeriodInvoice
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering.service import billed_units_by_account, calendar_month
+from novo_gateway.metering.service import calendar_month, period_totals
 
 
 @dataclass(frozen=True)
@@ -38,24 +53,39 @@ class Drift:
     period_start: datetime
     period_end: datetime
     ledger_units: int
-    reported_units: int
-    stripe_units: Decimal
+    reported_units: int  # sent to the meter, timestamped in the period
+    stripe_units: Decimal  # Stripe's meter over the period's minute window
     reported_through: datetime | None = None  # the latest sent report's timestamp in the period
     last_sent_at: datetime | None = None  # when the period's latest report was sent
+    window_reported_units: int | None = None  # sent, timestamped in the minute window
+    carried_units: int = 0  # carried over to a later invoice by the reporter
+    invoice: PeriodInvoice | None = None  # the period's invoice at Stripe, once made
+    invoiced_units: int | None = None  # its metered lines + carried-over items (once final)
+
+    @property
+    def closed(self) -> bool:
+        """True once the period's invoice is final (it takes no more usage)."""
+        return self.invoiced_units is not None
 
     @property
     def unreported_units(self) -> int:
         """Billable units not yet acknowledged by Stripe (pending reports, unclaimed events)."""
-        return self.ledger_units - self.reported_units
+        return self.ledger_units - self.reported_units - self.carried_units
 
     @property
     def drift(self) -> Decimal:
-        """Units Stripe should hold but does not (negative: Stripe holds more than we sent)."""
-        return self.reported_units - self.stripe_units
+        """Open period: units Stripe's meter should hold but does not (negative: it holds more
+        than we sent). Closed period: units reported but not invoiced."""
+        if self.invoiced_units is not None:
+            return Decimal(self.reported_units + self.carried_units - self.invoiced_units)
+        window = self.window_reported_units
+        return Decimal(self.reported_units if window is None else window) - self.stripe_units
 
 
 # How long after the latest report of a period Stripe's summaries are trusted to include it.
 SETTLE = timedelta(minutes=15)
+# Invoices per customer whose periods are checked, newest first.
+RECENT_INVOICES = 4
 
 
 def _minute_floor(at: datetime) -> datetime:
@@ -75,6 +105,25 @@ def _period(user: User, now: datetime) -> tuple[datetime, datetime]:
     return user.current_period_start, user.current_period_end
 
 
+@dataclass(frozen=True)
+class _Customer:
+    user_id: int
+    customer_id: str
+    current: tuple[datetime, datetime]
+    invoices: tuple[PeriodInvoice, ...] = ()
+    items: tuple[CarriedItem, ...] = ()
+
+    def periods(self) -> list[tuple[datetime, datetime, PeriodInvoice | None]]:
+        """Its invoices' periods, oldest first, then the current period unless invoiced."""
+        found: list[tuple[datetime, datetime, PeriodInvoice | None]] = [
+            (i.period_start, i.period_end, i) for i in reversed(self.invoices)
+        ]
+        starts = {start for start, _, _ in found}
+        if self.current[0] not in starts:
+            found.append((*self.current, None))
+        return found
+
+
 class Reconciler:
     def __init__(
         self,
@@ -90,49 +139,34 @@ class Reconciler:
         self._settings = settings
         self._clock = clock
         self._settle = settle
+        self._carry = CarryOver(stripe, settings)
 
     async def check(self, *, user_id: int | None = None) -> list[Drift]:
-        """The drift of every provisioned customer (or one) in their current period."""
+        """The drift of every provisioned customer (or one) in each of its periods."""
         meter_id = await self._stripe.meter_id(self._settings.stripe_meter_event_name)
+        now = self._clock.now()
         async with session_scope(self._sessions) as session:
             query = select(User).where(User.stripe_customer_id.is_not(None)).order_by(User.id)
             if user_id is not None:
                 query = query.where(User.id == user_id)
-            users = list((await session.scalars(query)).all())
-            now = self._clock.now()
-            periods = {user.id: _period(user, now) for user in users}
-            # Whole days from the daily counter, partial days from the events (as /billing/usage).
-            billed = await billed_units_by_account(session, periods)
-            pending: list[Drift] = []
-            for user in users:
-                start, end = periods[user.id]
-                reported, through, last_sent = (
-                    await session.execute(
-                        select(
-                            func.coalesce(func.sum(UsageReport.units), 0),
-                            func.max(UsageReport.event_timestamp),
-                            func.max(UsageReport.sent_at),
-                        ).where(
-                            UsageReport.user_id == user.id,
-                            UsageReport.status == "sent",
-                            UsageReport.event_timestamp >= start,
-                            UsageReport.event_timestamp < end,
-                        )
-                    )
-                ).one()
-                pending.append(
-                    Drift(
-                        user.id,
-                        str(user.stripe_customer_id),
-                        start,
-                        end,
-                        billed.get(user.id, 0),
-                        int(reported or 0),
-                        Decimal(0),  # Stripe is asked below, outside the database session
-                        through,
-                        last_sent,
-                    )
-                )
+            customers = [
+                _Customer(user.id, str(user.stripe_customer_id), _period(user, now))
+                for user in (await session.scalars(query)).all()
+            ]
+        for index, customer in enumerate(customers):  # Stripe is asked outside the session
+            invoices = await self._stripe.period_invoices(
+                customer.customer_id, limit=RECENT_INVOICES
+            )
+            items: list[CarriedItem] = []
+            if invoices:
+                since = min(i.period_start for i in invoices)
+                items = await self._stripe.carried_items(customer.customer_id, since=since)
+            customers[index] = replace(customer, invoices=tuple(invoices), items=tuple(items))
+        pending: list[Drift] = []
+        async with session_scope(self._sessions) as session:
+            for customer in customers:
+                for start, end, invoice in customer.periods():
+                    pending.append(await self._ledger_side(session, customer, start, end, invoice))
         drifts = []
         for drift in pending:
             held = await self._stripe.meter_total(
@@ -144,16 +178,55 @@ class Reconciler:
             drifts.append(replace(drift, stripe_units=held))
         return drifts
 
+    async def _ledger_side(
+        self,
+        session: AsyncSession,
+        customer: _Customer,
+        start: datetime,
+        end: datetime,
+        invoice: PeriodInvoice | None,
+    ) -> Drift:
+        """The period as the ledger has it (Stripe's meter is asked afterwards)."""
+        sent, carried, through, last_sent = await _reports_in(session, customer.user_id, start, end)
+        window_sent, *_ = await _reports_in(
+            session, customer.user_id, _minute_floor(start), _minute_ceil(end)
+        )
+        invoiced = None
+        if invoice is not None and not takes_usage(invoice, self._clock.now()):
+            invoiced = invoice.metered_units + sum(
+                item.units for item in customer.items if item.period_start == start
+            )
+        totals = await period_totals(session, customer.user_id, start, end)
+        return Drift(
+            customer.user_id,
+            customer.customer_id,
+            start,
+            end,
+            totals.billable_units,
+            sent,
+            Decimal(0),
+            through,
+            last_sent,
+            window_reported_units=window_sent,
+            carried_units=carried,
+            invoice=invoice,
+            invoiced_units=invoiced,
+        )
+
     def settles_at(self, drift: Drift) -> datetime | None:
         """When Stripe's summaries can be trusted to hold the drift's reports (None: now)."""
-        if drift.last_sent_at is None:
-            return None
+        if drift.closed or drift.last_sent_at is None:
+            return None  # a final invoice does not change
         at = drift.last_sent_at + self._settle
         return at if self._clock.now() < at else None
 
     async def fix(self, drift: Drift) -> bool:
         """Send a positive, settled drift to Stripe; True when something was sent."""
-        if drift.drift <= 0 or drift.reported_through is None:
+        if drift.drift <= 0:
+            return False
+        if drift.closed:
+            return await self._carry_over(drift)
+        if drift.reported_through is None:
             return False  # nothing sent is missing (a positive drift always has a sent report)
         if self.settles_at(drift) is not None:
             return False  # Stripe may not have counted the latest reports yet
@@ -171,3 +244,43 @@ class Reconciler:
         except DuplicateMeterEvent:
             return False
         return True
+
+    async def _carry_over(self, drift: Drift) -> bool:
+        """Charge units reported but not invoiced on the next invoice, priced in their period.
+
+        The source names the customer, the period and what was invoiced before: a fix run again
+        finds the item it made (and by then the drift is 0)."""
+        if drift.invoice is None or drift.invoiced_units is None:
+            return False
+        source = (
+            f"nvfix_{drift.customer_id[:60]}_{int(drift.period_start.timestamp())}"
+            f"_{drift.invoiced_units}"
+        )
+        await self._carry.charge(drift.invoice, int(drift.drift), source)
+        return True
+
+
+async def _reports_in(
+    session: AsyncSession, user_id: int, start: datetime, end: datetime
+) -> tuple[int, int, datetime | None, datetime | None]:
+    """Units of the sent and of the carried-over reports timestamped in [start, end), and the
+    latest sent report's timestamp and sending time."""
+    sent = UsageReport.status == ReportStatus.SENT
+    row = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(UsageReport.units).filter(sent), 0),
+                func.coalesce(
+                    func.sum(UsageReport.units).filter(UsageReport.status == ReportStatus.CARRIED),
+                    0,
+                ),
+                func.max(UsageReport.event_timestamp).filter(sent),
+                func.max(UsageReport.sent_at).filter(sent),
+            ).where(
+                UsageReport.user_id == user_id,
+                UsageReport.event_timestamp >= start,
+                UsageReport.event_timestamp < end,
+            )
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0), row[2], row[3]

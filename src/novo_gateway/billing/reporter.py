@@ -17,6 +17,11 @@ Each run, under a lease so that one process reports at a time:
    dead-letter the report until an operator retries it. A report first tried more than 24
    hours ago (past Stripe's dedup window) is checked against the meter's event summaries before
    any resend.
+3. **Late usage** (`billing/carryover.py`). A report of a billing period that has ended goes to
+   the meter only while that period's invoice still takes usage (a draft in Stripe's
+   finalization grace). Once it is finalized, a meter event would be counted and billed on no
+   invoice: the report is carried over instead, as a pending invoice item on the next invoice
+   priced as in its own period, and its status is `carried`.
 
 Crash anywhere and the ledger still says what is owed: claimed-but-unsent reports stay pending,
 and a resend cannot double-bill.
@@ -37,16 +42,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway import failpoints, metrics
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.carryover import CarryOver, ended_at
 from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, Claimer
 from novo_gateway.billing.lease import Lease
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.stripe_client import (
     DuplicateMeterEvent,
     StripeBilling,
     StripeFailure,
     StripeRejected,
 )
-from novo_gateway.billing.stripe_types import MeterEvent
+from novo_gateway.billing.stripe_types import MeterEvent, PeriodInvoice
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
@@ -83,6 +89,7 @@ class ReporterRun:
     retried: int = 0
     dead: int = 0
     expired: int = 0
+    carried: int = 0  # charged on the next invoice: their period's invoice was final
     errors: list[str] = field(default_factory=list)
 
 
@@ -112,6 +119,7 @@ class UsageReporter:
         if settings.is_sqlite:
             claim_batch = min(claim_batch, SQLITE_CLAIM_BATCH)
         self._claimer = Claimer(sessions, clock, self._lease, batch_size=claim_batch)
+        self._carry = CarryOver(stripe, settings)
         self._claim_pause = SQLITE_CLAIM_PAUSE_SECONDS if settings.is_sqlite else 0.0
         self._max_backoff = max_backoff_seconds or settings.reporter_max_backoff_seconds
         self._stopping = False
@@ -133,7 +141,7 @@ class UsageReporter:
             failpoints.hit("reporter.after_claim")
             await self.send_due(run)
         finally:
-            for outcome in ("sent", "retried", "dead", "expired"):
+            for outcome in ("sent", "retried", "dead", "expired", "carried"):
                 metrics.usage_reports(outcome, getattr(run, outcome))
         return run
 
@@ -268,13 +276,17 @@ class UsageReporter:
             for report in ready:
                 report.attempts += 1
             failpoints.hit("reporter.before_send")
+            metered: list[UsageReport] = []
             try:
-                await self._deliver(ready)
+                metered = await self._carry_late(session, ready, now, run)
+                if metered:
+                    await self._deliver(metered)
             except DuplicateMeterEvent:
-                for report in ready:
+                for report in metered:
                     self._mark_sent(report, now, note="Stripe already held this report")
-                run.sent += len(ready)
+                run.sent += len(metered)
             except StripeFailure as exc:
+                ready = [r for r in ready if r.status == ReportStatus.PENDING]
                 for report in ready:
                     delay = self._backoff(report.attempts, exc.retry_after)
                     report.next_attempt_at = now + timedelta(seconds=delay)
@@ -282,24 +294,84 @@ class UsageReporter:
                 run.retried += len(ready)
                 log.warning("%d reports not sent, will retry: %s", len(ready), exc)
             except StripeRejected as exc:
+                ready = [r for r in ready if r.status == ReportStatus.PENDING]
                 for report in ready:
                     report.status, report.last_error = "dead", str(exc)[:1000]
                 run.dead += len(ready)
                 log.error("%d reports refused by Stripe: %s", len(ready), exc)
             else:
                 failpoints.hit("reporter.after_answer")
-                for report in ready:
+                for report in metered:
                     self._mark_sent(report, now)
-                run.sent += len(ready)
+                run.sent += len(metered)
+
+    async def _carry_late(
+        self, session: AsyncSession, reports: list[UsageReport], now: datetime, run: ReporterRun
+    ) -> list[UsageReport]:
+        """Carry over the reports whose period's invoice no longer takes usage; the rest, which
+        go to the meter. Stripe is asked only about reports of a period that has ended."""
+        rows = await session.execute(
+            select(User.id, User.current_period_start, User.current_period_end).where(
+                User.id.in_({report.user_id for report in reports})
+            )
+        )
+        periods = {int(r[0]): (r[1], r[2]) for r in rows.all()}
+        metered = []
+        for report in reports:
+            start, end = periods.get(report.user_id, (None, None))
+            at = report.event_timestamp
+            invoice = await self._carry.closed_invoice(
+                report.stripe_customer_id, at, ended_at(at, start, end), now
+            )
+            if invoice is None and at < now - STRIPE_MAX_EVENT_AGE:
+                report.status = ReportStatus.EXPIRED
+                report.last_error = "older than Stripe accepts (35 days), no final invoice"
+                run.expired += 1
+            elif invoice is None:
+                metered.append(report)
+            elif await self._invoiced_with_period(session, report, invoice):
+                # An earlier attempt reached Stripe in time (its answer was lost).
+                self._mark_sent(report, now, note="invoiced with its own period")
+                run.sent += 1
+            else:
+                item = await self._carry.charge(invoice, report.units, report.id)
+                report.status, report.sent_at, report.last_error = ReportStatus.CARRIED, now, None
+                report.period_start = invoice.period_start
+                report.carried_period_end = invoice.period_end
+                report.carried_invoice_item, report.carried_cents = item.id, item.amount
+                run.carried += 1
+                log.info(
+                    "report %s (%d units) carried over to the next invoice: %s",
+                    report.id,
+                    report.units,
+                    item.id,
+                )
+        return metered
+
+    @staticmethod
+    async def _invoiced_with_period(
+        session: AsyncSession, report: UsageReport, invoice: PeriodInvoice
+    ) -> bool:
+        """True when the finalized invoice counted more than the period's other sent reports:
+        this report is among them."""
+        others = await session.scalar(
+            select(func.coalesce(func.sum(UsageReport.units), 0)).where(
+                UsageReport.stripe_customer_id == report.stripe_customer_id,
+                UsageReport.status == ReportStatus.SENT,
+                UsageReport.event_timestamp >= invoice.period_start,
+                UsageReport.event_timestamp < invoice.period_end,
+                UsageReport.id != report.id,
+            )
+        )
+        return invoice.metered_units >= int(others or 0) + report.units
 
     async def _still_to_send(
         self, session: AsyncSession, report: UsageReport, now: datetime, run: ReporterRun
     ) -> bool:
-        """False for a report too old for Stripe, or one Stripe turns out to hold already."""
+        """False for a report Stripe turns out to hold already (one older than Stripe's meter
+        takes goes on: `_carry_late` carries it over, or expires it)."""
         if report.event_timestamp < now - STRIPE_MAX_EVENT_AGE:
-            report.status, report.last_error = "expired", "older than Stripe accepts (35 days)"
-            run.expired += 1
-            return False
+            return True  # not for the meter: `_carry_late` carries it over or expires it
         first = report.first_attempt_at
         past_dedup_window = first is not None and now - first > STRIPE_DEDUP_WINDOW
         if past_dedup_window and await self._stripe_holds(session, report):
@@ -371,7 +443,14 @@ class UsageReporter:
         while self._clock.monotonic() < deadline:
             run = await self.run_once()
             if run is not None:
-                for name in ("claimed_events", "reports_created", "sent", "retried", "dead"):
+                for name in (
+                    "claimed_events",
+                    "reports_created",
+                    "sent",
+                    "retried",
+                    "dead",
+                    "carried",
+                ):
                     setattr(total, name, getattr(total, name) + getattr(run, name))
                 total.expired += run.expired
             if not await self.pending():

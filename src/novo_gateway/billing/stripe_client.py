@@ -18,17 +18,24 @@ from typing import Any
 import stripe
 
 from novo_gateway.billing.stripe_types import (
+    ITEM_PERIOD_START,
+    ITEM_SOURCE,
+    ITEM_UNITS,
+    CarriedItem,
     InvoiceInfo,
     MeterEvent,
     MeterInfo,
+    PeriodInvoice,
     PriceInfo,
     ProductInfo,
     SubscriptionInfo,
     UpcomingInvoice,
     WebhookEndpointInfo,
     as_dict,
+    carried_item,
     invoice_info,
     meter_info,
+    period_invoice,
     price_info,
     product_info,
     subscription_info,
@@ -195,6 +202,97 @@ class StripeBilling:
             self._client.v1.invoices.list_async, params={"customer": customer_id, "limit": limit}
         )
         return [invoice_info(inv) for inv in page.data]
+
+    # --- Late usage: period invoices and the items that carry units over (billing/carryover.py) --
+
+    async def period_invoices(self, customer_id: str, limit: int = 24) -> list[PeriodInvoice]:
+        """The customer's subscription invoices, newest first, with the units their meters
+        invoiced (every line read, also past the 10 an invoice embeds)."""
+        page = await self.call(
+            self._client.v1.invoices.list_async, params={"customer": customer_id, "limit": limit}
+        )
+        found = []
+        for inv in page.data:
+            lines = list(inv.lines.data)
+            if inv.lines.has_more:
+                more = await self.call(
+                    self._client.v1.invoices.line_items.list_async, inv.id, params={"limit": 100}
+                )
+                lines = [line async for line in more.auto_paging_iter()]
+            info = period_invoice(inv, lines)
+            if info is not None:
+                found.append(info)
+        return found
+
+    async def invoice_covering(self, customer_id: str, at: datetime) -> PeriodInvoice | None:
+        """The subscription invoice whose period holds `at` (None while none was made)."""
+        for invoice in await self.period_invoices(customer_id):
+            if invoice.covers(at) and invoice.status != "void":
+                return invoice
+        return None
+
+    async def carried_items(self, customer_id: str, since: datetime) -> list[CarriedItem]:
+        """The customer's carry-over invoice items created since `since`, pending or invoiced."""
+        page = await self.call(
+            self._client.v1.invoice_items.list_async,
+            params={
+                "customer": customer_id,
+                "created": {"gte": int(since.timestamp())},
+                "limit": 100,
+            },
+        )
+        items = []
+        async for item in page.auto_paging_iter():
+            carried = carried_item(item)
+            if carried is not None:
+                items.append(carried)
+        return items
+
+    async def carry_over(
+        self,
+        *,
+        invoice: PeriodInvoice,
+        units: int,
+        amount: int,
+        description: str,
+        source: str,
+        idempotency_key: str,
+    ) -> CarriedItem:
+        """A pending invoice item on the subscription's next invoice, charging `amount` cents for
+        `units` of `invoice`'s period (named in its period and metadata)."""
+        params: dict[str, Any] = {
+            "customer": invoice.customer_id,
+            "amount": amount,
+            "currency": invoice.currency,
+            "description": description,
+            "period": {
+                "start": int(invoice.period_start.timestamp()),
+                "end": int(invoice.period_end.timestamp()),
+            },
+            "metadata": {
+                ITEM_UNITS: str(units),
+                ITEM_PERIOD_START: str(int(invoice.period_start.timestamp())),
+                ITEM_SOURCE: source,
+            },
+        }
+        if invoice.subscription_id:
+            params["subscription"] = invoice.subscription_id
+        item = await self.call(
+            self._client.v1.invoice_items.create_async,
+            params=params,
+            idempotency_key=idempotency_key,
+        )
+        carried = carried_item(item)
+        if carried is None:
+            raise StripeRejected("Stripe answered an invoice item without its metadata.")
+        return carried
+
+    async def retrieve_price(self, price_id: str) -> PriceInfo:
+        """A price with its tiers."""
+        price = await self.call(
+            self._client.v1.prices.retrieve_async, price_id, params={"expand": ["tiers"]}
+        )
+        return price_info(price)
 
     async def meter_event(self, *, event_name: str, event: MeterEvent) -> None:
         """Send one meter event; its identifier makes a resend a no-op at Stripe."""

@@ -187,6 +187,7 @@ class PriceInfo:
     billing_scheme: str
     tiers_mode: str | None
     tiers: tuple[PriceTier, ...]
+    unit_amount: Decimal | None = None  # per-unit prices (billing_scheme per_unit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +245,9 @@ def price_info(price: Any) -> PriceInfo:
             )
             for tier in data.get("tiers") or []
         ),
+        unit_amount=None
+        if data.get("unit_amount_decimal") is None and data.get("unit_amount") is None
+        else _decimal(data.get("unit_amount_decimal"), data.get("unit_amount")),
     )
 
 
@@ -255,4 +259,91 @@ def webhook_endpoint_info(endpoint: Any) -> WebhookEndpointInfo:
         status=str(data.get("status") or "enabled"),
         enabled_events=tuple(data.get("enabled_events") or ()),
         secret=data.get("secret"),
+    )
+
+
+# --- Late usage: the invoices of billing periods and the items carried over to the next one ------
+
+# Metadata keys of the invoice items that carry late usage over (see billing/carryover.py).
+ITEM_UNITS = "novo_units"
+ITEM_PERIOD_START = "novo_period_start"
+ITEM_SOURCE = "novo_report"
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodInvoice:
+    """A subscription's invoice for one billing period: what its metered lines invoiced."""
+
+    id: str
+    status: str
+    customer_id: str
+    subscription_id: str | None
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    automatically_finalizes_at: datetime | None
+    metered_units: int  # Σ quantity of its subscription item lines
+    price_id: str | None  # the metered line's price
+
+    def covers(self, at: datetime) -> bool:
+        return self.period_start <= at < self.period_end
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedItem:
+    """An invoice item charging units of an earlier period on a later invoice."""
+
+    id: str
+    amount: int
+    units: int
+    period_start: datetime | None
+    source: str | None  # the report (or reconcile fix) it charges
+    invoice_id: str | None  # None while pending (it joins the next invoice)
+
+
+def period_invoice(inv: Any, lines: list[Any]) -> PeriodInvoice | None:
+    """The invoice as a period's invoice; None for one without a subscription or a period."""
+    data = as_dict(inv)
+    parent = data.get("parent") or {}
+    subscription = (parent.get("subscription_details") or {}).get("subscription")
+    start, end = _ts(data.get("period_start")), _ts(data.get("period_end"))
+    if subscription is None or start is None or end is None or end <= start:
+        return None
+    units, price = 0, None
+    for line in (as_dict(line) for line in lines):
+        if ((line.get("parent") or {}).get("type")) != "subscription_item_details":
+            continue
+        units += int(line.get("quantity") or 0)
+        price = ((line.get("pricing") or {}).get("price_details") or {}).get("price") or price
+    return PeriodInvoice(
+        id=str(data["id"]),
+        status=str(data.get("status")),
+        customer_id=str(
+            data["customer"] if isinstance(data["customer"], str) else data["customer"]["id"]
+        ),
+        subscription_id=str(subscription),
+        currency=str(data.get("currency") or "usd"),
+        period_start=start,
+        period_end=end,
+        automatically_finalizes_at=_ts(data.get("automatically_finalizes_at")),
+        metered_units=units,
+        price_id=str(price) if price else None,
+    )
+
+
+def carried_item(item: Any) -> CarriedItem | None:
+    """An invoice item that carries units over (None for any other item)."""
+    data = as_dict(item)
+    metadata = data.get("metadata") or {}
+    if ITEM_UNITS not in metadata:
+        return None
+    start = metadata.get(ITEM_PERIOD_START)
+    invoice = data.get("invoice")
+    return CarriedItem(
+        id=str(data["id"]),
+        amount=int(data.get("amount") or 0),
+        units=int(metadata[ITEM_UNITS]),
+        period_start=_ts(int(start)) if start else None,
+        source=metadata.get(ITEM_SOURCE),
+        invoice_id=invoice if isinstance(invoice, str) or invoice is None else invoice["id"],
     )

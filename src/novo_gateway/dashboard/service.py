@@ -17,13 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import User
 from novo_gateway.billing import portal
 from novo_gateway.billing import service as billing
+from novo_gateway.billing.carryover import carried_into
 from novo_gateway.billing.schemas import Invoice, Upcoming
 from novo_gateway.dashboard.chart import UsageChart, usage_chart
 from novo_gateway.errors import GatewayError
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import ApiKeyInfo
 from novo_gateway.metering import service as metering
-from novo_gateway.metering.schemas import CurrentPeriod, UsageResponse
+from novo_gateway.metering.schemas import CarriedOver, CurrentPeriod, UsageResponse
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.dashboard")
@@ -47,6 +48,7 @@ class Dashboard:
 
     user: User
     usage: CurrentPeriod  # the same figures, formatted the same way, as GET /billing/usage
+    carried: CarriedOver  # late usage of earlier periods on this period's invoice (the same)
     chart: UsageChart
     endpoints: list[metering.EndpointStats]
     endpoint_days: int
@@ -104,6 +106,8 @@ async def dashboard(session: AsyncSession, runtime: Runtime, user: User) -> Dash
     """Gather the customer's page: usage and its plot, endpoints, keys and billing."""
     settings, now = runtime.settings, runtime.clock.now()
     summary = await metering.usage_summary(session, user, settings, now=now)
+    carried = await carried_into(session, user.id, summary.period.start, summary.period.end)
+    usage = UsageResponse.of(summary, carried)
     series = await period_series(session, user, summary, now=now)
     first, last = period_days(summary.period)
     _period, endpoints = await metering.endpoint_usage(session, user.id, now=now, days=len(series))
@@ -111,7 +115,8 @@ async def dashboard(session: AsyncSession, runtime: Runtime, user: User) -> Dash
     grace = timedelta(days=settings.stripe_past_due_grace_days)
     return Dashboard(
         user=user,
-        usage=UsageResponse.of(summary).current_period,
+        usage=usage.current_period,
+        carried=usage.carried_over,
         chart=usage_chart(
             series, first_day=first, last_day=last, free_tier=settings.free_tier_calls
         ),

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from novo_gateway.auth import CurrentAccount
+from novo_gateway.billing.carryover import carried_into
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized, error_responses
 from novo_gateway.metering import service
@@ -19,9 +20,11 @@ _ERRORS = error_responses(BadRequest, Unauthorized, RateLimitExceeded)
 
 @router.get("/usage", responses=_ERRORS)
 async def get_usage(user: CurrentAccount, session: Session, runtime: RuntimeDep) -> UsageResponse:
-    """Usage and estimated cost of the current billing period, and the last 30 days."""
+    """Usage and estimated cost of the current billing period, and the last 30 days; late usage
+    of earlier periods carried over to this period's invoice."""
     usage = await service.usage_summary(session, user, runtime.settings, now=runtime.clock.now())
-    return UsageResponse.of(usage)
+    carried = await carried_into(session, user.id, usage.period.start, usage.period.end)
+    return UsageResponse.of(usage, carried)
 
 
 @router.get("/usage/endpoints", responses=_ERRORS)

@@ -7,12 +7,15 @@ original sent them. Amounts of money are strings (`"$0.0010"`), computed in `Dec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from novo_gateway.billing.carryover import CarriedPeriod
 from novo_gateway.metering import pricing
 from novo_gateway.metering.service import EndpointStats, Period, UsageSummary
 
@@ -41,14 +44,54 @@ class DailyUsage(BaseModel):
     billable_units: int
 
 
+class CarriedOverPeriod(_Camel):
+    period_start: datetime
+    period_end: datetime
+    total_calls: int = Field(description="Units of that period carried over.")
+    amount: str = Field(examples=["$0.0050"], description="What they cost, at that period's price.")
+
+
+def _dollars(cents: int) -> str:
+    return pricing.format_cost(Decimal(cents) / 100)
+
+
+class CarriedOver(_Camel):
+    """Usage of earlier periods that reached Stripe after their invoice was final: charged on
+    the invoice that closes this period, at the price it had in its own period."""
+
+    total_calls: int = 0
+    amount: str = Field(default="$0.0000", examples=["$0.0050"])
+    periods: list[CarriedOverPeriod] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, carried: Sequence[CarriedPeriod]) -> CarriedOver:
+        return cls(
+            total_calls=sum(c.units for c in carried),
+            amount=_dollars(sum(c.cents for c in carried)),
+            periods=[
+                CarriedOverPeriod(
+                    period_start=c.period_start,
+                    period_end=c.period_end,
+                    total_calls=c.units,
+                    amount=_dollars(c.cents),
+                )
+                for c in carried
+            ],
+        )
+
+
 class UsageResponse(_Camel):
     current_period: CurrentPeriod
     stripe: dict[str, Any] | None = None
     daily_breakdown: list[DailyUsage] = Field(description="The last 30 UTC days, oldest first.")
     subscription_status: str
+    carried_over: CarriedOver = Field(
+        default_factory=CarriedOver,
+        description="Late usage of earlier periods charged on this period's invoice.",
+    )
 
     @classmethod
-    def of(cls, usage: UsageSummary) -> UsageResponse:
+    def of(cls, usage: UsageSummary, carried: Sequence[CarriedPeriod] = ()) -> UsageResponse:
         return cls(
             current_period=CurrentPeriod(
                 start=usage.period.start,
@@ -66,6 +109,7 @@ class UsageResponse(_Camel):
                 for d in usage.days
             ],
             subscription_status=usage.subscription_status,
+            carried_over=CarriedOver.of(carried),
         )
 
 
