@@ -32,7 +32,7 @@ async def test_the_migration_adds_the_carried_over_columns_and_takes_them_back(
     await asyncio.to_thread(upgrade, empty_database, "head")
     assert await _columns(empty_database) >= CARRIED
 
-    await asyncio.to_thread(command.downgrade, alembic_config(empty_database), "0004_usage_daily")
+    await asyncio.to_thread(command.downgrade, alembic_config(empty_database), "0005_idempotency")
     assert not CARRIED & await _columns(empty_database)
     await asyncio.to_thread(upgrade, empty_database, "head")
     assert await _columns(empty_database) >= CARRIED
