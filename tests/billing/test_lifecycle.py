@@ -217,3 +217,25 @@ async def test_usage_before_a_later_period_is_not_moved_into_it(
     async with session_scope(ledger.sessions) as session:
         [report] = (await session.scalars(select(UsageReport))).all()
         assert report.event_timestamp < started  # in the period it was made in
+
+
+async def test_a_cancel_at_the_period_end_invoices_the_calls_reported_after_the_end(
+    app: AppClient, ada: Account, stripe_billing: StripeBilling, emulator: Emulator
+) -> None:
+    """The last calls of the period reach Stripe after its end, within the finalization grace."""
+    assert (await app.post(CANCEL, headers=ada.auth)).status_code == 200
+    await calls(app, ada, 12)
+    user = await load_user(app, ada.user_id)
+    assert user.current_period_end is not None and ada.customer_id is not None
+    # The period ends before the reporter's next run: Stripe drafts the final invoice.
+    emulator.advance(user.current_period_end.timestamp() - emulator.now() + 60)
+
+    reporter = runtime_of(app).reporter
+    assert reporter is not None
+    run = await reporter.run_once()
+    assert run is not None and run.sent == 1
+    emulator.advance(2 * 3600)  # past the grace: Stripe finalizes the invoice
+
+    assert await invoiced_quantities(stripe_billing, ada.customer_id) == [12]
+    at_stripe = await stripe_billing.retrieve_subscription(str(user.subscription_id))
+    assert at_stripe.status == "canceled"
