@@ -14,7 +14,7 @@ from novo_gateway.accounts.models import User
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
-from novo_gateway.metering.service import Period, following_period
+from novo_gateway.metering.service import Period, following_period, period_at
 from tests.conftest import AppClient
 from tests.gateway.helpers import make_account, runtime_of
 from tests.metering.test_usage_views import add_events, usage
@@ -72,6 +72,10 @@ async def test_usage_after_a_missed_renewal_counts_the_current_period_not_the_ca
 
     assert (period["start"], period["end"]) == ("2026-02-15T10:00:00Z", "2026-03-15T10:00:00Z")
     assert period["totalCalls"] == 7
+
+
+def test_a_period_of_no_length_is_not_rolled_forward() -> None:
+    assert period_at(at(1, 15), at(1, 15), at(3, 5)) == Period(at(3, 1, 0), at(4, 1, 0))
 
 
 async def test_a_subscription_cancelled_at_its_end_is_not_rolled_forward(

@@ -121,7 +121,7 @@ def period_at(
     if start is not None and end is not None and start <= now:
         if now < end:
             return Period(start, end)
-        if renews:
+        if renews and end > start:
             return following_period(start, end, now)
     return calendar_month(now)
 
