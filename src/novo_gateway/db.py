@@ -6,7 +6,7 @@ when the unit of work succeeds and rolls back when it raises, so related writes 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,15 @@ def create_session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+_AFTER_COMMIT = "novo_after_commit"
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` once the unit of work of `session_scope` has committed (not on rollback):
+    for in-process caches that must forget what the transaction changed, after others can see it."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
 @asynccontextmanager
 async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     """A unit of work: commit on success, roll back on any error."""
@@ -76,6 +85,8 @@ async def session_scope(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
         except BaseException:
             await session.rollback()
             raise
+        for callback in session.info.pop(_AFTER_COMMIT, ()):
+            callback()
 
 
 async def lock_rows(session: AsyncSession, model: type[Base], *where: ColumnElement[bool]) -> None:

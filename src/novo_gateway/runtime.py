@@ -51,6 +51,8 @@ class Runtime:
     proxy: UpstreamProxy
     idempotency: Idempotency
     stripe: StripeBilling | None = None
+    # The usage reporter (also used by an immediate cancel; a worker when reporting is on).
+    reporter: UsageReporter | None = None
     jobs: JobRunner | None = None
     webhooks: WebhookWorker | None = None
     workers: list[Worker] = field(default_factory=list)
@@ -82,9 +84,12 @@ class Runtime:
         )
         if settings.stripe_secret_key:
             runtime.stripe = StripeBilling(settings, clock)
+            runtime.reporter = UsageReporter(sessions, runtime.stripe, settings, clock)
             if settings.usage_reporting_interval > 0:
-                runtime.workers.append(UsageReporter(sessions, runtime.stripe, settings, clock))
-        runtime.webhooks = WebhookWorker(sessions, clock, runtime.stripe)
+                runtime.workers.append(runtime.reporter)
+        runtime.webhooks = WebhookWorker(
+            sessions, clock, runtime.stripe, on_access_change=runtime.access.forget
+        )
         runtime.workers += [runtime.access, runtime.webhooks]
         # The jobs outbox (Stripe provisioning, ...); register kicks it and waits briefly.
         runtime.jobs = build_job_runner(settings, sessions, clock, runtime.stripe)
@@ -102,6 +107,8 @@ class Runtime:
         """Stop in reverse order: usage still queued is written before the database closes."""
         if self._started:
             await self._stop_workers()
+            if self.reporter is not None and self.reporter not in self.workers:
+                await self.reporter.stop()  # gives its instance name back
             await self.usage.stop()
             await self.keys.stop()
         await self.proxy.close()

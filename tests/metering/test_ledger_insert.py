@@ -83,16 +83,20 @@ async def test_direct_and_session_batches_store_equal_rows(
     assert (direct.idempotency_key, via_session.idempotency_key) == (None, "k-1")
 
 
-async def test_a_failed_direct_batch_is_rolled_back_and_the_next_one_commits(
+async def test_a_bad_event_fails_alone_and_the_rest_of_its_batch_commits(
     writer: UsageWriter, sessions: SessionFactory, event: NewUsageEvent
 ) -> None:
-    # A key id that does not exist breaks the foreign key: the whole batch fails.
+    # A key id that does not exist breaks the foreign key: the batch is refused, then written
+    # again in halves, so only that event fails and its batch-mates are recorded.
     bad = replace(event, api_key_id=event.api_key_id + 1000)
-    results = await asyncio.gather(writer.record(event), writer.record(bad), return_exceptions=True)
-    assert all(isinstance(r, UsageWriteError) for r in results)
-    assert await rows(sessions) == []
+    batch = [replace(event, request_id=f"r-{i}") for i in range(7)]
+    batch.insert(3, bad)
+    results = await asyncio.gather(*(writer.record(e) for e in batch), return_exceptions=True)
+    assert [isinstance(r, UsageWriteError) for r in results] == [i == 3 for i in range(8)]
+    assert results[:3] + results[4:] == [True] * 7
+    assert len(await rows(sessions)) == 7
     assert await writer.record(event) is True
-    assert len(await rows(sessions)) == 1
+    assert len(await rows(sessions)) == 8
 
 
 async def test_sqlite_batch_waits_for_another_writer_without_blocking_the_loop(

@@ -127,17 +127,30 @@ async def test_failed_batch_writes_nothing_and_the_writer_carries_on(
     writer: UsageWriter, sessions: SessionFactory, event: NewUsageEvent
 ) -> None:
     good = replace(event, idempotency_key="k")
-    orphan = replace(event, user_id=event.user_id + 1000)  # no such account: the insert fails
-    results = await asyncio.gather(
-        writer.record(good), writer.record(orphan), return_exceptions=True
-    )
-    assert all(isinstance(r, UsageWriteError) for r in results)
+    orphan = replace(good, user_id=event.user_id + 1000)  # no such account: the insert fails
+    with pytest.raises(UsageWriteError):
+        await writer.record(orphan)
     assert await ledger(sessions) == []
     async with session_scope(sessions) as session:
         assert await session.scalar(select(func.count()).select_from(UsageIdempotencyKey)) == 0
-    # The same call, retried, is recorded and billed: the failed batch claimed nothing.
+    # The same key, on a call that can be recorded, bills: the failed batch claimed nothing.
     assert await writer.record(good) is True
     assert len(await ledger(sessions)) == 1
+
+
+async def test_a_refused_event_fails_alone_and_its_batch_mates_are_recorded(
+    writer: UsageWriter, sessions: SessionFactory, event: NewUsageEvent
+) -> None:
+    good = replace(event, idempotency_key="k")
+    orphan = replace(event, user_id=event.user_id + 1000)  # no such account: refused
+    results = await asyncio.gather(
+        writer.record(good), writer.record(orphan), writer.record(event), return_exceptions=True
+    )
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], UsageWriteError)
+    assert len(await ledger(sessions)) == 2
+    async with session_scope(sessions) as session:
+        assert await session.scalar(select(func.count()).select_from(UsageIdempotencyKey)) == 1
 
 
 async def test_stop_writes_everything_still_queued(

@@ -34,6 +34,10 @@ class User(Base):
     # Stripe's `created` of the event whose subscription state these columns hold; an event
     # older than it is stale and skipped (webhooks arrive in any order).
     subscription_state_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The start of the account's first billing period (set once, by its first subscription).
+    # Calls made before it, while the account was `pending` (Stripe slow to provision), belong
+    # to that first period: reported into it and shown in its usage.
+    billing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class LoginSession(Base):

@@ -22,12 +22,15 @@ On PostgreSQL the transaction is REPEATABLE READ, so the SELECT and the UPDATE s
 even while the gateway commits new ones.
 
 Windows: all of a customer's events in its current billing period ([current_period_start,
-current_period_end)) go into one report, whatever the hour. Events outside it (before the period
-start: a backlog from an earlier period; at or after its end: a renewal the webhooks have not
-told us about yet; or a customer with no period known) keep the hourly windows, never mixed with
-the period's events, so no report holds events of two invoices. A report's timestamp is its
-latest event (for the period's report, not later than now, so a skewed clock cannot make Stripe
-refuse a whole period's usage as "in the future").
+current_period_end)) go into one report, whatever the hour. In the account's first period
+(`users.billing_started_at`) that report also takes the calls made before it, while the account
+was pending, dated no earlier than the period's start so that Stripe bills them there; the usage
+of an account still pending is not claimed at all until its subscription exists. Events outside
+it (before the period start: a backlog from an earlier period; at or after its end: a renewal
+the webhooks have not told us about yet; or a customer with no period known) keep the hourly
+windows, never mixed with the period's events, so no report holds events of two invoices. A
+report's timestamp is its latest event (for the period's report, not later than now, so a skewed
+clock cannot make Stripe refuse a whole period's usage as "in the future").
 """
 
 from __future__ import annotations
@@ -134,11 +137,19 @@ def plan_batches(
     return batches
 
 
+# The status of an account whose subscription does not exist yet (accounts/models.py).
+UNSUBSCRIBED = "pending"
+
+
 def _pending() -> ColumnElement[bool]:
+    """Billable events not in a report yet, of customers whose subscription exists: the usage
+    of an account still `pending` waits for its first period (reported now, it would be dated
+    before any period and billed on no invoice)."""
     return and_(
         UsageEvent.report_id.is_(None),
         UsageEvent.billable.is_(True),
         User.stripe_customer_id.is_not(None),
+        User.subscription_status != UNSUBSCRIBED,
     )
 
 
@@ -151,9 +162,11 @@ def _window_key(dialect: str) -> ColumnElement[str]:
     else:  # SQLite keeps timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC
         hour = func.substr(UsageEvent.created_at, 1, 13, type_=String)
     start, end = User.current_period_start, User.current_period_end
+    # In the account's first period, the calls it made before (while pending) belong to it too.
+    first_period = and_(User.billing_started_at.is_not(None), start == User.billing_started_at)
     in_period = and_(
         start.is_not(None),
-        UsageEvent.created_at >= start,
+        or_(UsageEvent.created_at >= start, first_period),
         or_(end.is_(None), UsageEvent.created_at < end),
     )
     before = and_(start.is_not(None), UsageEvent.created_at < start)
@@ -213,24 +226,26 @@ class Claimer:
         # Per cut customer, the latest event its claimed cuts held: where its next cut starts.
         self._resume_at: dict[int, datetime] = {}
 
-    async def plan(self) -> list[ClaimBatch]:
-        """The batches that claim every event pending now (later events wait for the next run)."""
+    async def plan(self, *, user_id: int | None = None) -> list[ClaimBatch]:
+        """The batches that claim every event pending now (later events wait for the next run),
+        of every customer or of one."""
         self._resume_at = {}
+        query = (
+            select(
+                UsageEvent.user_id,
+                func.count(),
+                func.min(UsageEvent.created_at),
+                func.max(UsageEvent.id),
+            )
+            .join(User, User.id == UsageEvent.user_id)
+            .where(_pending())
+            .group_by(UsageEvent.user_id)
+            .order_by(UsageEvent.user_id)
+        )
+        if user_id is not None:
+            query = query.where(UsageEvent.user_id == user_id)
         async with session_scope(self._sessions) as session:
-            rows = (
-                await session.execute(
-                    select(
-                        UsageEvent.user_id,
-                        func.count(),
-                        func.min(UsageEvent.created_at),
-                        func.max(UsageEvent.id),
-                    )
-                    .join(User, User.id == UsageEvent.user_id)
-                    .where(_pending())
-                    .group_by(UsageEvent.user_id)
-                    .order_by(UsageEvent.user_id)
-                )
-            ).all()
+            rows = (await session.execute(query)).all()
         if not rows:
             return []
         max_event_id = max(int(r[3]) for r in rows)
@@ -375,12 +390,17 @@ class Claimer:
         first_id, count, units, earliest, latest = row[5:]
         timestamp = latest
         if window == PERIOD_WINDOW:
-            window_start = max(period_start, _hour(earliest))
+            # Calls made before the first period (the account was pending) start the window early.
+            window_start = (
+                _hour(earliest) if earliest < period_start else max(period_start, _hour(earliest))
+            )
             window_end = _hour(latest) + timedelta(hours=1)
             if period_end is not None:
                 window_end = min(window_end, period_end)
             if period_start <= now < latest:
                 timestamp = now  # still inside the period: Stripe takes it, and bills it there
+            # Only such calls before the period: dated at its start, so Stripe bills them in it.
+            timestamp = max(timestamp, period_start)
             belongs_to = period_start
         else:
             window_start = _hour(earliest)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -46,6 +46,8 @@ class EventContext:
 
     now: datetime
     stripe: StripeBilling | None
+    # Accounts whose subscription state the handler changed (their access is re-read at once).
+    changed: list[int] = field(default_factory=list)
 
 
 # A handler returns a short outcome ("applied", "stale", "unknown_customer", ...) for the metrics.
@@ -122,6 +124,7 @@ async def on_subscription(session: AsyncSession, event: dict[str, Any], ctx: Eve
             # Same second as the state held: only Stripe knows which came last.
             info = await _current(ctx, info.id) or info
     apply_subscription(user, info, now=ctx.now, state_at=created)
+    ctx.changed.append(user.id)
     return "applied"
 
 
@@ -159,6 +162,7 @@ async def on_invoice_payment(
     if info is None:
         return "recorded"
     apply_subscription(user, info, now=ctx.now, state_at=event_time(event))
+    ctx.changed.append(user.id)
     return "applied"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -62,4 +62,13 @@ class Lease:
                 update(WorkerLease)
                 .where(WorkerLease.name == self.name, WorkerLease.holder == self.holder)
                 .values(expires_at=self._clock.now())
+            )
+
+    async def drop(self) -> None:
+        """Delete the lease if this holder has it (for leases named after one piece of work)."""
+        async with session_scope(self._sessions) as session:
+            await session.execute(
+                delete(WorkerLease).where(
+                    WorkerLease.name == self.name, WorkerLease.holder == self.holder
+                )
             )

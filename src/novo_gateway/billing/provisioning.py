@@ -177,6 +177,9 @@ class Provisioner:
                     current_period_start=sub.current_period_start,
                     current_period_end=sub.current_period_end,
                     cancel_at_period_end=sub.cancel_at_period_end,
+                    # The account's first period: its calls made while it was pending (before
+                    # now) are reported into this period and shown in its usage.
+                    billing_started_at=sub.current_period_start,
                     subscription_updated_at=self._clock.now(),
                 )
             )

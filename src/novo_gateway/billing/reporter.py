@@ -33,17 +33,18 @@ import asyncio
 import contextlib
 import logging
 import random
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway import failpoints, metrics
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.carryover import CarryOver, ended_at
-from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, Claimer
+from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, UNSUBSCRIBED, Claimer
+from novo_gateway.billing.instance import instance_name
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.stripe_client import (
@@ -79,6 +80,25 @@ SEND_BATCH = 100
 SEND_CONCURRENCY = 4
 
 
+# Sent reports are the audit trail of what Stripe was told (and the events' `report_id` names
+# them): kept for 13 months, past every invoice's reconciliation and a yearly audit, then deleted
+# with the period (the ledger's events stay). Pending, dead and expired reports are never pruned.
+REPORT_RETENTION = timedelta(days=400)
+PRUNE_EVERY_SECONDS = 3600.0
+# A customer's own claim (report_customer) is fenced by a lease of this name and its account id.
+CUSTOMER_LEASE_PREFIX = "usage-reporter-customer-"
+CUSTOMER_CLAIM_ATTEMPTS = 3
+COUNTED_POLL_SECONDS = 0.5
+
+
+class UsageNotReported(Exception):
+    """Some of a customer's usage is not at Stripe yet (Stripe down, or a claim lost a race)."""
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+
 @dataclass
 class ReporterRun:
     """What one run did."""
@@ -109,11 +129,13 @@ class UsageReporter:
         self._stripe = stripe
         self._settings = settings
         self._clock = clock
+        # A name that a restart of this process keeps: it takes over its own lease at once.
+        self._name = instance_name(settings) if holder is None else None
         self._lease = Lease(
             sessions,
             clock,
             name=LEASE_NAME,
-            holder=holder or f"reporter-{uuid.uuid4().hex[:12]}",
+            holder=holder or (self._name.holder if self._name else ""),
             ttl=settings.reporter_lease_seconds,
         )
         if settings.is_sqlite:
@@ -125,6 +147,7 @@ class UsageReporter:
         self._stopping = False
         self._wake = asyncio.Event()
         self._running = False
+        self._next_prune = 0.0
         self._lease_lost = False
 
     # --- One run --------------------------------------------------------------------------------
@@ -418,6 +441,108 @@ class UsageReporter:
         delay = base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not a secret
         return max(delay, retry_after or 0.0)
 
+    # --- One customer, now: before an immediate cancel ------------------------------------------
+
+    async def report_customer(self, user_id: int) -> None:
+        """Claim and send every pending billable event of one customer now, whichever process
+        holds the reporter's lease; raises `UsageNotReported` when some of it is still unsent.
+
+        Safe beside the reporter: claims are fenced by a lease of this customer's own, marking
+        an event is conditional (a claim that loses a race rolls back whole), and a report sent
+        by both is deduplicated by Stripe on its identifier.
+        """
+        lease = Lease(
+            self._sessions,
+            self._clock,
+            name=f"{CUSTOMER_LEASE_PREFIX}{user_id}"[:64],
+            holder=self._lease.holder,
+            ttl=self._lease.ttl,
+        )
+        claimer = Claimer(self._sessions, self._clock, lease, batch_size=self._claimer.batch_size)
+        try:
+            await self._claim_customer(claimer, user_id)
+        finally:
+            await lease.drop()
+        run = ReporterRun()
+        due = await self._customer_reports(user_id)
+        step = SEND_BATCH if self._settings.stripe_meter_api == "v2" else 1
+        for index in range(0, len(due), step):
+            await self._send(due[index : index + step], run)
+        if await self._customer_reports(user_id, mark=False):
+            raise UsageNotReported("Stripe did not take all of the usage yet", run.errors)
+
+    async def _claim_customer(self, claimer: Claimer, user_id: int) -> None:
+        for attempt in range(1, CUSTOMER_CLAIM_ATTEMPTS + 1):
+            try:
+                for batch in await claimer.plan(user_id=user_id):
+                    if await claimer.claim(batch) is None:
+                        raise UsageNotReported("another process is reporting this customer")
+                return
+            except (DBAPIError, RuntimeError) as exc:  # lost a race with the reporter's claim
+                if attempt == CUSTOMER_CLAIM_ATTEMPTS:
+                    raise UsageNotReported(f"usage could not be claimed: {exc}") from exc
+
+    async def _customer_reports(self, user_id: int, *, mark: bool = True) -> list[str]:
+        """The customer's pending reports, oldest first, due or not (their first attempt noted)."""
+        async with session_scope(self._sessions) as session:
+            ids = list(
+                (
+                    await session.scalars(
+                        select(UsageReport.id)
+                        .where(UsageReport.user_id == user_id, UsageReport.status == "pending")
+                        .order_by(UsageReport.created_at, UsageReport.id)
+                    )
+                ).all()
+            )
+            if ids and mark:
+                await session.execute(
+                    update(UsageReport)
+                    .where(UsageReport.id.in_(ids), UsageReport.first_attempt_at.is_(None))
+                    .values(first_attempt_at=self._clock.now())
+                )
+        return ids
+
+    async def await_counted(self, user_id: int, *, within: float) -> bool:
+        """Wait (at most `within` seconds) until Stripe's meter summaries hold every unit sent
+        for the customer's current period; False when they still do not.
+
+        Stripe answers a meter event before it aggregates it, and an invoice made now bills what
+        is aggregated, so an immediate cancel waits for this before asking for its final invoice.
+        """
+        async with session_scope(self._sessions) as session:
+            user = await session.get(User, user_id)
+            if user is None or user.stripe_customer_id is None:
+                return True
+            start, customer = user.current_period_start, user.stripe_customer_id
+            if start is None:
+                return True
+            sent = await session.scalar(
+                select(func.coalesce(func.sum(UsageReport.units), 0)).where(
+                    UsageReport.user_id == user_id,
+                    UsageReport.status == "sent",
+                    UsageReport.event_timestamp >= start,
+                )
+            )
+        sent = int(sent or 0)
+        if sent == 0:
+            return True
+        meter_id = await self._stripe.meter_id(self._settings.stripe_meter_event_name)
+        deadline = self._clock.monotonic() + within
+        while True:
+            end = self._clock.now().replace(second=0, microsecond=0) + timedelta(minutes=2)
+            held = await self._stripe.meter_total(
+                meter_id=meter_id,
+                customer_id=customer,
+                start=start.replace(second=0, microsecond=0),
+                end=end,
+            )
+            if held >= sent:
+                return True
+            if self._clock.monotonic() >= deadline:
+                log.warning("Stripe holds %s of %d units sent (account %s)", held, sent, user_id)
+                return False
+            await asyncio.sleep(COUNTED_POLL_SECONDS)
+
     # --- Long-running use -----------------------------------------------------------------------
 
     async def run_forever(self) -> None:
@@ -427,7 +552,8 @@ class UsageReporter:
         try:
             while not self._stopping:
                 try:
-                    await self.run_once()
+                    if await self.run_once() is not None and self._prune_due():
+                        await self.prune()
                 except Exception:
                     log.exception("usage report run failed; retrying next interval")
                 with contextlib.suppress(TimeoutError):
@@ -435,6 +561,29 @@ class UsageReporter:
         finally:
             self._running = False
             await self._lease.release()
+            self._close_name()
+
+    def _prune_due(self) -> bool:
+        if self._clock.monotonic() < self._next_prune:
+            return False
+        self._next_prune = self._clock.monotonic() + PRUNE_EVERY_SECONDS
+        return True
+
+    async def prune(self) -> int:
+        """Delete sent reports of periods that began more than REPORT_RETENTION ago; the number
+        deleted. Pending, dead and expired reports are kept however old (they still need
+        someone), and so is every report of a period that may still be reconciled or audited."""
+        cutoff = self._clock.now() - REPORT_RETENTION
+        async with session_scope(self._sessions) as session:
+            result = await session.execute(
+                delete(UsageReport)
+                .where(UsageReport.status == "sent", UsageReport.period_start < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+        deleted = int(result.rowcount)  # type: ignore[attr-defined]
+        if deleted:
+            log.info("pruned %d usage reports of periods before %s", deleted, cutoff.date())
+        return deleted
 
     async def drain(self, *, max_seconds: float = 300.0) -> ReporterRun:
         """Report everything pending and wait for Stripe's answers (the `report-usage` command)."""
@@ -473,6 +622,7 @@ class UsageReporter:
                     UsageEvent.report_id.is_(None),
                     UsageEvent.billable.is_(True),
                     User.stripe_customer_id.is_not(None),
+                    User.subscription_status != UNSUBSCRIBED,
                 )
             )
         return int(reports or 0) + int(events or 0)
@@ -492,3 +642,8 @@ class UsageReporter:
         self._wake.set()
         if not self._running:
             await self._lease.release()
+            self._close_name()
+
+    def _close_name(self) -> None:
+        if self._name is not None:
+            self._name.close()

@@ -87,7 +87,13 @@ async def cancel_subscription(
     """Cancel at the end of the period (default), or now with `{"immediately": true}`."""
     immediately = body.immediately if body is not None else False
     outcome = await service.cancel(
-        session, runtime.stripe, user, immediately=immediately, now=runtime.clock.now()
+        session,
+        runtime.stripe,
+        user,
+        immediately=immediately,
+        now=runtime.clock.now(),
+        reporter=runtime.reporter,
+        forget=runtime.access.forget,
     )
     return SubscriptionChange.of(user, MESSAGES[outcome])
 
@@ -101,6 +107,11 @@ async def resume_subscription(
 ) -> SubscriptionChange:
     """Undo a pending cancellation, or subscribe again after the subscription ended."""
     outcome = await service.resubscribe(
-        session, runtime.stripe, runtime.settings, user, now=runtime.clock.now()
+        session,
+        runtime.stripe,
+        runtime.settings,
+        user,
+        now=runtime.clock.now(),
+        forget=runtime.access.forget,
     )
     return SubscriptionChange.of(user, MESSAGES[outcome])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import User
 from novo_gateway.billing import portal
 from novo_gateway.billing.access import Standing, grace_ends, refusal
+from novo_gateway.billing.reporter import UsageNotReported, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling, StripeFailure, StripeRejected
 from novo_gateway.billing.stripe_types import InvoiceInfo, SubscriptionInfo, UpcomingInvoice
 from novo_gateway.billing.subscription_state import ENDED, apply_subscription
 from novo_gateway.config import Settings
+from novo_gateway.db import after_commit
 from novo_gateway.errors import BadGateway, Conflict, GatewayError, ServiceUnavailable
 
 log = logging.getLogger("novo_gateway.billing.service")
@@ -36,6 +38,16 @@ STRIPE_REFUSED = "Stripe refused the billing request. Please try again later or 
 NOT_CONFIGURED = "Billing is not configured on this gateway."
 SETTING_UP = "Your billing account is still being set up. Please try again in a minute."
 NO_SUBSCRIPTION = "You have no subscription. Start one with POST /billing/subscribe."
+USAGE_NOT_BILLED = (
+    "Your usage so far could not be handed to Stripe for the final invoice yet, so nothing was "
+    "canceled. Please try again in a minute."
+)
+# How long an immediate cancel waits for Stripe's meter totals to hold the usage it just sent.
+FINAL_USAGE_WAIT_SECONDS = 20.0
+
+# Called with an account id after a change of its subscription commits (the access cache's
+# `forget`: the gateway layer above passes it in).
+AccessChanged = Callable[[int], None]
 
 Outcome = Literal[
     "canceled", "cancel_scheduled", "already_canceled", "resumed", "subscribed", "active"
@@ -119,6 +131,13 @@ def subscription_view(user: User, *, now: datetime, grace: timedelta) -> Subscri
     )
 
 
+def _changed(session: AsyncSession, user: User, forget: AccessChanged) -> None:
+    """The account's access may have changed: this process's access cache forgets it as soon as
+    the change commits, so its next call is judged on the new state (others within a second)."""
+    user_id = user.id
+    after_commit(session, lambda: forget(user_id))
+
+
 async def cancel(
     session: AsyncSession,
     stripe: StripeBilling | None,
@@ -126,8 +145,15 @@ async def cancel(
     *,
     immediately: bool,
     now: datetime,
+    reporter: UsageReporter | None,
+    forget: AccessChanged,
 ) -> Outcome:
-    """Cancel at the end of the period, or now with the usage so far invoiced at once."""
+    """Cancel at the end of the period, or now with the usage so far invoiced at once.
+
+    Cancelling now first reports every call of the account not yet at Stripe and waits (bounded)
+    until Stripe's meter totals hold it, so the final invoice Stripe makes at once bills it; when
+    that cannot be done (Stripe down or slow), nothing is cancelled and the answer is a 503.
+    """
     customer_of(user)
     if not user.subscription_id:
         raise Conflict(NO_SUBSCRIPTION, status=user.subscription_status)
@@ -135,14 +161,31 @@ async def cancel(
         return "already_canceled"
     client = require_stripe(stripe)
     if immediately:
+        if reporter is not None:
+            await _report_usage_first(reporter, user.id)
         info = await _cancel_now(client, user.subscription_id)
     else:
         info = await guarded(client.set_cancel_at_period_end(user.subscription_id, True))
     apply_subscription(user, info, now=now)
     await session.flush()
+    _changed(session, user, forget)
     if info.status in ENDED:
         return "canceled"
     return "cancel_scheduled" if info.cancel_at_period_end else "active"
+
+
+async def _report_usage_first(reporter: UsageReporter, user_id: int) -> None:
+    """Everything the account used is at Stripe and counted there, or a 503 (cancel not done)."""
+    try:
+        await reporter.report_customer(user_id)
+        counted = await reporter.await_counted(user_id, within=FINAL_USAGE_WAIT_SECONDS)
+    except UsageNotReported as exc:
+        log.warning("usage of account %s not reported before cancelling: %s", user_id, exc)
+        counted = False
+    except (StripeFailure, StripeRejected) as exc:
+        raise stripe_error(exc) from None
+    if not counted:
+        raise ServiceUnavailable(USAGE_NOT_BILLED, headers={"Retry-After": "30"})
 
 
 async def _cancel_now(client: StripeBilling, subscription_id: str) -> SubscriptionInfo:
@@ -165,11 +208,13 @@ async def resubscribe(
     user: User,
     *,
     now: datetime,
+    forget: AccessChanged,
 ) -> Outcome:
     """Undo a cancellation still pending, or start a new subscription after one ended."""
     customer = customer_of(user)
     client = require_stripe(stripe)
     current = await _current(client, user.subscription_id)
+    _changed(session, user, forget)
     if current is not None and current.status not in ENDED:
         outcome: Outcome = "active"
         if current.cancel_at_period_end:

@@ -35,6 +35,10 @@ def apply_subscription(
             user.past_due_since = min(state_at, now) if state_at is not None else now
     else:
         user.past_due_since = None
+    if user.subscription_id is None and user.billing_started_at is None:
+        # The account's first subscription (a webhook may tell of it before provisioning does):
+        # the calls it made while pending belong to this first period.
+        user.billing_started_at = info.current_period_start
     if user.subscription_id != info.id:
         user.subscription_state_at = None  # another subscription: its own order of events
     user.subscription_id = info.id

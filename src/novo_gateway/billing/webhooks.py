@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -185,10 +186,13 @@ class WebhookWorker:
         stripe: StripeBilling | None,
         *,
         poll_seconds: float = 1.0,
+        on_access_change: Callable[[int], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._stripe = stripe
+        # Told of each account whose subscription an event changed, once that has committed.
+        self._on_access_change = on_access_change
         self._poll_seconds = poll_seconds
         # One attempt at a time in this process: attempts after receipt and the background
         # pass never race each other here (other processes are kept out by the claim).
@@ -294,7 +298,11 @@ class WebhookWorker:
             )
             if _rowcount(marked) != 1:
                 raise _AlreadyProcessed
-            return row.type, outcome
+            event_type = row.type
+        if self._on_access_change is not None:  # committed: this process sees it at once
+            for user_id in context.changed:
+                self._on_access_change(user_id)
+        return event_type, outcome
 
     async def _failed(self, event_id: str, attempts: int, exc: Exception) -> None:
         retry_after = exc.retry_after if isinstance(exc, StripeFailure) else None

@@ -248,7 +248,13 @@ async def cancel_subscription(
 ) -> Response:
     async def cancel(viewer: Viewer) -> Response:
         outcome = await billing.cancel(
-            session, runtime.stripe, viewer.user, immediately=False, now=runtime.clock.now()
+            session,
+            runtime.stripe,
+            viewer.user,
+            immediately=False,
+            now=runtime.clock.now(),
+            reporter=runtime.reporter,
+            forget=runtime.access.forget,
         )
         return _redirect(f"{HOME}?notice={outcome}#billing")
 
@@ -261,7 +267,12 @@ async def resume_subscription(
 ) -> Response:
     async def resume(viewer: Viewer) -> Response:
         outcome = await billing.resubscribe(
-            session, runtime.stripe, runtime.settings, viewer.user, now=runtime.clock.now()
+            session,
+            runtime.stripe,
+            runtime.settings,
+            viewer.user,
+            now=runtime.clock.now(),
+            forget=runtime.access.forget,
         )
         return _redirect(f"{HOME}?notice={outcome}#billing")
 

@@ -51,6 +51,10 @@ class AccessPolicy:
         self._loading: dict[int, asyncio.Task[Standing | None]] = {}
         self._newest_change: datetime | None = None
         self._stopping = asyncio.Event()
+        # `forget` counts here; a read that began before an account was forgotten may hold its
+        # old state and is not cached (the account's last forget is kept in `_forgotten`).
+        self._forgets = 0
+        self._forgotten: dict[int, int] = {}
 
     async def run_forever(self) -> None:
         """Revalidate every KEY_REVALIDATE_MS until `stop()` (a worker of the runtime)."""
@@ -89,8 +93,20 @@ class AccessPolicy:
             raise refused
 
     def forget(self, user_id: int) -> None:
-        """Drop an account's cached standing in this process (after a local change commits)."""
+        """Drop an account's cached standing in this process (after a local change commits).
+
+        The next check reads the database; a read already in flight (begun before the change
+        committed) is neither joined nor cached, so no stale answer outlives the change."""
         self._cache.pop(user_id, None)
+        self._loading.pop(user_id, None)
+        self._forgets += 1
+        if user_id not in self._forgotten and len(self._forgotten) >= MAX_CACHED:
+            self._forgotten.pop(next(iter(self._forgotten)))
+        self._forgotten[user_id] = self._forgets
+
+    def _stale(self, user_id: int, read_began: int) -> bool:
+        """Whether the account was forgotten after a read that began at `read_began`."""
+        return self._forgotten.get(user_id, 0) > read_began
 
     async def revalidate(self) -> None:
         """Apply the billing changes committed since the last pass (any process's)."""
@@ -100,11 +116,12 @@ class AccessPolicy:
         if self._newest_change is not None:
             since = min(self._newest_change, self._clock.now()) - CHANGE_OVERLAP
             stmt = stmt.where(User.subscription_updated_at > since)
+        began = self._forgets
         async with self._sessions() as session:
             rows = (await session.execute(stmt)).all()
         now = self._clock.monotonic()
         for row in rows:
-            if row.id in self._cache:
+            if row.id in self._cache and not self._stale(row.id, began):
                 standing = Standing(row.subscription_status, row.past_due_since)
                 self._cache[row.id] = _Entry(standing, now)
             changed: datetime = row.subscription_updated_at
@@ -117,16 +134,24 @@ class AccessPolicy:
         if task is None:
             task = asyncio.ensure_future(self._read(user_id))
             self._loading[user_id] = task
-            task.add_done_callback(lambda _done: self._loading.pop(user_id, None))
+
+            def done(finished: asyncio.Task[Standing | None]) -> None:
+                if self._loading.get(user_id) is finished:
+                    self._loading.pop(user_id)
+
+            task.add_done_callback(done)
         return await asyncio.shield(task)
 
     async def _read(self, user_id: int) -> Standing | None:
+        began = self._forgets
         stmt = select(User.subscription_status, User.past_due_since).where(User.id == user_id)
         async with self._sessions() as session:
             row = (await session.execute(stmt)).one_or_none()
         if row is None:
             return None
         standing = Standing(row.subscription_status, row.past_due_since)
+        if self._stale(user_id, began):
+            return standing  # read before a change this process made: answer it, never keep it
         if user_id not in self._cache and len(self._cache) >= MAX_CACHED:
             self._cache.pop(next(iter(self._cache)))
         self._cache[user_id] = _Entry(standing, self._clock.monotonic())

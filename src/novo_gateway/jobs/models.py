@@ -25,3 +25,5 @@ class Job(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it was marked done (done jobs are pruned after JOB_RETENTION, see jobs/worker.py).
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -14,7 +14,8 @@ A job is never lost and never run by two workers at once:
   a `retry_after` hint on the exception) and keeps the error in `last_error`. Jobs are retried
   until they succeed; the backoff is capped so a fixed outage or configuration is picked up.
 
-Jobs of a kind with no handler in this process stay pending for a process that has one.
+Jobs of a kind with no handler in this process stay pending for a process that has one. Done
+jobs are deleted after JOB_RETENTION (7 days), by each runner once an hour.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from novo_gateway.clock import Clock
@@ -42,6 +43,9 @@ PENDING = "pending"
 RUNNING = "running"
 DONE = "done"
 MAX_ERROR_CHARS = 2000
+# Done jobs are kept this long (what ran, and when, for a look after an incident), then deleted.
+JOB_RETENTION = timedelta(days=7)
+PRUNE_EVERY_SECONDS = 3600.0
 ELSEWHERE_POLL_SECONDS = 0.05
 
 
@@ -95,6 +99,7 @@ class JobRunner:
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[int, asyncio.Task[bool]] = {}
         self._stopping = False
+        self._next_prune = 0.0
         self.name = f"jobs-{uuid.uuid4().hex[:8]}"
 
     # --- Handlers -------------------------------------------------------------------------------
@@ -189,7 +194,7 @@ class JobRunner:
             await session.execute(
                 update(Job)
                 .where(self._fence(job))
-                .values(status=DONE, locked_until=None)
+                .values(status=DONE, locked_until=None, finished_at=self._clock.now())
                 .execution_options(synchronize_session=False)
             )
 
@@ -294,6 +299,23 @@ class JobRunner:
                     await asyncio.sleep(ELSEWHERE_POLL_SECONDS)
         return False
 
+    async def prune(self) -> int:
+        """Delete jobs done more than JOB_RETENTION ago (pending and running ones stay, however
+        old); the number deleted. Jobs done before `finished_at` existed count from their
+        creation."""
+        cutoff = self._clock.now() - JOB_RETENTION
+        finished = func.coalesce(Job.finished_at, Job.created_at)
+        async with session_scope(self._sessions) as session:
+            result = await session.execute(
+                delete(Job)
+                .where(Job.status == DONE, finished < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+        deleted = int(result.rowcount)  # type: ignore[attr-defined]
+        if deleted:
+            log.info("pruned %d jobs done before %s", deleted, cutoff.isoformat())
+        return deleted
+
     # --- Background loop ------------------------------------------------------------------------
 
     def kick(self) -> None:
@@ -311,6 +333,9 @@ class JobRunner:
             self._wake.clear()  # before the pass: a kick during it triggers another pass
             try:
                 await self.run_once()
+                if self._clock.monotonic() >= self._next_prune:
+                    self._next_prune = self._clock.monotonic() + PRUNE_EVERY_SECONDS
+                    await self.prune()
             except Exception:
                 log.exception("job runner pass failed; trying again")
             with contextlib.suppress(TimeoutError):

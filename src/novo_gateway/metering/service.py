@@ -11,6 +11,7 @@ index, never a full scan of the ledger.
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -93,15 +94,68 @@ def calendar_month(now: datetime) -> Period:
 
 
 def billing_period(user: User, now: datetime) -> Period:
-    """The subscription's current period once billing has set it, else the calendar month."""
-    return period_at(user.current_period_start, user.current_period_end, now)
+    """The subscription's current period once billing has set it, else the calendar month.
+
+    In the account's first period the usage counts from the account's creation: calls made
+    while it was pending (before its subscription existed) are billed in that period.
+    """
+    renews = not user.cancel_at_period_end and user.subscription_status not in _ENDED
+    period = period_at(user.current_period_start, user.current_period_end, now, renews=renews)
+    first = user.billing_started_at
+    if first is not None and period.start == first and user.created_at < first:
+        return Period(user.created_at, period.end)
+    return period
 
 
-def period_at(start: datetime | None, end: datetime | None, now: datetime) -> Period:
-    """[start, end) when `now` is inside it, else the calendar month of `now`."""
-    if start is not None and end is not None and start <= now < end:
-        return Period(start, end)
+# Subscription statuses that never renew (billing.subscription_state.ENDED; metering cannot
+# import billing, which sits beside it).
+_ENDED = frozenset({"canceled", "incomplete_expired"})
+
+
+def period_at(
+    start: datetime | None, end: datetime | None, now: datetime, *, renews: bool = True
+) -> Period:
+    """[start, end) when `now` is inside it; past its end, the period that followed it (when the
+    subscription `renews`: a renewal we were not told of yet, e.g. a webhook missed while the
+    gateway was down); else (no period yet, or one that ended for good) the calendar month."""
+    if start is not None and end is not None and start <= now:
+        if now < end:
+            return Period(start, end)
+        if renews and end > start:
+            return following_period(start, end, now)
     return calendar_month(now)
+
+
+# Stripe's shortest monthly period (February): shorter periods are days or weeks.
+_SHORTEST_MONTH = timedelta(days=28)
+
+
+def following_period(start: datetime, end: datetime, now: datetime) -> Period:
+    """The period holding `now` of a subscription whose period [start, end) has ended.
+
+    Periods of whole months keep the billing cycle anchor's day, clamped to the month's last day
+    as Stripe does (Jan 31 → Feb 28 → Mar 31): that day is the larger of the two ends' days,
+    since no two months in a row are both shorter than it. Other periods (days, weeks) repeat
+    their length.
+    """
+    months = (end.year - start.year) * 12 + end.month - start.month
+    day = max(start.day, end.day)
+    if end - start >= _SHORTEST_MONTH and months > 0 and _add_months(start, months, day) == end:
+        while end <= now:
+            start, end = end, _add_months(end, months, day)
+        return Period(start, end)
+    length = end - start
+    skipped = (now - end) // length
+    start = end + skipped * length
+    return Period(start, start + length)
+
+
+def _add_months(at: datetime, months: int, day: int) -> datetime:
+    """`at` moved by `months`, on `day` or the month's last day when it is shorter."""
+    year, month = divmod(at.month - 1 + months, 12)
+    year += at.year
+    last = calendar.monthrange(year, month + 1)[1]
+    return at.replace(year=year, month=month + 1, day=min(day, last))
 
 
 def _in_range(

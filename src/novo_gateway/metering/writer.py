@@ -15,8 +15,11 @@ succeeds for a new key, or for a key first seen more than 24 hours ago (its row 
 otherwise the event is stored with billable=false. The unique constraint makes this exact
 between concurrent batches and processes.
 
-A batch that cannot be committed is rolled back as a whole (no event, no claimed key) and each of
-its requests gets `UsageWriteError`, which the gateway answers with 503; the writer carries on.
+A batch that cannot be committed is rolled back as a whole (no event, no claimed key). When the
+database refused it for what a row holds (a constraint, a value it cannot store), each half is
+written again on its own, down to the bad event, so only that event's request fails (logged) and
+the rest commit; otherwise (the database unreachable) each of its requests gets
+`UsageWriteError`, which the gateway answers with 503, and the writer carries on.
 
 Two ways to write a batch. A batch with a key to claim, or when the hourly purge of old keys is
 due, goes through a SQLAlchemy session as above. The common batch (nothing to claim) is written by
@@ -29,11 +32,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, delete, insert
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -191,13 +196,23 @@ class UsageWriter:
             else:
                 billed = await self._write_in_session(events)
         except Exception as exc:
+            if len(batch) > 1 and _refused_rows(exc):
+                # One bad event (a value the database refuses) must not fail the others: write
+                # each half on its own, down to the event that is refused alone.
+                half = len(batch) // 2
+                await self._write_batch(batch[:half])
+                await self._write_batch(batch[half:])
+                return
             log.error(
                 "could not write %d usage events (%s); their requests get 503",
                 len(batch),
                 type(exc).__name__,
                 exc_info=exc,
             )
-            self.failing = True
+            if len(batch) == 1 and _refused_rows(exc):
+                log.error("usage event refused by the database, not recorded: %r", batch[0][0])
+            else:  # the database itself failed: not ready until a batch commits again
+                self.failing = True
             for _, future in batch:
                 if not future.done():
                     future.set_exception(UsageWriteError("the usage event was not recorded"))
@@ -289,6 +304,32 @@ def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> list[daily.D
         [e.units for e in events],
         billed,
     )
+
+
+# Errors about the rows themselves (a constraint, a value out of range or not encodable), as
+# SQLAlchemy or the drivers raise them; not about the database being unreachable or locked,
+# where writing the events one by one would only fail as many times. asyncpg's server errors
+# carry the SQLSTATE: class 22 is "data exception", class 23 "integrity constraint violation".
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.IntegrityError,
+    sa_exc.DataError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    ValueError,  # a value the driver cannot bind (asyncpg's client-side DataError is one)
+    OverflowError,
+)
+_ROW_SQLSTATES = ("22", "23")
+
+
+def _refused_rows(exc: BaseException) -> bool:
+    """Whether the database refused the batch for what some of its rows hold."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, _ROW_ERRORS):
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate[:2] in _ROW_SQLSTATES:
+            return True
+    return False
 
 
 def _claims(events: list[NewUsageEvent]) -> bool:
