@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007_lifecycle"
-down_revision: str | None = "0004_usage_daily"
+down_revision: str | None = "0006_late_usage"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
