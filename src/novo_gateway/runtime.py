@@ -77,6 +77,8 @@ class Runtime:
                 runtime.workers.append(UsageReporter(sessions, runtime.stripe, settings, clock))
         runtime.webhooks = WebhookWorker(sessions, clock, runtime.stripe)
         runtime.workers += [runtime.access, runtime.webhooks]
+        if runtime.limiter.shared:  # re-seeds its leases when Redis loses them
+            runtime.workers.append(runtime.limiter)
         # The jobs outbox (Stripe provisioning, ...); register kicks it and waits briefly.
         runtime.jobs = build_job_runner(settings, sessions, clock, runtime.stripe)
         runtime.workers.append(runtime.jobs)
