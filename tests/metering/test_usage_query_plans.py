@@ -24,7 +24,7 @@ from tests.gateway.helpers import make_account, runtime_of
 
 EVENTS_INDEX = "ix_usage_events_user_created"
 PENDING_INDEX = "ix_usage_events_unreported"
-USAGE_TABLES = ("usage_events", "usage_daily")
+USAGE_TABLES = ("usage_events", "usage_daily", "usage_endpoint_daily")
 NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
 
 
@@ -44,7 +44,7 @@ async def plans(engine: AsyncEngine, seen: list[tuple[str, Any]]) -> list[str]:
 
 
 def no_full_scan(plan: str) -> None:
-    for table in ("usage_events", "usage_daily"):
+    for table in USAGE_TABLES:
         assert f"Seq Scan on {table}" not in plan, plan
         assert f"SCAN {table}" not in plan.replace(f"SCAN {table} USING", ""), plan
 
@@ -156,9 +156,40 @@ async def test_endpoint_usage_reads_a_range_of_the_events_index(
 ) -> None:
     client: AppClient = await start_app(settings, FrozenClock(NOW))
     account = await make_account(client)
-    (plan,) = await captured(client, endpoints_of(client, account.user_id))
-    assert EVENTS_INDEX in plan, plan
-    no_full_scan(plan)
+    found = await captured(client, endpoints_of(client, account.user_id))
+    # The whole days' counter (empty here), then the events of the range.
+    assert ["usage_endpoint_daily" in plan for plan in found] == [True, False]
+    assert EVENTS_INDEX in found[1], found[1]
+    for plan in found:
+        no_full_scan(plan)
+
+
+async def test_endpoint_usage_reads_whole_days_by_the_counter_key_and_two_partial_days(
+    settings: Settings, start_app: Callable[..., Any]
+) -> None:
+    client: AppClient = await start_app(settings, FrozenClock(NOW))
+    account = await make_account(client)
+    async with session_scope(runtime_of(client).sessions) as session:
+        session.add(
+            UsageEvent(
+                user_id=account.user_id,
+                api_key_id=account.key_id,
+                endpoint="/api/v1/insights",
+                method="GET",
+                status=200,
+                latency_ms=3,
+                units=1,
+                billable=True,
+                created_at=datetime(2026, 11, 10, tzinfo=UTC),
+            )
+        )
+    found = await captured(client, endpoints_of(client, account.user_id))
+    assert len(found) == 2
+    counter, events = found
+    assert "usage_endpoint_daily" in counter and "usage_events" not in counter, counter
+    assert EVENTS_INDEX in events, events
+    for plan in found:
+        no_full_scan(plan)
 
 
 async def test_pending_events_are_found_by_the_partial_index(

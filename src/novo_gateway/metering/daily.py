@@ -10,15 +10,19 @@ by account and day, so concurrent writers (other processes) lock counter rows in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import ColumnElement, Table, case, event, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, UOWTransaction
 
 from novo_gateway.metering.models import UsageDaily, UsageEvent
+
+if TYPE_CHECKING:
+    from novo_gateway.metering.endpoint_daily import EndpointDayRow
 
 # (user_id, day, calls, billable_units, unbilled_calls)
 DayRow = tuple[int, date, int, int, int]
@@ -44,6 +48,14 @@ POSTGRES_UPSERT = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """A batch's rows for the two counters: per account and day, and per endpoint as well."""
+
+    days: list[DayRow]
+    endpoints: list[EndpointDayRow]
+
+
 def utc_day(at: datetime) -> date:
     """The UTC calendar day of an event's time (the day its SQL views group it under)."""
     if at.tzinfo is UTC:
@@ -51,6 +63,17 @@ def utc_day(at: datetime) -> date:
     if at.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return at.astimezone(UTC).date()
+
+
+def utc_midnight(at: datetime) -> datetime:
+    """The UTC midnight starting the day of `at`."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, at.day, tzinfo=UTC)
+
+
+def billed_units(billable: Any, units: Any) -> ColumnElement[int]:
+    """SQL: the sum of `units` over the billable rows (0 when none)."""
+    return func.coalesce(func.sum(case((billable, units), else_=0)), 0)
 
 
 def count_days(

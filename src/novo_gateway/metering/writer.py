@@ -2,8 +2,9 @@
 
 Requests call `record(event)`, which queues the event with a future and waits. One writer task takes
 everything queued, writes it in one transaction (one executemany INSERT, idempotency keys resolved
-in the same transaction, and the batch's counts added to the running counter `usage_daily`,
-one upsert row per account and UTC day, see `daily.py`), commits, and resolves the futures.
+in the same transaction, and the batch's counts added to the running counters `usage_daily`,
+one upsert row per account and UTC day, see `daily.py`, and `usage_endpoint_daily`, per
+endpoint and latency bucket as well, see `endpoint_daily.py`), commits, and resolves the futures.
 While it commits, the next batch forms, so under load one commit serves many requests and the
 database sees one writer.
 
@@ -38,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from novo_gateway import metrics
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering import daily
+from novo_gateway.metering import daily, endpoint_daily
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 
@@ -212,7 +213,10 @@ class UsageWriter:
             ]
             await session.execute(_USAGE_INSERT, rows)
             dialect = session.get_bind().dialect.name
-            for stmt in daily.upsert_statements(dialect, _day_counts(events, billed)):
+            counts = _day_counts(events, billed)
+            for stmt in daily.upsert_statements(dialect, counts.days):
+                await session.execute(stmt)
+            for stmt in endpoint_daily.upsert_statements(dialect, counts.endpoints):
                 await session.execute(stmt)
             await self._maybe_purge(session)
         return billed
@@ -274,14 +278,19 @@ class UsageWriter:
         )
 
 
-def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> list[daily.DayRow]:
-    """The batch's counts per account and UTC day, for the running counter."""
-    return daily.count_days(
+def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> daily.BatchCounts:
+    """The batch's counts per account and UTC day (and per endpoint), for the counters."""
+    days = daily.count_days(
         [e.user_id for e in events],
         [e.created_at for e in events],
         [e.units for e in events],
         billed,
     )
+    endpoints = endpoint_daily.count_endpoint_days(
+        (e.user_id, e.created_at, e.endpoint, e.method, e.latency_ms, e.units, bill)
+        for e, bill in zip(events, billed, strict=True)
+    )
+    return daily.BatchCounts(days, endpoints)
 
 
 def _claims(events: list[NewUsageEvent]) -> bool:
