@@ -21,6 +21,7 @@ from novo_gateway.gateway.ratelimit import RateLimiter
 from novo_gateway.jobs.handlers import build_job_runner
 from novo_gateway.jobs.worker import JobRunner
 from novo_gateway.keys.cache import KeyCache
+from novo_gateway.metering.reads import AccountReads
 from novo_gateway.metering.writer import UsageWriter
 
 log = logging.getLogger("novo_gateway.runtime")
@@ -52,6 +53,7 @@ class Runtime:
     jobs: JobRunner | None = None
     webhooks: WebhookWorker | None = None
     workers: list[Worker] = field(default_factory=list)
+    reads: AccountReads = field(default_factory=AccountReads)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _started: bool = field(default=False, repr=False)
 
@@ -70,6 +72,10 @@ class Runtime:
             usage=UsageWriter(sessions, clock),
             access=AccessPolicy(sessions, settings, clock),
             proxy=UpstreamProxy(settings),
+            reads=AccountReads(
+                per_account=settings.usage_reads_per_account,
+                timeout_seconds=settings.usage_read_timeout_seconds,
+            ),
         )
         if settings.stripe_secret_key:
             runtime.stripe = StripeBilling(settings, clock)
