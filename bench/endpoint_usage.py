@@ -11,8 +11,13 @@ median of `--runs`:
 - after: the view's read now (`service.endpoint_usage`: 364 whole days from
   `usage_endpoint_daily`, two partial days from the events).
 
+And what keeping the counter costs the usage writer: `--write-events` events of `--customers`
+customers (latencies spread as above) through `UsageWriter` from 512 concurrent producers, as the
+metered path records them, with the per-endpoint counter and without it (its rows left empty):
+events/s and CPU per event.
+
     .venv/bin/python bench/endpoint_usage.py [--backends postgres,sqlite] [--events 2000000]
-        [--runs 3]
+        [--runs 3] [--write-events 200000] [--customers 1000]
 
 PostgreSQL at 127.0.0.1:5432 (user postgres); each run makes and drops its own database.
 """
@@ -35,17 +40,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ledger import make_customers
 from bench.servers import PG_ADMIN, _psql
+from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import create_engine, create_session_factory, session_scope
 from novo_gateway.metering import daily, endpoint_daily, endpoints, service
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
 from novo_gateway.migrate import upgrade
 
 COLUMNS = ("user_id", "api_key_id", "endpoint", "method", "status", "latency_ms", "units")
 COLUMNS += ("billable", "created_at")
 ROUTES = [(f"/api/v1/endpoint{i}", "GET" if i % 3 else "POST") for i in range(8)]
 BATCH = 10_000
+PRODUCERS = 512
+ARGS: argparse.Namespace
 
 
 async def seed(settings: Settings, user: tuple[int, int], count: int, now: datetime) -> float:
@@ -109,6 +118,55 @@ async def timed(settings: Settings, user_id: int, now: datetime, runs: int) -> d
     return result
 
 
+async def write_cost(
+    settings: Settings, users: list[tuple[int, int]], total: int, counter: bool
+) -> dict[str, Any]:
+    """`total` events through the usage writer; with the per-endpoint counter, or without."""
+    kept = endpoint_daily.count_endpoint_days
+    if not counter:
+        endpoint_daily.count_endpoint_days = lambda _events: []  # type: ignore[assignment]
+    engine = create_engine(settings)
+    writer = UsageWriter(create_session_factory(engine), Clock(), max_queued=100_000)
+    await writer.start()
+    per_producer = total // PRODUCERS
+    now = datetime.now(UTC)
+
+    async def producer(offset: int) -> None:
+        rng = random.Random(offset)
+        for i in range(per_producer):
+            user, key = users[(offset * per_producer + i) % len(users)]
+            endpoint, method = ROUTES[i % len(ROUTES)]
+            await writer.record(
+                NewUsageEvent(
+                    user_id=user,
+                    api_key_id=key,
+                    endpoint=endpoint,
+                    method=method,
+                    status=200,
+                    latency_ms=int(rng.lognormvariate(3.5, 1.0)),
+                    units=1,
+                    billable=True,
+                    created_at=now,
+                    request_id=uuid.uuid4().hex,
+                )
+            )
+
+    try:
+        cpu, wall = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(producer(p) for p in range(PRODUCERS)))
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    finally:
+        await writer.stop()
+        await engine.dispose()
+        endpoint_daily.count_endpoint_days = kept
+    done = per_producer * PRODUCERS
+    name = "with_counter" if counter else "without_counter"
+    return {
+        f"{name}_events_per_s": round(done / wall),
+        f"{name}_cpu_us_per_event": round(cpu / done * 1e6, 1),
+    }
+
+
 def run_backend(backend: str, tmp: Path, events: int, runs: int) -> dict[str, Any]:
     cleanup = None
     if backend == "postgres":
@@ -131,6 +189,14 @@ def run_backend(backend: str, tmp: Path, events: int, runs: int) -> dict[str, An
             _psql_in(settings, "VACUUM ANALYZE")
         result = {"backend": backend, "events": events, "seed_seconds": round(seeded, 1)}
         result.update(asyncio.run(timed(settings, user[0], now, runs)))
+        if ARGS.write_events:
+            users = asyncio.run(make_customers(settings, ARGS.customers, now, prefix="w"))
+            for counter in (False, True, False, True):  # alternated: the machine is shared
+                for name, value in asyncio.run(
+                    write_cost(settings, users, ARGS.write_events, counter)
+                ).items():
+                    best = max if name.endswith("per_s") else min  # the best of the two
+                    result[name] = best(result.get(name, value), value)
         return result
     finally:
         if cleanup:
@@ -151,14 +217,17 @@ def _psql_in(settings: Settings, sql: str) -> None:
 
 
 def main() -> None:
+    global ARGS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="postgres,sqlite")
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    parser.add_argument("--write-events", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=1000)
+    ARGS = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for backend in args.backends.split(","):
-            print(run_backend(backend, Path(tmp), args.events, args.runs), flush=True)
+        for backend in ARGS.backends.split(","):
+            print(run_backend(backend, Path(tmp), ARGS.events, ARGS.runs), flush=True)
 
 
 if __name__ == "__main__":
