@@ -95,15 +95,22 @@ def count_endpoint_days(
     """The counter rows of events given as (user, time, endpoint, method, latency, units,
     billed), sorted so concurrent writers lock rows in one order."""
     counts: dict[tuple[int, date, str, str, int], list[int]] = {}
+    bucket_of = latency_bucket
     for user_id, at, endpoint, method, latency, units, billed in events:
-        day = at.date() if at.tzinfo is UTC else utc_day(at)
-        key = (user_id, day, endpoint, method, latency_bucket(latency))
+        key = (
+            user_id,
+            at.date() if at.tzinfo is UTC else utc_day(at),
+            endpoint,
+            method,
+            latency if 0 <= latency < EXACT_BELOW else bucket_of(latency),
+        )
         found = counts.get(key)
         if found is None:
             counts[key] = [1, units if billed else 0, latency]
         else:
             found[0] += 1
-            found[1] += units if billed else 0
+            if billed:
+                found[1] += units
             found[2] += latency
     return sorted([(*key, c[0], c[1], c[2]) for key, c in counts.items()])
 
