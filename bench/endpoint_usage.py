@@ -43,7 +43,7 @@ from bench.servers import PG_ADMIN, _psql
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import create_engine, create_session_factory, session_scope
-from novo_gateway.metering import daily, endpoint_daily, endpoints, service
+from novo_gateway.metering import counters, daily, endpoint_daily, endpoints, service
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
@@ -74,7 +74,7 @@ async def seed(settings: Settings, user: tuple[int, int], count: int, now: datet
                 billable = rng.random() < 0.95
                 at = now - timedelta(seconds=span * i / count)
                 rows.append((user[0], user[1], endpoint, method, 200, latency, 1, billable, at))
-            counts = daily.BatchCounts(
+            counts = counters.BatchCounts(
                 daily.count_days(
                     [r[0] for r in rows],
                     [r[8] for r in rows],

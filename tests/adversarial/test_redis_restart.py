@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.adversarial.conftest import GatewayFactory
-from tests.adversarial.harness import PrivateRedis, running
+from tests.adversarial.harness import PrivateRedis, private_redis, running
 from tests.adversarial.system import Figures, Ledger, register
 
 LIMIT = 100
@@ -28,10 +28,8 @@ ROUND = 10  # concurrent calls per process in each round after the restart
 @pytest.fixture
 def own_redis() -> Iterator[PrivateRedis]:
     """Not the suite's shared Redis: this one is restarted."""
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
+    with private_redis() as server:
+        yield server
 
 
 async def _early_in_a_minute() -> None:

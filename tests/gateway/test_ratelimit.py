@@ -17,7 +17,7 @@ from novo_gateway.clock import FrozenClock
 from novo_gateway.errors import ServiceUnavailable
 from novo_gateway.gateway.lease_store import Grant
 from novo_gateway.gateway.ratelimit import RateLimiter
-from tests.adversarial.harness import PrivateRedis
+from tests.adversarial.harness import PrivateRedis, private_redis
 from tests.conftest import make_test_settings
 
 # A port nothing listens on: connecting fails at once, as with a Redis that is down.
@@ -265,10 +265,8 @@ async def test_leased_hits_are_plain_hits_in_process(
 @pytest.fixture
 def own_redis() -> Iterator[PrivateRedis]:
     """A redis-server of this test's own (no persistence), so the test can restart it."""
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.stop()
+    with private_redis() as server:
+        yield server
 
 
 async def _hit_until(limiter: RateLimiter, refused_with: int) -> int:

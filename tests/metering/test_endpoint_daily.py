@@ -15,11 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from novo_gateway.accounts.models import User
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
-from novo_gateway.keys.models import ApiKey
 from novo_gateway.metering import endpoints
 from novo_gateway.metering.endpoint_daily import (
     EndpointDayRow,
@@ -34,7 +32,11 @@ from novo_gateway.migrate import upgrade
 from tests.conftest import AppClient
 from tests.factories import create_api_key, create_user
 from tests.gateway.helpers import Account, make_account, runtime_of
-from tests.metering.test_usage_daily import MIDNIGHT, empty_database  # noqa: F401  (fixture)
+from tests.metering.test_usage_daily import (  # noqa: F401  (empty_database: a fixture)
+    MIDNIGHT,
+    empty_database,
+    insert_account,
+)
 
 ROUTES = [("/api/v1/insights", "GET"), ("/api/v1/bulk/process", "POST"), ("/api/v1/x", "GET")]
 
@@ -213,33 +215,7 @@ async def test_migration_backfills_the_endpoint_counter(
     rng = random.Random(11)
     try:
         async with engine.begin() as conn:
-            user_id = (
-                await conn.execute(
-                    insert(User).returning(User.id),
-                    {
-                        "email": "u@example.com",
-                        "name": "U",
-                        "password_hash": "x",
-                        "subscription_status": "active",
-                        "created_at": MIDNIGHT,
-                        "cancel_at_period_end": False,
-                    },
-                )
-            ).scalar_one()
-            key_id = (
-                await conn.execute(
-                    insert(ApiKey).returning(ApiKey.id),
-                    {
-                        "user_id": user_id,
-                        "name": "k",
-                        "prefix": "nk_x",
-                        "key_hash": "h",
-                        "is_active": True,
-                        "created_at": MIDNIGHT,
-                        "changed_at": MIDNIGHT,
-                    },
-                )
-            ).scalar_one()
+            user_id, key_id = await insert_account(conn, 0)
             # Core inserts on a connection: no session, so no counter row is added yet.
             values = []
             for i in range(600):

@@ -20,7 +20,7 @@ from novo_gateway.db import session_scope
 from novo_gateway.metering import service
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient
-from tests.gateway.helpers import make_account, runtime_of
+from tests.gateway.helpers import Account, make_account, runtime_of
 
 EVENTS_INDEX = "ix_usage_events_user_created"
 PENDING_INDEX = "ix_usage_events_unreported"
@@ -47,6 +47,22 @@ def no_full_scan(plan: str) -> None:
     for table in USAGE_TABLES:
         assert f"Seq Scan on {table}" not in plan, plan
         assert f"SCAN {table}" not in plan.replace(f"SCAN {table} USING", ""), plan
+
+
+def insights_call(account: Account, at: datetime, report_id: str | None = None) -> UsageEvent:
+    """A billed `GET /api/v1/insights` of the account at `at`."""
+    return UsageEvent(
+        user_id=account.user_id,
+        api_key_id=account.key_id,
+        endpoint="/api/v1/insights",
+        method="GET",
+        status=200,
+        latency_ms=3,
+        units=1,
+        billable=True,
+        created_at=at,
+        report_id=report_id,
+    )
 
 
 def recorder(seen: list[tuple[str, Any]], *tables: str) -> Callable[..., None]:
@@ -170,19 +186,7 @@ async def test_endpoint_usage_reads_whole_days_by_the_counter_key_and_two_partia
     client: AppClient = await start_app(settings, FrozenClock(NOW))
     account = await make_account(client)
     async with session_scope(runtime_of(client).sessions) as session:
-        session.add(
-            UsageEvent(
-                user_id=account.user_id,
-                api_key_id=account.key_id,
-                endpoint="/api/v1/insights",
-                method="GET",
-                status=200,
-                latency_ms=3,
-                units=1,
-                billable=True,
-                created_at=datetime(2026, 11, 10, tzinfo=UTC),
-            )
-        )
+        session.add(insights_call(account, datetime(2026, 11, 10, tzinfo=UTC)))
     found = await captured(client, endpoints_of(client, account.user_id))
     assert len(found) == 2
     counter, events = found
@@ -200,18 +204,9 @@ async def test_pending_events_are_found_by_the_partial_index(
     engine = runtime_of(client).engine
     async with session_scope(runtime_of(client).sessions) as session:
         session.add_all(
-            UsageEvent(
-                user_id=account.user_id,
-                api_key_id=account.key_id,
-                endpoint="/api/v1/insights",
-                method="GET",
-                status=200,
-                latency_ms=3,
-                units=1,
-                billable=True,
-                created_at=NOW,
-                report_id=None if i % 500 == 0 else "nvr_cus_1_1",  # most are reported
-            )
+            insights_call(
+                account, NOW, report_id=None if i % 500 == 0 else "nvr_cus_1_1"
+            )  # most are reported
             for i in range(3000)
         )
     async with engine.begin() as conn:

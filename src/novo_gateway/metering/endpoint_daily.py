@@ -19,13 +19,10 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Table, event
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, UOWTransaction
+from sqlalchemy import Table
 
-from novo_gateway.metering.daily import utc_day
-from novo_gateway.metering.models import UsageEndpointDaily, UsageEvent
+from novo_gateway.metering.daily import counter_upserts, utc_day
+from novo_gateway.metering.models import UsageEndpointDaily
 
 SUB_BUCKETS = 8
 EXACT_BELOW = 2 * SUB_BUCKETS  # 16 ms: one bucket per millisecond below
@@ -127,32 +124,4 @@ def postgres_arrays(rows: list[EndpointDayRow]) -> list[list[Any]]:
 
 def upsert_statements(dialect: str, rows: list[EndpointDayRow]) -> list[Any]:
     """SQLAlchemy statements adding `rows` to the counter (for writes made through a session)."""
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statements = []
-    for start in range(0, len(rows), _CHUNK):
-        values = [
-            dict(zip((*_KEY, *COUNTS), row, strict=True)) for row in rows[start : start + _CHUNK]
-        ]
-        stmt = insert(_TABLE).values(values)
-        statements.append(
-            stmt.on_conflict_do_update(
-                index_elements=[_TABLE.c[name] for name in _KEY],
-                set_={name: _TABLE.c[name] + stmt.excluded[name] for name in COUNTS},
-            )
-        )
-    return statements
-
-
-@event.listens_for(Session, "after_flush")
-def _count_flushed_events(session: Session, _flush: UOWTransaction) -> None:
-    """Add the rows of the `UsageEvent` objects this flush inserted, in its transaction."""
-    added = [obj for obj in session.new if isinstance(obj, UsageEvent)]
-    if not added:
-        return
-    rows = count_endpoint_days(
-        (e.user_id, e.created_at, e.endpoint, e.method, e.latency_ms, e.units, e.billable)
-        for e in added
-    )
-    connection = session.connection()
-    for stmt in upsert_statements(connection.dialect.name, rows):
-        connection.execute(stmt)
+    return counter_upserts(dialect, _TABLE, _KEY, COUNTS, rows, _CHUNK)

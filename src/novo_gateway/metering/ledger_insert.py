@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from novo_gateway.metering import daily, endpoint_daily
+from novo_gateway.metering import counters, daily, endpoint_daily
 from novo_gateway.models_base import UTCDateTime
 
 log = logging.getLogger("novo_gateway.metering.writer")
@@ -53,7 +53,7 @@ _CHECK_WAL_EVERY_COMMITS = 32
 
 
 class LedgerInsert(Protocol):
-    async def write(self, rows: list[tuple[Any, ...]], days: daily.BatchCounts) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: counters.BatchCounts) -> None:
         """Insert the rows and add `days` to the counters in one transaction.
 
         Raises, having rolled back, when it fails.
@@ -127,7 +127,7 @@ class PostgresInsert:
         self._table, self._columns = table.name, tuple(columns)
         self._conn: AsyncConnection | None = None
 
-    async def write(self, rows: list[tuple[Any, ...]], days: daily.BatchCounts) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: counters.BatchCounts) -> None:
         rows = self._encoder.rows(rows)
         if self._conn is None:
             self._conn = await self._engine.connect()
@@ -177,7 +177,7 @@ class SqliteInsert:
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
 
-    async def write(self, rows: list[tuple[Any, ...]], days: daily.BatchCounts) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: counters.BatchCounts) -> None:
         rows = self._encoder.rows(rows)
         conn = self._connection()
         try:

@@ -36,8 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.config import Settings
-from novo_gateway.metering import daily as _daily  # noqa: F401  (registers the flush hook)
-from novo_gateway.metering import endpoint_daily as _endpoint_daily  # noqa: F401  (the same)
+from novo_gateway.metering import counters as _counters  # noqa: F401  (registers the flush hook)
 from novo_gateway.metering import endpoints, pricing
 from novo_gateway.metering.daily import billed_units, utc_midnight
 from novo_gateway.metering.endpoints import EndpointStats as EndpointStats

@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from novo_gateway import metrics
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering import daily, endpoint_daily
+from novo_gateway.metering import counters
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 
@@ -213,10 +213,7 @@ class UsageWriter:
             ]
             await session.execute(_USAGE_INSERT, rows)
             dialect = session.get_bind().dialect.name
-            counts = _day_counts(events, billed)
-            for stmt in daily.upsert_statements(dialect, counts.days):
-                await session.execute(stmt)
-            for stmt in endpoint_daily.upsert_statements(dialect, counts.endpoints):
+            for stmt in counters.upsert_statements(dialect, _day_counts(events, billed)):
                 await session.execute(stmt)
             await self._maybe_purge(session)
         return billed
@@ -278,19 +275,9 @@ class UsageWriter:
         )
 
 
-def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> daily.BatchCounts:
-    """The batch's counts per account and UTC day (and per endpoint), for the counters."""
-    days = daily.count_days(
-        [e.user_id for e in events],
-        [e.created_at for e in events],
-        [e.units for e in events],
-        billed,
-    )
-    endpoints = endpoint_daily.count_endpoint_days(
-        (e.user_id, e.created_at, e.endpoint, e.method, e.latency_ms, e.units, bill)
-        for e, bill in zip(events, billed, strict=True)
-    )
-    return daily.BatchCounts(days, endpoints)
+def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> counters.BatchCounts:
+    """The batch's rows for the running counters (per account and UTC day, and per endpoint)."""
+    return counters.count_batch(events, billed)
 
 
 def _claims(events: list[NewUsageEvent]) -> bool:
