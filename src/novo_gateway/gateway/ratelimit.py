@@ -285,6 +285,10 @@ class RateLimiter:
     async def stop(self) -> None:
         self._stopping.set()
 
+    async def ping(self) -> bool:
+        """True when the shared storage answers (always True for in-process counters)."""
+        return self._storage is None or await self._storage.check()
+
     async def close(self) -> None:
         """Close the storage connection, if any."""
         if self._reseeding is not None:
