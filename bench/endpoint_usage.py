@@ -6,8 +6,8 @@ last 366 days (8 endpoints, latencies from 1 ms to seconds), written with the us
 driver insert (`ledger_insert.py`), which adds the day counters in the same transactions. Then,
 median of `--runs`:
 
-- before: the events-only query the view ran until now (`endpoints._from_events`: every event of
-  the year sorted per endpoint for its p95);
+- before: the events-only query the view ran until now (`endpoints.stats_from_events`: every
+  event of the year sorted per endpoint for its p95);
 - after: the view's read now (`service.endpoint_usage`: 364 whole days from
   `usage_endpoint_daily`, two partial days from the events).
 
@@ -104,7 +104,7 @@ async def timed(settings: Settings, user_id: int, now: datetime, runs: int) -> d
                 async with session_scope(sessions) as session:
                     began = time.perf_counter()
                     if name == "before":
-                        stats = await endpoints._from_events(session, user_id, start, now)
+                        stats = await endpoints.stats_from_events(session, user_id, start, now)
                     else:
                         _period, stats = await service.endpoint_usage(
                             session, user_id, now=now, days=366

@@ -160,7 +160,7 @@ async def test_endpoint_usage_from_the_counter_equals_the_events_answer(
         assert response.status_code == 200, response.text
         answered = response.json()["endpoints"]
         async with session_scope(sessions) as session:
-            exact = await endpoints._from_events(
+            exact = await endpoints.stats_from_events(
                 session, account.user_id, now - timedelta(days=days), now
             )
         assert [(e["endpoint"], e["method"]) for e in answered] == [

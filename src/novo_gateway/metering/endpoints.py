@@ -61,7 +61,7 @@ async def endpoint_stats(
         first_midnight += _DAY
     last_midnight = utc_midnight(end)
     if first_midnight >= last_midnight:  # no whole day: the events alone, exact p95
-        return await _from_events(session, user_id, start, end)
+        return await stats_from_events(session, user_id, start, end)
     merged: dict[tuple[str, str], _Merged] = {}
     counted = (
         select(
@@ -81,7 +81,7 @@ async def endpoint_stats(
     )
     days = (await session.execute(counted)).all()
     if not days:  # nothing on the whole days: the partial days' events alone, exact p95
-        return await _from_events(session, user_id, start, end)
+        return await stats_from_events(session, user_id, start, end)
     for endpoint, method, bucket, calls, units, latency in days:
         merged.setdefault((endpoint, method), _Merged()).add(
             int(bucket), int(calls), int(units), int(latency)
@@ -125,7 +125,7 @@ async def endpoint_stats(
     return stats
 
 
-async def _from_events(
+async def stats_from_events(
     session: AsyncSession, user_id: int, start: datetime, end: datetime
 ) -> list[EndpointStats]:
     """The statistics of the range from its events: one range of the (user_id, created_at)
