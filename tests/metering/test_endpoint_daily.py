@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, inspect, select
 
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
@@ -34,6 +34,7 @@ from tests.factories import create_api_key, create_user
 from tests.gateway.helpers import Account, make_account, runtime_of
 from tests.metering.test_usage_daily import (  # noqa: F401  (empty_database: a fixture)
     MIDNIGHT,
+    downgrade,
     empty_database,
     insert_account,
 )
@@ -226,6 +227,13 @@ async def test_migration_backfills_the_endpoint_counter(
         await asyncio.to_thread(upgrade, empty_database)
         expected = await from_events(sessions)
         assert len(expected) > 100
+        assert await counter_rows(sessions) == expected
+        # The downgrade drops the table, and upgrading again fills it the same.
+        await asyncio.to_thread(downgrade, empty_database, "0004_usage_daily")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        assert "usage_endpoint_daily" not in tables
+        await asyncio.to_thread(upgrade, empty_database)
         assert await counter_rows(sessions) == expected
     finally:
         await engine.dispose()
