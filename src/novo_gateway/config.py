@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     reporter_max_backoff_seconds: float = Field(default=600.0, gt=0)
     cost_per_call: Decimal = Field(default=Decimal("0.001"), ge=0)
     free_tier_calls: int = Field(default=1000, ge=0)
+    # Bounds on an account's usage reads (metering/reads.py).
+    usage_read_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    usage_reads_per_account: int = Field(default=2, ge=1)
 
     # Idempotency-Key (gateway/idempotency.py): the largest answer kept for replay; how long a
     # retry waits for its request still running (then 409); how long a claim outlives a holder

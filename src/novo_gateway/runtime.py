@@ -22,6 +22,7 @@ from novo_gateway.gateway.ratelimit import RateLimiter
 from novo_gateway.jobs.handlers import build_job_runner
 from novo_gateway.jobs.worker import JobRunner
 from novo_gateway.keys.cache import KeyCache
+from novo_gateway.metering.reads import AccountReads
 from novo_gateway.metering.writer import UsageWriter
 
 log = logging.getLogger("novo_gateway.runtime")
@@ -56,6 +57,7 @@ class Runtime:
     jobs: JobRunner | None = None
     webhooks: WebhookWorker | None = None
     workers: list[Worker] = field(default_factory=list)
+    reads: AccountReads = field(default_factory=AccountReads)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _started: bool = field(default=False, repr=False)
 
@@ -81,6 +83,10 @@ class Runtime:
                 wait_seconds=settings.idempotency_wait_seconds,
                 lock_seconds=settings.idempotency_lock_seconds,
             ),
+            reads=AccountReads(
+                per_account=settings.usage_reads_per_account,
+                timeout_seconds=settings.usage_read_timeout_seconds,
+            ),
         )
         if settings.stripe_secret_key:
             runtime.stripe = StripeBilling(settings, clock)
@@ -91,6 +97,8 @@ class Runtime:
             sessions, clock, runtime.stripe, on_access_change=runtime.access.forget
         )
         runtime.workers += [runtime.access, runtime.webhooks]
+        if runtime.limiter.shared:  # re-seeds its leases when Redis loses them
+            runtime.workers.append(runtime.limiter)
         # The jobs outbox (Stripe provisioning, ...); register kicks it and waits briefly.
         runtime.jobs = build_job_runner(settings, sessions, clock, runtime.stripe)
         runtime.workers.append(runtime.jobs)

@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
-
 from novo_gateway.runtime import Runtime
 from tests.conftest import AppClient
+from tests.statements import own_statements
 
 PASSWORD = "correct horse battery staple"
 
@@ -42,21 +41,16 @@ async def login(
 
 @contextmanager
 def count_statements(runtime: Runtime, table: str = "api_keys") -> Iterator[list[str]]:
-    """Collect the SQL statements on `table` the runtime's engine sends while the block runs.
+    """Collect the SQL statements on `table` the test's own code sends while the block runs.
 
-    Only that table's: the app's background workers share the engine and poll other tables.
+    Only the test's own (`tests/statements.py`): the app's background workers share the engine.
     The key cache's own revalidation passes (they read `changed_at`) are left out too.
     """
     statements: list[str] = []
 
-    def before_cursor_execute(*args: Any) -> None:
-        statement = str(args[2])
+    def keep(statement: str) -> None:
         if table in statement and "api_keys.changed_at" not in statement:
             statements.append(statement)
 
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", before_cursor_execute)
-    try:
+    with own_statements(runtime.engine, keep):
         yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", before_cursor_execute)

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from novo_gateway.accounts import service
 from novo_gateway.accounts.models import User
@@ -18,6 +18,7 @@ from novo_gateway.keys.models import ApiKey
 from novo_gateway.runtime import Runtime
 from tests.accounts.helpers import PASSWORD, register, runtime_of
 from tests.conftest import AppClient
+from tests.statements import own_statements
 
 NOTE = "Save this API key securely. It will not be shown again."
 
@@ -167,9 +168,12 @@ async def test_register_race_on_one_email_ends_in_conflict_not_an_error(client: 
     email = "race@example.com"
     checks: list[str] = []
 
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+    checked = asyncio.Event()
+
+    def on_execute(statement: str) -> None:
         if statement.lstrip().startswith("SELECT") and "users.email =" in statement:
             checks.append(statement)
+            checked.set()
 
     async def second_registration() -> None:
         async with session_scope(runtime.sessions) as session:
@@ -177,22 +181,16 @@ async def test_register_race_on_one_email_ends_in_conflict_not_an_error(client: 
                 session, email=email, password=PASSWORD, name="B", now=runtime.clock.now()
             )
 
-    engine = runtime.engine.sync_engine
     async with session_scope(runtime.sessions) as first:
         await service.register(
             first, email=email, password=PASSWORD, name="A", now=runtime.clock.now()
         )
-        event.listen(engine, "before_cursor_execute", on_execute)
-        try:
+        with own_statements(runtime.engine, on_execute):  # the task below inherits it
             second = asyncio.create_task(second_registration())
-            for _ in range(1000):  # until the second request has checked (and seen nothing)
-                if checks or second.done():
-                    break
-                await asyncio.sleep(0.01)
+            # Until the second request has checked (and seen nothing), or has ended.
+            await asyncio.wait([asyncio.create_task(checked.wait()), second], timeout=10)
             assert checks, "the second registration never checked the email"
             assert not second.done()  # its insert waits for the first transaction
-        finally:
-            event.remove(engine, "before_cursor_execute", on_execute)
     with pytest.raises(Conflict):
         await second
     assert await _counts(runtime) == (1, 1, 1)
@@ -206,16 +204,11 @@ async def test_registration_is_one_transaction(client: AppClient) -> None:
     """A failure after the user and key are inserted (at the job insert) leaves nothing."""
     runtime = runtime_of(client)
 
-    def fail_job_insert(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+    def fail_job_insert(statement: str) -> None:
         if statement.lstrip().startswith("INSERT INTO jobs"):
             raise InjectedFailure("the job table is unavailable")
 
-    engine = runtime.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", fail_job_insert)
-    try:
-        with pytest.raises(InjectedFailure):
-            await client.post("/auth/register", json=GOOD)
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_job_insert)
+    with own_statements(runtime.engine, fail_job_insert), pytest.raises(InjectedFailure):
+        await client.post("/auth/register", json=GOOD)
     assert await _counts(runtime) == (0, 0, 0)
     await register(client)  # and the email is still free

@@ -184,6 +184,17 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
+@contextlib.contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    """A started `PrivateRedis`, stopped afterwards (for a test that restarts its Redis)."""
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def gateway_env(**overrides: str) -> dict[str, str]:
     """The environment of a gateway process: ours minus any gateway setting, plus `overrides`."""
     prefixes = ("STRIPE_", "DATABASE_", "REDIS_", "NOVO_", "RATE_LIMIT", "PUBLIC_URL", "PORT")

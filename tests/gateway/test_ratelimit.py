@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from redis.exceptions import RedisError
 
 from novo_gateway.clock import FrozenClock
 from novo_gateway.errors import ServiceUnavailable
+from novo_gateway.gateway.lease_store import Grant
 from novo_gateway.gateway.ratelimit import RateLimiter
+from tests.adversarial.harness import PrivateRedis, private_redis
 from tests.conftest import make_test_settings
 
 # A port nothing listens on: connecting fails at once, as with a Redis that is down.
@@ -201,7 +206,9 @@ async def test_leased_hits_never_pass_a_large_limit_across_limiters(
     calls = [limiters[i % 3].hit_leased("account", "1", 1000) for i in range(1600)]
     results = await asyncio.gather(*calls)
     assert sum(r.allowed for r in results) == 1000
-    assert (await limiters[0].peek("account", "1", 1000)).remaining == 0
+    assert not any(
+        [(await limiter.hit_leased("account", "1", 1000)).allowed for limiter in limiters]
+    )
 
 
 async def test_leases_spare_redis_a_round_trip_per_call(
@@ -211,17 +218,17 @@ async def test_leases_spare_redis_a_round_trip_per_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     limiter = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=unique_prefix())
-    storage = limiter._storage
-    assert storage is not None
-    real_incr = storage.incr
+    store = limiter._store
+    assert store is not None
+    real_lease = store.lease
     round_trips = 0
 
-    async def counting_incr(*args: Any, **kwargs: Any) -> int:
+    async def counting_lease(*args: Any, **kwargs: Any) -> Grant:
         nonlocal round_trips
         round_trips += 1
-        return await real_incr(*args, **kwargs)
+        return await real_lease(*args, **kwargs)
 
-    monkeypatch.setattr(storage, "incr", counting_incr)
+    monkeypatch.setattr(store, "lease", counting_lease)
     results = [await limiter.hit_leased("account", "1", 1_000_000) for _ in range(2000)]
     assert all(r.allowed for r in results)
     assert round_trips <= 5
@@ -253,3 +260,74 @@ async def test_leased_hits_are_plain_hits_in_process(
     limiter = make_limiter(clock)
     results = [await limiter.hit_leased("account", "1", 3) for _ in range(4)]
     assert [r.allowed for r in results] == [True, True, True, False]
+
+
+@pytest.fixture
+def own_redis() -> Iterator[PrivateRedis]:
+    """A redis-server of this test's own (no persistence), so the test can restart it."""
+    with private_redis() as server:
+        yield server
+
+
+async def _hit_until(limiter: RateLimiter, refused_with: int) -> int:
+    """Leased hits until one is refused with `refused_with` (429 or 503); the admitted count."""
+    admitted = 0
+    for _ in range(200):
+        try:
+            result = await limiter.hit_leased("account", "1", 100)
+        except ServiceUnavailable:
+            if refused_with == 503:
+                return admitted
+            continue  # Redis is reconnecting or recovering: not admitted, try again
+        if not result.allowed and refused_with == 429:
+            return admitted
+        admitted += result.allowed
+    raise AssertionError(f"no {refused_with} within 200 hits")
+
+
+async def test_leased_limits_hold_when_redis_restarts_and_loses_the_counters(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, own_redis: PrivateRedis
+) -> None:
+    """Two processes, 60 calls, Redis restarted without persistence inside the window: the
+    window still admits 100 in all, not 60 + 100. The busy process learns of the loss at its
+    next lease (a short hold, 503, while the others re-seed); the idle one re-seeds at its
+    heartbeat."""
+    prefix = unique_prefix()
+    busy, idle = (
+        make_limiter(clock, redis_url=own_redis.url, rate_limit_key_prefix=prefix) for _ in range(2)
+    )
+    for limiter in (busy, idle):
+        assert limiter._store is not None
+        limiter._store.hold_ms = 300  # the default (2 s) only makes the test slower
+    before = [await (busy, idle)[i % 2].hit_leased("account", "1", 100) for i in range(60)]
+    assert all(result.allowed for result in before)
+
+    own_redis.stop()
+    own_redis.start()
+    admitted = await _hit_until(busy, 503)  # its unspent tokens, then the hold
+    for _ in range(5):  # what its worker does every half second (its old connection is dead)
+        with contextlib.suppress(RedisError):
+            await idle.heartbeat()
+            break
+    else:
+        raise AssertionError("the heartbeat never reached the restarted Redis")
+    deadline = time.monotonic() + 10
+    while True:  # the hold is Redis's own timer: poll for its end, bounded
+        try:
+            await busy.hit_leased("account", "1", 100)
+        except ServiceUnavailable:
+            assert time.monotonic() < deadline, "the hold never ended"
+            await asyncio.sleep(0.05)
+            continue
+        admitted += 1
+        break
+    admitted += await _hit_until(busy, 429)
+    admitted += await _hit_until(idle, 429)  # the idle one spends what it still held
+    assert 60 + admitted == 100
+
+
+async def test_the_heartbeat_of_a_process_without_tokens_sends_nothing(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock
+) -> None:
+    limiter = make_limiter(clock, redis_url=DOWN_REDIS_URL)
+    await limiter.heartbeat()  # would raise: nothing listens there

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import Select, String, case, column, func, insert, select, table, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novo_gateway.accounts.models import User
 from novo_gateway.clock import FrozenClock
@@ -348,6 +349,38 @@ def empty_database(backend: str, tmp_path: Path) -> Iterator[Settings]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+async def insert_account(conn: AsyncConnection, i: int) -> tuple[int, int]:
+    """An account and its key in a database of an older revision, by Core inserts."""
+    user_id = (
+        await conn.execute(
+            insert(User).returning(User.id),
+            {
+                "email": f"u{i}@example.com",
+                "name": "U",
+                "password_hash": "x",
+                "subscription_status": "active",
+                "created_at": MIDNIGHT,
+                "cancel_at_period_end": False,
+            },
+        )
+    ).scalar_one()
+    key_id = (
+        await conn.execute(
+            insert(ApiKey).returning(ApiKey.id),
+            {
+                "user_id": user_id,
+                "name": "k",
+                "prefix": "nk_x",
+                "key_hash": f"h{i}",
+                "is_active": True,
+                "created_at": MIDNIGHT,
+                "changed_at": MIDNIGHT,
+            },
+        )
+    ).scalar_one()
+    return user_id, key_id
+
+
 async def test_migration_backfills_the_counter_and_keeps_every_event(
     empty_database: Settings,
 ) -> None:
@@ -355,37 +388,8 @@ async def test_migration_backfills_the_counter_and_keeps_every_event(
     engine = create_engine(empty_database)
     sessions = create_session_factory(engine)
     try:
-        users: list[tuple[int, int]] = []
         async with engine.begin() as conn:
-            for i in range(2):
-                user_id = (
-                    await conn.execute(
-                        insert(User).returning(User.id),
-                        {
-                            "email": f"u{i}@example.com",
-                            "name": "U",
-                            "password_hash": "x",
-                            "subscription_status": "active",
-                            "created_at": MIDNIGHT,
-                            "cancel_at_period_end": False,
-                        },
-                    )
-                ).scalar_one()
-                key_id = (
-                    await conn.execute(
-                        insert(ApiKey).returning(ApiKey.id),
-                        {
-                            "user_id": user_id,
-                            "name": "k",
-                            "prefix": "nk_x",
-                            "key_hash": f"h{i}",
-                            "is_active": True,
-                            "created_at": MIDNIGHT,
-                            "changed_at": MIDNIGHT,
-                        },
-                    )
-                ).scalar_one()
-                users.append((user_id, key_id))
+            users = [await insert_account(conn, i) for i in range(2)]
             # Core inserts on a connection: no session, so nothing touches the counter yet.
             await conn.execute(
                 insert(OLD_EVENTS),

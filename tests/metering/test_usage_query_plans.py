@@ -4,24 +4,27 @@ claim batch cut inside one customer's events reads only its own."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event, func, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.claim import ClaimBatch, Claimer
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
+from novo_gateway.metering import service
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient
-from tests.gateway.helpers import make_account, runtime_of
+from tests.gateway.helpers import Account, make_account, runtime_of
 
 EVENTS_INDEX = "ix_usage_events_user_created"
 PENDING_INDEX = "ix_usage_events_unreported"
+USAGE_TABLES = ("usage_events", "usage_daily", "usage_endpoint_daily")
 NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
 
 
@@ -41,26 +44,90 @@ async def plans(engine: AsyncEngine, seen: list[tuple[str, Any]]) -> list[str]:
 
 
 def no_full_scan(plan: str) -> None:
-    for table in ("usage_events", "usage_daily"):
+    for table in USAGE_TABLES:
         assert f"Seq Scan on {table}" not in plan, plan
         assert f"SCAN {table}" not in plan.replace(f"SCAN {table} USING", ""), plan
 
 
-async def captured(client: AppClient, *calls: str, headers: dict[str, str]) -> list[str]:
-    engine = runtime_of(client).engine
-    seen: list[tuple[str, Any]] = []
+def insights_call(account: Account, at: datetime, report_id: str | None = None) -> UsageEvent:
+    """A billed `GET /api/v1/insights` of the account at `at`."""
+    return UsageEvent(
+        user_id=account.user_id,
+        api_key_id=account.key_id,
+        endpoint="/api/v1/insights",
+        method="GET",
+        status=200,
+        latency_ms=3,
+        units=1,
+        billable=True,
+        created_at=at,
+        report_id=report_id,
+    )
+
+
+def recorder(seen: list[tuple[str, Any]], *tables: str) -> Callable[..., None]:
+    """A `before_cursor_execute` listener keeping the statements that name one of `tables`."""
 
     def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if "usage_events" in statement or "usage_daily" in statement:
+        if not tables or any(table in statement for table in tables):
             seen.append((statement, params))
 
-    event.listen(engine.sync_engine, "before_cursor_execute", capture)
-    try:
-        for path in calls:
-            assert (await client.get(path, headers=headers)).status_code == 200
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    return capture
+
+
+@asynccontextmanager
+async def own_connection(
+    engine: AsyncEngine, seen: list[tuple[str, Any]], *tables: str
+) -> AsyncIterator[AsyncConnection]:
+    """A connection of the test's own whose statements (only its own) are kept in `seen`.
+
+    The listener is on this connection, not the engine: the app's background workers share the
+    engine, and an engine-wide listener caught their queries too (a flaky failure).
+    """
+    async with engine.connect() as conn:
+        capture = recorder(seen, *tables)
+        event.listen(conn.sync_connection, "before_cursor_execute", capture)
+        try:
+            yield conn
+        finally:
+            event.remove(conn.sync_connection, "before_cursor_execute", capture)
+
+
+async def captured(
+    client: AppClient, read: Callable[[AsyncSession], Awaitable[object]]
+) -> list[str]:
+    """The plans of the usage statements `read` sends, run on a session of the test's own."""
+    engine = runtime_of(client).engine
+    seen: list[tuple[str, Any]] = []
+    async with (
+        own_connection(engine, seen, *USAGE_TABLES) as conn,
+        AsyncSession(bind=conn) as session,
+    ):
+        await read(session)
     return await plans(engine, seen)
+
+
+def usage_of(client: AppClient, user_id: int) -> Callable[[AsyncSession], Awaitable[object]]:
+    """What `GET /billing/usage` reads for the account."""
+
+    async def read(session: AsyncSession) -> object:
+        user = await session.get(User, user_id)
+        assert user is not None
+        runtime = runtime_of(client)
+        return await service.usage_summary(session, user, runtime.settings, now=runtime.clock.now())
+
+    return read
+
+
+def endpoints_of(client: AppClient, user_id: int) -> Callable[[AsyncSession], Awaitable[object]]:
+    """What `GET /billing/usage/endpoints` reads for the account (its default 30 days)."""
+
+    async def read(session: AsyncSession) -> object:
+        return await service.endpoint_usage(
+            session, user_id, now=runtime_of(client).clock.now(), days=30
+        )
+
+    return read
 
 
 async def test_a_month_from_midnight_is_read_from_the_counter_only(
@@ -68,7 +135,7 @@ async def test_a_month_from_midnight_is_read_from_the_counter_only(
 ) -> None:
     client: AppClient = await start_app(settings, FrozenClock(NOW))
     account = await make_account(client)
-    found = await captured(client, "/billing/usage", headers=account.auth)
+    found = await captured(client, usage_of(client, account.user_id))
     assert len(found) == 2  # period totals, days
     for plan in found:
         assert "usage_daily" in plan, plan
@@ -90,7 +157,7 @@ async def test_a_period_from_mid_day_reads_that_day_by_the_events_index(
                 current_period_end=datetime(2026, 12, 20, 18, tzinfo=UTC),
             )
         )
-    found = await captured(client, "/billing/usage", headers=account.auth)
+    found = await captured(client, usage_of(client, account.user_id))
     assert len(found) == 2  # period totals (counted days and partial days together), days
     on_events = [plan for plan in found if "usage_events" in plan]
     assert len(on_events) == 1  # the first and the last day's parts
@@ -105,9 +172,28 @@ async def test_endpoint_usage_reads_a_range_of_the_events_index(
 ) -> None:
     client: AppClient = await start_app(settings, FrozenClock(NOW))
     account = await make_account(client)
-    (plan,) = await captured(client, "/billing/usage/endpoints", headers=account.auth)
-    assert EVENTS_INDEX in plan, plan
-    no_full_scan(plan)
+    found = await captured(client, endpoints_of(client, account.user_id))
+    # The whole days' counter (empty here), then the events of the range.
+    assert ["usage_endpoint_daily" in plan for plan in found] == [True, False]
+    assert EVENTS_INDEX in found[1], found[1]
+    for plan in found:
+        no_full_scan(plan)
+
+
+async def test_endpoint_usage_reads_whole_days_by_the_counter_key_and_two_partial_days(
+    settings: Settings, start_app: Callable[..., Any]
+) -> None:
+    client: AppClient = await start_app(settings, FrozenClock(NOW))
+    account = await make_account(client)
+    async with session_scope(runtime_of(client).sessions) as session:
+        session.add(insights_call(account, datetime(2026, 11, 10, tzinfo=UTC)))
+    found = await captured(client, endpoints_of(client, account.user_id))
+    assert len(found) == 2
+    counter, events = found
+    assert "usage_endpoint_daily" in counter and "usage_events" not in counter, counter
+    assert EVENTS_INDEX in events, events
+    for plan in found:
+        no_full_scan(plan)
 
 
 async def test_pending_events_are_found_by_the_partial_index(
@@ -118,18 +204,9 @@ async def test_pending_events_are_found_by_the_partial_index(
     engine = runtime_of(client).engine
     async with session_scope(runtime_of(client).sessions) as session:
         session.add_all(
-            UsageEvent(
-                user_id=account.user_id,
-                api_key_id=account.key_id,
-                endpoint="/api/v1/insights",
-                method="GET",
-                status=200,
-                latency_ms=3,
-                units=1,
-                billable=True,
-                created_at=NOW,
-                report_id=None if i % 500 == 0 else "nvr_cus_1_1",  # most are reported
-            )
+            insights_call(
+                account, NOW, report_id=None if i % 500 == 0 else "nvr_cus_1_1"
+            )  # most are reported
             for i in range(3000)
         )
     async with engine.begin() as conn:
@@ -158,17 +235,9 @@ async def test_pending_events_are_found_by_the_partial_index(
             )
         )
     seen: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        seen.append((statement, params))
-
-    async with engine.connect() as conn:
-        event.listen(engine.sync_engine, "before_cursor_execute", capture)
-        try:
-            for claim in claims:
-                await conn.execute(claim)
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    async with own_connection(engine, seen) as conn:
+        for claim in claims:
+            await conn.execute(claim)
     for plan in await plans(engine, seen):
         assert PENDING_INDEX in plan, plan
         no_full_scan(plan)
@@ -186,19 +255,10 @@ async def test_a_cut_of_one_customer_reads_the_events_index_in_order(
     cut = ClaimBatch(((account.user_id, NOW),), max_event_id=10**9, limit=2_000)
     events = Claimer._batch_events(cut, engine.dialect.name)
     seen: list[tuple[str, Any]] = []
-
-    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if "usage_events" in statement:  # not the runtime's own polling
-            seen.append((statement, params))
-
-    async with engine.connect() as conn:
-        event.listen(engine.sync_engine, "before_cursor_execute", capture)
-        try:
-            await conn.execute(select(events))
-            await conn.execute(Claimer._mark(events))
-            await conn.rollback()
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+    async with own_connection(engine, seen, "usage_events") as conn:
+        await conn.execute(select(events))
+        await conn.execute(Claimer._mark(events))
+        await conn.rollback()
     for plan in await plans(engine, seen):
         no_full_scan(plan)
         if engine.dialect.name == "postgresql":

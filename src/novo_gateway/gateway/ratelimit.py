@@ -27,6 +27,11 @@ no process holds many: the cost is that tokens one process leased and did not sp
 went quiet, or the window ended) are not spent elsewhere, so a busy process may be refused up to
 that many calls early. Without Redis, `hit_leased` is `hit`.
 
+Redis restarted without persistence: a window's leases are a hash of each process's granted
+tokens, and every process puts its own back when it learns the counters were lost, before anyone
+is granted new ones (`lease_store.py`). So the limit holds across a restart of Redis: tokens
+granted before it are still counted after it.
+
 Redis down: with RATE_LIMIT_FAIL_OPEN the hit is admitted (logged at most once a minute);
 otherwise `ServiceUnavailable` (503) is raised. Never a 500.
 """
@@ -34,6 +39,7 @@ otherwise `ServiceUnavailable` (503) is raised. Never a 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -41,10 +47,12 @@ from dataclasses import dataclass
 from limits.aio.storage import RedisStorage
 from limits.errors import StorageError
 from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.errors import ServiceUnavailable
+from novo_gateway.gateway.lease_store import HEARTBEAT_SECONDS, LeaseStore
 
 log = logging.getLogger("novo_gateway.ratelimit")
 
@@ -106,6 +114,9 @@ class RateLimiter:
         self._last_unavailable_log = -math.inf
         self._pool: ConnectionPool | None = None
         self._storage: RedisStorage | None = None
+        self._store: LeaseStore | None = None
+        self._reseeding: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._local = LocalCounters()
         if settings.redis_url:
             self._pool = ConnectionPool.from_url(
@@ -120,6 +131,7 @@ class RateLimiter:
                 key_prefix=settings.rate_limit_key_prefix,
                 connection_pool=self._pool,  # type: ignore[arg-type]
             )
+            self._store = LeaseStore(self._pool, settings.rate_limit_key_prefix)
 
     @property
     def shared(self) -> bool:
@@ -165,7 +177,8 @@ class RateLimiter:
         reset_at = (int(now // per_seconds) + 1) * per_seconds
         reset_in = max(1, math.ceil(reset_at - now))
         key = (bucket, identity, per_seconds)
-        if self._storage is None:  # `hit`, inline: this is the metered path's hot spot
+        store = self._store
+        if store is None:  # `hit`, inline: this is the metered path's hot spot
             count = self._local.incr(key, reset_at, 1, now)
             return LimitResult(count <= limit, limit, max(0, limit - count), reset_at, reset_in)
         lease = self._leases.get(key)
@@ -183,15 +196,20 @@ class RateLimiter:
                 if lease.used < lease.granted or lease.exhausted:
                     continue
                 block = max(1, min(MAX_LEASE, (limit - lease.seen) // LEASE_SHARE))
-                storage_key, _ = _window(bucket, identity, per_seconds, now)
+                window = store.key(bucket, identity, per_seconds, reset_at)
                 try:
-                    count = await self._storage.incr(storage_key, _expiry(per_seconds), block)
-                except StorageError as exc:
+                    grant = await store.lease(
+                        window, lease.granted, block, limit, _expiry(per_seconds)
+                    )
+                except (RedisError, OSError) as exc:
                     return self._unavailable(exc, limit, reset_at, now)
-                granted = max(0, min(block, limit - (count - block)))
-                lease.granted += granted
-                lease.seen = count
-                lease.exhausted = granted == 0
+                if grant.lost:
+                    self._reseed_soon()
+                if grant.held:
+                    return self._recovering(limit, reset_at, now)
+                lease.granted += grant.granted
+                lease.seen = grant.total
+                lease.exhausted = grant.granted == 0
 
     def _sweep_leases(self, now: float) -> None:
         self._next_lease_sweep = now + LocalCounters.SWEEP_SECONDS
@@ -224,22 +242,93 @@ class RateLimiter:
         except StorageError as exc:
             self._unavailable(exc, 0, 0, 0.0)
 
+    async def reseed(self) -> None:
+        """Put this process's tokens of the current windows back into Redis if it lost them.
+
+        One script call per leased window still open; a no-op without Redis or leases.
+        """
+        store = self._store
+        if store is None:
+            return
+        now = self._clock.time()
+        for (bucket, identity, per_seconds), lease in list(self._leases.items()):
+            if lease.granted and lease.reset_at > now:
+                window = store.key(bucket, identity, per_seconds, lease.reset_at)
+                await store.lease(window, lease.granted, 0, 0, _expiry(per_seconds))
+
+    async def heartbeat(self) -> None:
+        """While this process holds tokens of an open window: re-seed them if Redis lost them.
+
+        One GET when nothing changed; nothing at all when the process holds no tokens.
+        """
+        now = self._clock.time()
+        store = self._store
+        if store is None or not any(
+            lease.granted and lease.reset_at > now for lease in self._leases.values()
+        ):
+            return
+        if not await store.unchanged():
+            await self.reseed()
+
+    async def run_forever(self) -> None:
+        """The heartbeat every `HEARTBEAT_SECONDS` until `stop()` (a worker of the runtime)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), HEARTBEAT_SECONDS)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.heartbeat()
+            except (RedisError, OSError) as exc:
+                log.debug("rate limit heartbeat failed: %s", type(exc).__name__)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+
     async def ping(self) -> bool:
         """True when the shared storage answers (always True for in-process counters)."""
         return self._storage is None or await self._storage.check()
 
     async def close(self) -> None:
         """Close the storage connection, if any."""
+        if self._reseeding is not None:
+            self._reseeding.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await self._reseeding
         if self._pool is not None:
             await self._pool.aclose()
 
-    def _unavailable(self, exc: StorageError, limit: int, reset_at: int, now: float) -> LimitResult:
+    def _reseed_soon(self) -> None:
+        """Re-seed every open window now, beside the call that learnt of the loss."""
+        if self._reseeding is None or self._reseeding.done():
+            self._reseeding = asyncio.create_task(self._reseed_quietly())
+
+    async def _reseed_quietly(self) -> None:
+        try:
+            await self.reseed()
+        except (RedisError, OSError) as exc:
+            log.debug("rate limit re-seed failed: %s", type(exc).__name__)
+
+    def _recovering(self, limit: int, reset_at: int, now: float) -> LimitResult:
+        """Redis lost its counters a moment ago: refuse (503) or admit (fail open) until the
+        processes have put their tokens back."""
+        if not self._fail_open:
+            raise ServiceUnavailable(
+                "Rate limiting is recovering from a restart of its storage. Retry in a second.",
+                headers={"Retry-After": "1"},
+            )
+        return _result(True, limit, 0, reset_at, now)
+
+    def _unavailable(
+        self, exc: StorageError | RedisError | OSError, limit: int, reset_at: int, now: float
+    ) -> LimitResult:
         mono = self._clock.monotonic()
         if mono - self._last_unavailable_log >= _UNAVAILABLE_LOG_EVERY_SECONDS:
             self._last_unavailable_log = mono
+            cause = exc.storage_error if isinstance(exc, StorageError) else exc
             log.warning(
                 "rate limit storage unavailable (%s), %s calls",
-                type(exc.storage_error).__name__,
+                type(cause).__name__,
                 "admitting" if self._fail_open else "refusing",
             )
         if not self._fail_open:

@@ -3,22 +3,23 @@
 Every write of usage events adds, in the same transaction, the counts of the events it inserts:
 one upsert row per account and UTC day of the batch (calls, billed units, unbilled calls). The
 usage writer does it itself (`writer.py`, `ledger_insert.py`); a session that flushes new
-`UsageEvent` objects does it through `after_flush` below. A batch that rolls back takes its
-counts with it, so the counter is always the exact sum of the committed events. Rows are sorted
-by account and day, so concurrent writers (other processes) lock counter rows in one order.
+`UsageEvent` objects does it through the `after_flush` hook of `counters.py`. A batch that rolls
+back takes its counts with it, so the counter is always the exact sum of the committed events.
+Rows are sorted by account and day, so concurrent writers (other processes) lock counter rows in
+one order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import ColumnElement, Table, case, func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, UOWTransaction
 
-from novo_gateway.metering.models import UsageDaily, UsageEvent
+from novo_gateway.metering.models import UsageDaily
 
 # (user_id, day, calls, billable_units, unbilled_calls)
 DayRow = tuple[int, date, int, int, int]
@@ -51,6 +52,17 @@ def utc_day(at: datetime) -> date:
     if at.tzinfo is None:
         raise ValueError("naive datetime given to a UTC column")
     return at.astimezone(UTC).date()
+
+
+def utc_midnight(at: datetime) -> datetime:
+    """The UTC midnight starting the day of `at`."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, at.day, tzinfo=UTC)
+
+
+def billed_units(billable: Any, units: Any) -> ColumnElement[int]:
+    """SQL: the sum of `units` over the billable rows (0 when none)."""
+    return func.coalesce(func.sum(case((billable, units), else_=0)), 0)
 
 
 def count_days(
@@ -87,35 +99,30 @@ def postgres_arrays(rows: list[DayRow]) -> list[list[Any]]:
 
 def upsert_statements(dialect: str, rows: list[DayRow]) -> list[Any]:
     """SQLAlchemy statements adding `rows` to the counter (for writes made through a session)."""
+    return counter_upserts(dialect, _TABLE, ("user_id", "day"), COUNTS, rows, _CHUNK)
+
+
+def counter_upserts(
+    dialect: str,
+    table: Table,
+    key: tuple[str, ...],
+    counts: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    chunk: int,
+) -> list[Any]:
+    """Upserts of a running counter: rows of `key` then `counts` values, added on conflict,
+    `chunk` rows a statement."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     statements = []
-    for start in range(0, len(rows), _CHUNK):
+    for start in range(0, len(rows), chunk):
         values = [
-            dict(zip(("user_id", "day", *COUNTS), row, strict=True))
-            for row in rows[start : start + _CHUNK]
+            dict(zip((*key, *counts), row, strict=True)) for row in rows[start : start + chunk]
         ]
-        stmt = insert(_TABLE).values(values)
+        stmt = insert(table).values(values)
         statements.append(
             stmt.on_conflict_do_update(
-                index_elements=[_TABLE.c.user_id, _TABLE.c.day],
-                set_={name: _TABLE.c[name] + stmt.excluded[name] for name in COUNTS},
+                index_elements=[table.c[name] for name in key],
+                set_={name: table.c[name] + stmt.excluded[name] for name in counts},
             )
         )
     return statements
-
-
-@event.listens_for(Session, "after_flush")
-def _count_flushed_events(session: Session, _flush: UOWTransaction) -> None:
-    """Add the counts of the `UsageEvent` objects this flush inserted, in its transaction."""
-    added = [obj for obj in session.new if isinstance(obj, UsageEvent)]
-    if not added:
-        return
-    rows = count_days(
-        [e.user_id for e in added],
-        [e.created_at for e in added],
-        [e.units for e in added],
-        [e.billable for e in added],
-    )
-    connection = session.connection()
-    for stmt in upsert_statements(connection.dialect.name, rows):
-        connection.execute(stmt)

@@ -7,7 +7,8 @@ processors (a faster equal formatter for SQLite timestamps), so the rows are tho
 PostgreSQL: asyncpg's `COPY` of the batch in a transaction on a connection of the engine's pool,
 held between batches. asyncpg is plain asyncio, so this costs the event loop a few awaits per batch.
 
-Both add the batch's counts per account and UTC day to `usage_daily` in the same transaction.
+Both add the batch's counts per account and UTC day to `usage_daily`, and per endpoint and latency
+bucket as well to `usage_endpoint_daily`, in the same transaction.
 
 SQLite: a `sqlite3` connection of the writer's own, used on the event loop's thread. Going through
 aiosqlite's thread cost more than the insert: every row's step releases and retakes the GIL, and
@@ -38,7 +39,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from novo_gateway.metering import daily
+from novo_gateway.metering import counters, daily, endpoint_daily
 from novo_gateway.models_base import UTCDateTime
 
 log = logging.getLogger("novo_gateway.metering.writer")
@@ -52,8 +53,8 @@ _CHECK_WAL_EVERY_COMMITS = 32
 
 
 class LedgerInsert(Protocol):
-    async def write(self, rows: list[tuple[Any, ...]], days: list[daily.DayRow]) -> None:
-        """Insert the rows and add `days` to the counter in one transaction.
+    async def write(self, rows: list[tuple[Any, ...]], days: counters.BatchCounts) -> None:
+        """Insert the rows and add `days` to the counters in one transaction.
 
         Raises, having rolled back, when it fails.
         """
@@ -126,7 +127,7 @@ class PostgresInsert:
         self._table, self._columns = table.name, tuple(columns)
         self._conn: AsyncConnection | None = None
 
-    async def write(self, rows: list[tuple[Any, ...]], days: list[daily.DayRow]) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: counters.BatchCounts) -> None:
         rows = self._encoder.rows(rows)
         if self._conn is None:
             self._conn = await self._engine.connect()
@@ -138,8 +139,13 @@ class PostgresInsert:
                     self._table, records=rows, columns=list(self._columns)
                 )
                 # Last, so the counter rows stay locked only until the commit.
-                if days:
-                    await driver.execute(daily.POSTGRES_UPSERT, *daily.postgres_arrays(days))
+                if days.days:
+                    await driver.execute(daily.POSTGRES_UPSERT, *daily.postgres_arrays(days.days))
+                if days.endpoints:
+                    await driver.execute(
+                        endpoint_daily.POSTGRES_UPSERT,
+                        *endpoint_daily.postgres_arrays(days.endpoints),
+                    )
         except BaseException:
             await self._discard()
             raise
@@ -171,13 +177,16 @@ class SqliteInsert:
         self._commits = 0
         self._checkpoint: asyncio.Task[None] | None = None
 
-    async def write(self, rows: list[tuple[Any, ...]], days: list[daily.DayRow]) -> None:
+    async def write(self, rows: list[tuple[Any, ...]], days: counters.BatchCounts) -> None:
         rows = self._encoder.rows(rows)
         conn = self._connection()
         try:
             await self._begin(conn)
             conn.executemany(self._sql, rows)
-            conn.executemany(daily.SQLITE_UPSERT, daily.sqlite_rows(days))
+            conn.executemany(daily.SQLITE_UPSERT, daily.sqlite_rows(days.days))
+            conn.executemany(
+                endpoint_daily.SQLITE_UPSERT, endpoint_daily.sqlite_rows(days.endpoints)
+            )
             conn.execute("COMMIT")
         except BaseException:
             self._discard()

@@ -4,6 +4,7 @@
 units and the unbilled calls of that day's events. The usage writer adds each batch's counts in
 the transaction that inserts the batch (`metering/daily.py`), and so does any session flush that
 adds `UsageEvent` objects, so the counter is exactly the sum of the events, never more or less.
+`usage_endpoint_daily` is kept the same way, per endpoint and latency bucket as well.
 """
 
 from __future__ import annotations
@@ -130,6 +131,23 @@ class UsageDaily(Base):
     calls: Mapped[int] = mapped_column(BigInteger)  # every recorded event
     billable_units: Mapped[int] = mapped_column(BigInteger)  # units of the billable events
     unbilled_calls: Mapped[int] = mapped_column(BigInteger)  # events not billed
+
+
+class UsageEndpointDaily(Base):
+    """One account's calls of one endpoint on one UTC day whose latency fell in one bucket: the
+    sums of those `usage_events` rows (`endpoint_daily.py`). A day's rows are its histogram."""
+
+    __tablename__ = "usage_endpoint_daily"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(200), primary_key=True)
+    method: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)  # latency bucket
+    calls: Mapped[int] = mapped_column(BigInteger)
+    billable_units: Mapped[int] = mapped_column(BigInteger)
+    latency_ms_sum: Mapped[int] = mapped_column(BigInteger)
 
 
 class UsageIdempotencyKey(Base):

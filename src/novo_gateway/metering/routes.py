@@ -9,21 +9,32 @@ from fastapi import APIRouter, Query
 from novo_gateway.auth import CurrentAccount
 from novo_gateway.billing.carryover import carried_into
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized, error_responses
+from novo_gateway.errors import (
+    BadRequest,
+    RateLimitExceeded,
+    ServiceUnavailable,
+    Unauthorized,
+    error_responses,
+)
 from novo_gateway.metering import service
 from novo_gateway.metering.schemas import EndpointUsageResponse, UsageResponse
 
 router = APIRouter(prefix="/billing", tags=["usage"])
 
-_ERRORS = error_responses(BadRequest, Unauthorized, RateLimitExceeded)
+# 429: the account's limit on these endpoints, or its heavy reads already running; 503: a read
+# stopped by the statement timeout (metering/reads.py).
+_ERRORS = error_responses(BadRequest, Unauthorized, RateLimitExceeded, ServiceUnavailable)
 
 
 @router.get("/usage", responses=_ERRORS)
 async def get_usage(user: CurrentAccount, session: Session, runtime: RuntimeDep) -> UsageResponse:
     """Usage and estimated cost of the current billing period, and the last 30 days; late usage
     of earlier periods carried over to this period's invoice."""
-    usage = await service.usage_summary(session, user, runtime.settings, now=runtime.clock.now())
-    carried = await carried_into(session, user.id, usage.period.start, usage.period.end)
+    async with runtime.reads.bounded(session, user.id, heavy=False):
+        usage = await service.usage_summary(
+            session, user, runtime.settings, now=runtime.clock.now()
+        )
+        carried = await carried_into(session, user.id, usage.period.start, usage.period.end)
     return UsageResponse.of(usage, carried)
 
 
@@ -35,7 +46,8 @@ async def get_endpoint_usage(
     days: Annotated[int, Query(ge=1, le=366, description="How many days back, 1 to 366.")] = 30,
 ) -> EndpointUsageResponse:
     """Calls, billed units and latency per endpoint over the last `days` days."""
-    period, stats = await service.endpoint_usage(
-        session, user.id, now=runtime.clock.now(), days=days
-    )
+    async with runtime.reads.bounded(session, user.id):
+        period, stats = await service.endpoint_usage(
+            session, user.id, now=runtime.clock.now(), days=days
+        )
     return EndpointUsageResponse.of(period, days, stats)

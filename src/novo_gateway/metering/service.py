@@ -37,8 +37,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.config import Settings
-from novo_gateway.metering import daily as _daily  # noqa: F401  (registers the flush hook)
-from novo_gateway.metering import pricing
+from novo_gateway.metering import counters as _counters  # noqa: F401  (registers the flush hook)
+from novo_gateway.metering import endpoints, pricing
+from novo_gateway.metering.daily import billed_units, utc_midnight
+from novo_gateway.metering.endpoints import EndpointStats as EndpointStats
 from novo_gateway.metering.models import UsageDaily, UsageEvent
 from novo_gateway.models_base import UTCDateTime
 
@@ -73,16 +75,6 @@ class UsageSummary:
     cost_per_unit: Decimal
     days: list[DayUsage]
     subscription_status: str
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointStats:
-    endpoint: str
-    method: str
-    calls: int
-    billable_units: int
-    avg_latency_ms: float
-    p95_latency_ms: int
 
 
 def calendar_month(now: datetime) -> Period:
@@ -164,10 +156,6 @@ def _in_range(
     """One account's events from `start` to `end` (excluded unless `end_included`)."""
     before_end = UsageEvent.created_at <= end if end_included else UsageEvent.created_at < end
     return [UsageEvent.user_id == user_id, UsageEvent.created_at >= start, before_end]
-
-
-def _billed_units(billable: Any, units: Any) -> ColumnElement[int]:
-    return func.coalesce(func.sum(case((billable, units), else_=0)), 0)
 
 
 async def usage_summary(
@@ -318,14 +306,14 @@ def _period_parts(start: datetime, end: datetime) -> list[_Part]:
     parts: list[_Part] = []
     if start >= end:
         return parts
-    first_midnight = _midnight(start)
+    first_midnight = utc_midnight(start)
     if first_midnight != start:  # the period starts inside a day
         head_end = min(first_midnight + _DAY, end)
         parts += _part_of_day(start, head_end)
         start = head_end
     if start >= end:
         return parts
-    last_midnight = _midnight(end)  # `start` is a midnight now, at or before this one
+    last_midnight = utc_midnight(end)  # `start` is a midnight now, at or before this one
     if last_midnight < end:  # the period ends inside a day
         parts += _part_of_day(last_midnight, end)
     if start < last_midnight:
@@ -336,7 +324,7 @@ def _period_parts(start: datetime, end: datetime) -> list[_Part]:
 def _part_of_day(start: datetime, end: datetime) -> list[_Part]:
     """Events from `start` to `end` within one UTC day: read directly, or as the day's counter
     less the events outside the range, whichever reads the shorter stretch of events."""
-    midnight = _midnight(start)
+    midnight = utc_midnight(start)
     next_midnight = midnight + _DAY
     if (start - midnight) + (next_midnight - end) >= end - start:
         return [_Part(True, start, end)]
@@ -353,7 +341,7 @@ def _part_select(user_id: int, index: int, part: _Part) -> Select[int, int, int,
         return select(
             literal(index),
             func.count(),
-            _billed_units(UsageEvent.billable, UsageEvent.units),
+            billed_units(UsageEvent.billable, UsageEvent.units),
             func.coalesce(func.sum(case((UsageEvent.billable, 0), else_=1)), 0),
         ).where(*_in_range(user_id, part.start, part.end))
     return select(
@@ -366,12 +354,6 @@ def _part_select(user_id: int, index: int, part: _Part) -> Select[int, int, int,
         UsageDaily.day >= part.start.date(),
         UsageDaily.day < part.end.date(),
     )
-
-
-def _midnight(at: datetime) -> datetime:
-    """The UTC midnight starting the day of `at`."""
-    at = at.astimezone(UTC)
-    return datetime(at.year, at.month, at.day, tzinfo=UTC)
 
 
 async def daily_usage(
@@ -400,52 +382,10 @@ async def daily_usage(
 async def endpoint_usage(
     session: AsyncSession, user_id: int, *, now: datetime, days: int
 ) -> tuple[Period, list[EndpointStats]]:
-    """Calls, billed units and latency (mean and p95) per endpoint over the last `days` days."""
+    """Calls, billed units and latency (mean and p95) per endpoint over the last `days` days
+    (whole days from the per-endpoint counter, see `endpoints.py`)."""
     period = Period(now - timedelta(days=days), now)
-    partition = (UsageEvent.endpoint, UsageEvent.method)
-    ranked = (
-        select(
-            UsageEvent.endpoint,
-            UsageEvent.method,
-            UsageEvent.latency_ms,
-            UsageEvent.billable,
-            UsageEvent.units,
-            func.row_number()
-            .over(partition_by=partition, order_by=UsageEvent.latency_ms)
-            .label("rank"),
-            func.count().over(partition_by=partition).label("n"),
-        )
-        .where(*_in_range(user_id, period.start, period.end, end_included=True))
-        .subquery()
-    )
-    calls = func.count().label("calls")
-    # Nearest-rank p95 in SQL on both databases: the smallest latency whose rank is at least
-    # 95% of the endpoint's calls (integer arithmetic, so no float rounding).
-    p95 = func.min(case((ranked.c.rank * 100 >= ranked.c.n * 95, ranked.c.latency_ms)))
-    stmt = (
-        select(
-            ranked.c.endpoint,
-            ranked.c.method,
-            calls,
-            _billed_units(ranked.c.billable, ranked.c.units),
-            func.avg(ranked.c.latency_ms),
-            p95,
-        )
-        .group_by(ranked.c.endpoint, ranked.c.method)
-        .order_by(calls.desc(), ranked.c.endpoint, ranked.c.method)
-    )
-    stats = [
-        EndpointStats(
-            endpoint=endpoint,
-            method=method,
-            calls=int(count),
-            billable_units=int(units),
-            avg_latency_ms=round(float(avg), 2),
-            p95_latency_ms=int(p95_value),
-        )
-        for endpoint, method, count, units, avg, p95_value in (await session.execute(stmt)).all()
-    ]
-    return period, stats
+    return period, await endpoints.endpoint_stats(session, user_id, period.start, period.end)
 
 
 def _as_date(value: date | str) -> date:

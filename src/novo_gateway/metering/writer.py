@@ -2,8 +2,9 @@
 
 Requests call `record(event)`, which queues the event with a future and waits. One writer task takes
 everything queued, writes it in one transaction (one executemany INSERT, idempotency keys resolved
-in the same transaction, and the batch's counts added to the running counter `usage_daily`,
-one upsert row per account and UTC day, see `daily.py`), commits, and resolves the futures.
+in the same transaction, and the batch's counts added to the running counters `usage_daily`,
+one upsert row per account and UTC day, see `daily.py`, and `usage_endpoint_daily`, per
+endpoint and latency bucket as well, see `endpoint_daily.py`), commits, and resolves the futures.
 While it commits, the next batch forms, so under load one commit serves many requests and the
 database sees one writer.
 
@@ -46,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from novo_gateway import metrics
 from novo_gateway.clock import Clock
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering import daily
+from novo_gateway.metering import counters
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 
@@ -234,7 +235,7 @@ class UsageWriter:
             ]
             await session.execute(_USAGE_INSERT, rows)
             dialect = session.get_bind().dialect.name
-            for stmt in daily.upsert_statements(dialect, _day_counts(events, billed)):
+            for stmt in counters.upsert_statements(dialect, _day_counts(events, billed)):
                 await session.execute(stmt)
             await self._maybe_purge(session)
         return billed
@@ -296,14 +297,9 @@ class UsageWriter:
         )
 
 
-def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> list[daily.DayRow]:
-    """The batch's counts per account and UTC day, for the running counter."""
-    return daily.count_days(
-        [e.user_id for e in events],
-        [e.created_at for e in events],
-        [e.units for e in events],
-        billed,
-    )
+def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> counters.BatchCounts:
+    """The batch's rows for the running counters (per account and UTC day, and per endpoint)."""
+    return counters.count_batch(events, billed)
 
 
 # Errors about the rows themselves (a constraint, a value out of range or not encodable), as
