@@ -4,7 +4,8 @@ Credentials are tried in this order, the first one present decides:
 
 1. `Authorization: Bearer ns_...`: a login session token from `POST /auth/login`;
 2. an API key: `Authorization: Bearer nk_...`, then `X-API-Key`, then `?api_key=`;
-3. for the original's clients, `email` and `password` in the JSON body (throttled like logins).
+3. for the original's clients, `email` and `password` in the JSON body (throttled like logins:
+   per email, and per client IP with the limit of register and login).
 
 A password is never read from a query string: a `password` query parameter is a 400, whatever
 else the request carries. Once known, the account is held to its own per-minute limit
@@ -106,6 +107,8 @@ async def _authenticate(request: Request, session: Session, runtime: Runtime) ->
         raise Unauthorized(accounts.INVALID_CREDENTIALS) from None
     if len(password) > MAX_LENGTH:
         raise Unauthorized(accounts.INVALID_CREDENTIALS)
+    # A password costs a hash: the per-client-IP limit of register and login applies here too.
+    await limit_sign_in_by_ip(request, runtime)
     return await accounts.check_credentials(
         session, get_login_throttle(runtime), email=email, password=password
     )
@@ -138,17 +141,23 @@ def get_login_throttle(runtime: RuntimeDep) -> LoginThrottle:
 
 
 async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
-    """At most ACCOUNT_RATE_LIMIT_PER_MINUTE registrations and logins a minute per client IP."""
-    settings = runtime.settings
-    ip = _ip_resolver(tuple(settings.trusted_proxies)).resolve(request.scope)
-    limit = settings.account_rate_limit_per_minute
-    result = await runtime.limiter.hit(SIGN_IN_IP_BUCKET, ip, limit)
+    """At most ACCOUNT_RATE_LIMIT_PER_MINUTE password checks a minute per client IP.
+
+    Registrations, logins, body-credential requests, password changes and resets share it.
+    """
+    limit = runtime.settings.account_rate_limit_per_minute
+    result = await runtime.limiter.hit(SIGN_IN_IP_BUCKET, client_ip(request, runtime), limit)
     if not result.allowed:
         raise RateLimitExceeded(
             f"You have exceeded {limit} sign-in requests per minute. Please slow down.",
             headers={"Retry-After": str(result.reset_in)},
             retryAfter=result.reset_in,
         )
+
+
+def client_ip(request: Request, runtime: Runtime) -> str:
+    """The client's address, through the trusted proxies (TRUSTED_PROXIES)."""
+    return _ip_resolver(tuple(runtime.settings.trusted_proxies)).resolve(request.scope)
 
 
 @cache
