@@ -26,7 +26,7 @@ from novo_gateway.accounts.models import LoginSession, User
 from novo_gateway.accounts.passwords import MAX_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.accounts.session_tokens import is_session_token
-from novo_gateway.accounts.throttle import LoginThrottle
+from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized
 from novo_gateway.gateway.client_ip import ClientIpResolver
@@ -140,6 +140,16 @@ def get_login_throttle(runtime: RuntimeDep) -> LoginThrottle:
     )
 
 
+def get_reset_throttle(runtime: RuntimeDep) -> PasswordResetThrottle:
+    """Reset emails per address: LOGIN_MAX_FAILURES per LOGIN_LOCKOUT_SECONDS."""
+    settings = runtime.settings
+    return PasswordResetThrottle(
+        runtime.limiter,
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_lockout_seconds,
+    )
+
+
 async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
     """At most ACCOUNT_RATE_LIMIT_PER_MINUTE password checks a minute per client IP.
 
@@ -180,3 +190,4 @@ async def _limit_account(runtime: Runtime, user_id: int, response: Response) -> 
 CurrentAccount = Annotated[User, Depends(current_account)]
 CurrentLoginSession = Annotated[LoginSession, Depends(current_login_session)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+ResetThrottleDep = Annotated[PasswordResetThrottle, Depends(get_reset_throttle)]

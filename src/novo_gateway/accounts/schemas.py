@@ -175,3 +175,36 @@ class LoginResponse(CamelModel):
     user: LoginUser
     api_keys: list[ApiKeyInfo]
     session: SessionInfo
+
+
+class ChangePasswordRequest(CamelModel):
+    """`POST /auth/password`: the current password and the new one."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    current_password: Password
+    new_password: NewPassword
+
+
+class PasswordResetRequest(CamelModel):
+    """`POST /auth/password-reset`: where to send a reset link."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    email: Email
+
+
+class PasswordResetConfirm(CamelModel):
+    """`POST /auth/password-reset/confirm`: the emailed token and the new password."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    token: Annotated[str, Field(min_length=1, max_length=200, repr=False)]
+    new_password: NewPassword
+
+
+class SessionsRevoked(CamelModel):
+    """How many login sessions (API tokens and dashboard sign-ins) were revoked."""
+
+    message: str
+    revoked_sessions: int

@@ -26,6 +26,7 @@ from novo_gateway.gateway.ratelimit import RateLimiter
 
 LOGIN_BUCKET: Final = "login"
 ADMIN_TOKEN_BUCKET: Final = "admin-token"  # noqa: S105 - a bucket name, not a secret
+RESET_BUCKET: Final = "password-reset"
 
 
 class AttemptThrottle:
@@ -88,6 +89,19 @@ class AdminTokenThrottle(AttemptThrottle):
             max_failures=max_failures,
             window_seconds=window_seconds,
             refusal="Too many wrong admin tokens from this address.",
+        )
+
+
+class PasswordResetThrottle(AttemptThrottle):
+    """Reset emails per address (known or not), so nobody can flood an inbox with them."""
+
+    def __init__(self, limiter: RateLimiter, *, max_failures: int, window_seconds: int) -> None:
+        super().__init__(
+            limiter,
+            bucket=RESET_BUCKET,
+            max_failures=max_failures,
+            window_seconds=window_seconds,
+            refusal="Too many password reset requests for this email.",
         )
 
 

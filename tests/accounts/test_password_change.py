@@ -1,0 +1,350 @@
+"""Password change, sign out everywhere, and password reset by email through a real SMTP server.
+
+The SMTP server is aiosmtpd's, started by each reset test on a free port of 127.0.0.1: the
+gateway sends with aiosmtplib over a real socket, and the test reads what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import socket
+from collections.abc import Callable, Iterator
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from novo_gateway.accounts.models import PasswordResetToken
+from novo_gateway.clock import FrozenClock
+from novo_gateway.config import Settings
+from novo_gateway.db import session_scope
+from tests.accounts.helpers import PASSWORD, login, register, runtime_of
+from tests.conftest import AppClient, make_test_settings
+
+StartApp = Callable[..., Any]
+NEW_PASSWORD = "a brand new passphrase"
+RESET_LINK = re.compile(r"https://gateway\.test/dashboard/reset-password\?token=(npr_[\w-]+)")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _session(client: AppClient, password: str = PASSWORD) -> dict[str, str]:
+    return bearer((await login(client, password=password))["session"]["token"])
+
+
+async def _live(client: AppClient, auth: dict[str, str]) -> bool:
+    return (await client.get("/auth/api-keys", headers=auth)).status_code == 200
+
+
+# --- password change -------------------------------------------------------------------------
+
+
+async def test_changing_the_password_revokes_the_other_sessions(client: AppClient) -> None:
+    await register(client)
+    here, elsewhere, other = [await _session(client) for _ in range(3)]
+
+    response = await client.post(
+        "/auth/password",
+        headers=here,
+        json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD},
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {"message": "Password changed", "revokedSessions": 2}
+    assert await _live(client, here)
+    assert not await _live(client, elsewhere) and not await _live(client, other)
+    refused = await client.post(
+        "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert refused.status_code == 401
+    await login(client, password=NEW_PASSWORD)
+
+
+async def test_a_wrong_current_password_changes_nothing_and_counts_as_a_failure(
+    make_settings: Callable[..., Settings], start_app: StartApp, clock: FrozenClock
+) -> None:
+    client = await start_app(make_settings(login_max_failures=2), clock=clock)
+    await register(client)
+    here = await _session(client)
+    body = {"currentPassword": "not it", "newPassword": NEW_PASSWORD}
+
+    answers = [
+        (await client.post("/auth/password", headers=here, json=body)).status_code for _ in range(3)
+    ]
+
+    assert answers == [401, 401, 429]
+    assert await _live(client, here)
+    clock.advance(int(await _retry_after(client)))
+    await login(client)  # the password is unchanged
+
+
+async def _retry_after(client: AppClient) -> str:
+    locked = await client.post(
+        "/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    )
+    assert locked.status_code == 429
+    return locked.headers["Retry-After"]
+
+
+async def test_changing_the_password_needs_a_session_token(client: AppClient) -> None:
+    created = await register(client)
+    body = {"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD}
+    for headers in ({}, {"X-API-Key": created["apiKey"]["key"]}, bearer("ns_forged")):
+        response = await client.post("/auth/password", headers=headers, json=body)
+        assert response.status_code == 401
+
+
+async def test_a_new_password_shorter_than_the_minimum_is_a_400(client: AppClient) -> None:
+    await register(client)
+    here = await _session(client)
+    response = await client.post(
+        "/auth/password", headers=here, json={"currentPassword": PASSWORD, "newPassword": "short"}
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "Bad Request"
+
+
+# --- sign out everywhere ---------------------------------------------------------------------
+
+
+async def test_logout_all_revokes_every_session_of_the_account_only(client: AppClient) -> None:
+    created = await register(client)
+    await register(client, email="bob@example.com")
+    sessions = [await _session(client) for _ in range(3)]
+    bob = bearer((await login(client, email="bob@example.com"))["session"]["token"])
+
+    response = await client.post("/auth/logout-all", headers=sessions[0])
+
+    assert response.status_code == 200
+    assert response.json() == {"message": "Logged out everywhere", "revokedSessions": 3}
+    assert [await _live(client, s) for s in sessions] == [False, False, False]
+    assert await _live(client, bob)
+    assert await _live(client, {"X-API-Key": created["apiKey"]["key"]})  # keys are not sessions
+
+
+async def test_logout_all_ends_dashboard_sign_ins_too(client: AppClient) -> None:
+    await register(client)
+    form = await client.get("/dashboard/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed_in = await client.post(
+        "/dashboard/login",
+        data={"email": "ada@example.com", "password": PASSWORD, "csrf": csrf.group(1)},
+    )
+    assert signed_in.status_code == 303
+    assert (await client.get("/dashboard")).status_code == 200
+
+    await client.post("/auth/logout-all", headers=await _session(client))
+
+    page = await client.get("/dashboard")
+    assert (page.status_code, page.headers["location"]) == (303, "/dashboard/login")
+
+
+# --- password reset by email -----------------------------------------------------------------
+
+
+class Inbox:
+    """What the test's SMTP server received."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(content)))
+        return "250 Message accepted for delivery"
+
+    async def wait_for(self, count: int) -> None:
+        """Until `count` messages arrived (the gateway sends after answering), 10 s at most."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while len(self.messages) < count:
+            assert loop.time() < deadline, f"{len(self.messages)} emails arrived, not {count}"
+            await asyncio.sleep(0.02)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+async def reset_app(
+    make_settings: Callable[..., Settings],
+    start_app: StartApp,
+    smtp: tuple[Inbox, int],
+    clock: FrozenClock,
+) -> AppClient:
+    _inbox, port = smtp
+    settings = make_settings(
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        smtp_security="none",
+        smtp_from="Novo Gateway <no-reply@gateway.test>",
+        public_url="https://gateway.test",
+        password_reset_ttl_seconds=900,
+    )
+    client: AppClient = await start_app(settings, clock=clock)
+    return client
+
+
+def _token_of(message: Message) -> str:
+    body = message.get_payload(decode=True)
+    assert isinstance(body, bytes)
+    found = re.search(
+        r"https://gateway\.test/dashboard/reset-password\?token=(npr_[\w-]+)", body.decode()
+    )
+    assert found is not None, body
+    return found.group(1)
+
+
+async def test_a_reset_link_is_emailed_and_sets_a_new_password_once(
+    reset_app: AppClient, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _port = smtp
+    await register(reset_app)
+    signed_in = await _session(reset_app)
+
+    response = await reset_app.post("/auth/password-reset", json={"email": "ADA@example.com"})
+
+    assert response.status_code == 202
+    await inbox.wait_for(1)
+    [(recipients, message)] = inbox.messages
+    assert recipients == ["ada@example.com"]
+    assert message["Subject"] == "Reset your Novo Gateway password"
+    assert message["From"] == "Novo Gateway <no-reply@gateway.test>"
+    token = _token_of(message)
+    async with session_scope(runtime_of(reset_app).sessions) as session:
+        [stored] = (await session.scalars(select(PasswordResetToken))).all()
+    assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()  # only its hash
+
+    confirm = {"token": token, "newPassword": NEW_PASSWORD}
+    done = await reset_app.post("/auth/password-reset/confirm", json=confirm)
+    again = await reset_app.post(
+        "/auth/password-reset/confirm", json={**confirm, "newPassword": "yet another one!"}
+    )
+
+    assert done.status_code == 200
+    assert again.status_code == 400
+    assert again.json()["message"].startswith("This password reset link is invalid")
+    assert not await _live(reset_app, signed_in)
+    await login(reset_app, password=NEW_PASSWORD)
+
+
+async def test_the_answer_is_the_same_whether_the_email_has_an_account(
+    reset_app: AppClient, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _port = smtp
+    await register(reset_app)
+
+    known = await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
+    unknown = await reset_app.post("/auth/password-reset", json={"email": "nobody@example.com"})
+
+    assert (known.status_code, known.json()) == (unknown.status_code, unknown.json())
+    await inbox.wait_for(1)
+    assert [rcpt for rcpt, _ in inbox.messages] == [["ada@example.com"]]
+
+
+async def test_a_reset_token_expires(
+    reset_app: AppClient, smtp: tuple[Inbox, int], clock: FrozenClock
+) -> None:
+    inbox, _port = smtp
+    await register(reset_app)
+    await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
+    await inbox.wait_for(1)
+    token = _token_of(inbox.messages[0][1])
+
+    clock.advance(900)
+    response = await reset_app.post(
+        "/auth/password-reset/confirm", json={"token": token, "newPassword": NEW_PASSWORD}
+    )
+
+    assert response.status_code == 400
+    await login(reset_app)
+
+
+async def test_changing_the_password_uses_up_open_reset_links(
+    reset_app: AppClient, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _port = smtp
+    await register(reset_app)
+    await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
+    await inbox.wait_for(1)
+    token = _token_of(inbox.messages[0][1])
+    await reset_app.post(
+        "/auth/password",
+        headers=await _session(reset_app),
+        json={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD},
+    )
+
+    response = await reset_app.post(
+        "/auth/password-reset/confirm", json={"token": token, "newPassword": "something else!"}
+    )
+
+    assert response.status_code == 400
+
+
+async def test_reset_requests_are_limited_per_email(
+    make_settings: Callable[..., Settings],
+    start_app: StartApp,
+    smtp: tuple[Inbox, int],
+) -> None:
+    inbox, port = smtp
+    client = await start_app(
+        make_settings(
+            smtp_host="127.0.0.1",
+            smtp_port=port,
+            smtp_security="none",
+            smtp_from="no-reply@gateway.test",
+            public_url="https://gateway.test",
+            login_max_failures=2,
+        )
+    )
+    await register(client)
+    answers = [
+        (await client.post("/auth/password-reset", json={"email": "ada@example.com"})).status_code
+        for _ in range(3)
+    ]
+    assert answers == [202, 202, 429]
+    await inbox.wait_for(2)
+    assert len(inbox.messages) == 2
+
+
+async def test_without_smtp_settings_there_is_no_password_reset(client: AppClient) -> None:
+    for path, body in (
+        ("/auth/password-reset", {"email": "ada@example.com"}),
+        ("/auth/password-reset/confirm", {"token": "npr_x", "newPassword": NEW_PASSWORD}),
+    ):
+        response = await client.post(path, json=body)
+        assert response.status_code == 404
+        assert response.json()["message"].startswith("Password reset by email is not enabled")
+
+
+def test_smtp_needs_a_sender_and_a_public_url() -> None:
+    with pytest.raises(ValidationError, match="smtp_from"):
+        make_test_settings(smtp_host="mail.example.com")
+    with pytest.raises(ValidationError, match="PUBLIC_URL"):
+        make_test_settings(smtp_host="mail.example.com", smtp_from="a@example.com")
