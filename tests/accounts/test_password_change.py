@@ -1,23 +1,17 @@
 """Password change, sign out everywhere, and password reset by email through a real SMTP server.
 
-The SMTP server is aiosmtpd's, started by each reset test on a free port of 127.0.0.1: the
-gateway sends with aiosmtplib over a real socket, and the test reads what arrived.
+The SMTP server is aiosmtpd's (tests/accounts/smtp.py), started by each reset test on a free
+port of 127.0.0.1: the gateway sends with aiosmtplib over a real socket.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import socket
 from collections.abc import Callable, Iterator
-from email import message_from_bytes
-from email.message import Message
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
 from pydantic import ValidationError
 from sqlalchemy import select
 
@@ -26,11 +20,11 @@ from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
 from tests.accounts.helpers import PASSWORD, login, register, runtime_of
+from tests.accounts.smtp import Inbox, reset_settings, smtp_server
 from tests.conftest import AppClient, make_test_settings
 
 StartApp = Callable[..., Any]
 NEW_PASSWORD = "a brand new passphrase"
-RESET_LINK = re.compile(r"https://gateway\.test/dashboard/reset-password\?token=(npr_[\w-]+)")
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -152,43 +146,10 @@ async def test_logout_all_ends_dashboard_sign_ins_too(client: AppClient) -> None
 # --- password reset by email -----------------------------------------------------------------
 
 
-class Inbox:
-    """What the test's SMTP server received."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], Message]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
-        content = envelope.content
-        assert isinstance(content, bytes)
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(content)))
-        return "250 Message accepted for delivery"
-
-    async def wait_for(self, count: int) -> None:
-        """Until `count` messages arrived (the gateway sends after answering), 10 s at most."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 10
-        while len(self.messages) < count:
-            assert loop.time() < deadline, f"{len(self.messages)} emails arrived, not {count}"
-            await asyncio.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as running:
+        yield running
 
 
 @pytest.fixture
@@ -199,26 +160,9 @@ async def reset_app(
     clock: FrozenClock,
 ) -> AppClient:
     _inbox, port = smtp
-    settings = make_settings(
-        smtp_host="127.0.0.1",
-        smtp_port=port,
-        smtp_security="none",
-        smtp_from="Novo Gateway <no-reply@gateway.test>",
-        public_url="https://gateway.test",
-        password_reset_ttl_seconds=900,
-    )
+    settings = make_settings(**reset_settings(port, password_reset_ttl_seconds=900))
     client: AppClient = await start_app(settings, clock=clock)
     return client
-
-
-def _token_of(message: Message) -> str:
-    body = message.get_payload(decode=True)
-    assert isinstance(body, bytes)
-    found = re.search(
-        r"https://gateway\.test/dashboard/reset-password\?token=(npr_[\w-]+)", body.decode()
-    )
-    assert found is not None, body
-    return found.group(1)
 
 
 async def test_a_reset_link_is_emailed_and_sets_a_new_password_once(
@@ -236,7 +180,7 @@ async def test_a_reset_link_is_emailed_and_sets_a_new_password_once(
     assert recipients == ["ada@example.com"]
     assert message["Subject"] == "Reset your Novo Gateway password"
     assert message["From"] == "Novo Gateway <no-reply@gateway.test>"
-    token = _token_of(message)
+    token = inbox.token()
     async with session_scope(runtime_of(reset_app).sessions) as session:
         [stored] = (await session.scalars(select(PasswordResetToken))).all()
     assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()  # only its hash
@@ -275,7 +219,7 @@ async def test_a_reset_token_expires(
     await register(reset_app)
     await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
     await inbox.wait_for(1)
-    token = _token_of(inbox.messages[0][1])
+    token = inbox.token()
 
     clock.advance(900)
     response = await reset_app.post(
@@ -293,7 +237,7 @@ async def test_changing_the_password_uses_up_open_reset_links(
     await register(reset_app)
     await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
     await inbox.wait_for(1)
-    token = _token_of(inbox.messages[0][1])
+    token = inbox.token()
     await reset_app.post(
         "/auth/password",
         headers=await _session(reset_app),
@@ -313,16 +257,7 @@ async def test_reset_requests_are_limited_per_email(
     smtp: tuple[Inbox, int],
 ) -> None:
     inbox, port = smtp
-    client = await start_app(
-        make_settings(
-            smtp_host="127.0.0.1",
-            smtp_port=port,
-            smtp_security="none",
-            smtp_from="no-reply@gateway.test",
-            public_url="https://gateway.test",
-            login_max_failures=2,
-        )
-    )
+    client = await start_app(make_settings(**reset_settings(port, login_max_failures=2)))
     await register(client)
     answers = [
         (await client.post("/auth/password-reset", json={"email": "ada@example.com"})).status_code

@@ -179,16 +179,15 @@ async def request_password_reset(
     settings = runtime.settings
     if not settings.password_reset_enabled:
         raise NotFound(RESET_DISABLED)
-    await throttle.reserve(body.email)
     started = await service.start_password_reset(
         session,
+        throttle,
         email=body.email,
         now=runtime.clock.now(),
         ttl_seconds=settings.password_reset_ttl_seconds,
     )
     if started is not None:
-        user, token = started
-        background.add_task(Mailer(settings).send_password_reset, user.email, token)
+        background.add_task(Mailer(settings).send_password_reset, *started)
     minutes = settings.password_reset_ttl_seconds // 60
     return MessageResponse(
         message=(

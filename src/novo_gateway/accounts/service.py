@@ -17,7 +17,7 @@ from novo_gateway.accounts.session_tokens import (
     generate_session_token,
     hash_session_token,
 )
-from novo_gateway.accounts.throttle import LoginThrottle
+from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
 from novo_gateway.errors import BadRequest, Conflict, Unauthorized
 from novo_gateway.jobs.models import Job
 from novo_gateway.jobs.service import enqueue
@@ -195,12 +195,20 @@ async def change_password(
 
 
 async def start_password_reset(
-    session: AsyncSession, *, email: str, now: datetime, ttl_seconds: int
-) -> tuple[User, str] | None:
-    """A new single-use reset token for the account with this email (None when there is none).
+    session: AsyncSession,
+    throttle: PasswordResetThrottle,
+    *,
+    email: str,
+    now: datetime,
+    ttl_seconds: int,
+) -> tuple[str, str] | None:
+    """A new single-use reset token for the account with this email: (its email, the token).
 
-    Only the token's hash is stored; the raw token goes to the account's email address.
+    None when no account has the email; the caller answers the same either way. Requests are
+    counted per email first (`TooManyRequests` past the limit, known email or not). Only the
+    token's hash is stored; the raw token goes to the account's email address.
     """
+    await throttle.reserve(email)
     user = await session.scalar(select(User).where(User.email == email))
     if user is None:
         return None
@@ -214,7 +222,7 @@ async def start_password_reset(
         )
     )
     await session.flush()
-    return user, token
+    return user.email, token
 
 
 async def finish_password_reset(
