@@ -1,6 +1,6 @@
 """Guesses sent all at once: the lockout still holds, through every way a password is checked.
 
-The attempt is counted before the password is, so 100 concurrent wrong passwords for one email
+The attempt is counted before the password is, so 40 concurrent wrong passwords for one email
 get at most LOGIN_MAX_FAILURES 401s and 429 for the rest, and the right password then gets 429.
 The requests run concurrently on the app's event loop (real HTTP requests through the ASGI
 transport); the real-process version, over sockets, is in tests/adversarial/test_sign_in_races.py.
@@ -22,7 +22,7 @@ from tests.accounts.helpers import PASSWORD, register
 from tests.conftest import AppClient
 
 StartApp = Callable[..., Any]
-GUESSES = 100
+GUESSES = 40
 MAX_FAILURES = 5
 
 
