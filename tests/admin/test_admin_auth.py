@@ -134,7 +134,12 @@ async def test_the_sign_in_form_and_bearer_guesses_share_one_throttle(
     assert (await admin_sign_in(client, token="form-guess")).status_code == 401
     assert (await client.get("/admin", headers={"Authorization": "Bearer x"})).status_code == 401
 
-    assert (await admin_sign_in(client)).status_code == 429
+    refused = await admin_sign_in(client)
+
+    assert refused.status_code == 429
+    assert "Too many wrong admin tokens from this address." in refused.text
+    assert 'action="/admin/login"' in refused.text
+    assert int(refused.headers["Retry-After"]) >= 1
     assert ADMIN_COOKIE not in client.cookies
 
 

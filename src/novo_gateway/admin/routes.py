@@ -36,7 +36,7 @@ from novo_gateway.dashboard.security import (
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import Unauthorized
+from novo_gateway.errors import TooManyRequests, Unauthorized
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.admin")
@@ -109,7 +109,13 @@ async def admin_sign_in(
         raise not_found(request)
     check_same_origin(request, runtime.settings)
     check_csrf(request.cookies.get(SIGN_IN_CSRF_COOKIE), csrf)
-    if not await check_admin_token(request, runtime, token, via="sign-in"):
+    try:
+        right = await check_admin_token(request, runtime, token, via="sign-in")
+    except TooManyRequests as exc:  # shown on the form, as a wrong token is
+        page = _sign_in_page(request, runtime, error=exc.message, status_code=exc.status_code)
+        page.headers.update(exc.headers)
+        return page
+    if not right:
         return _sign_in_page(request, runtime, error=WRONG_TOKEN)
     log.info("admin: operator signed in from %s", client_ip(request, runtime))
     value = await open_admin_session(session, runtime)
