@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope
 
-RESET_LINK = re.compile(r"https://gateway\.test/dashboard/reset-password\?token=(npr_[\w-]+)")
+PUBLIC_URL = "https://gateway.test"
 
 
 class Inbox:
@@ -40,11 +40,12 @@ class Inbox:
             assert loop.time() < deadline, f"{len(self.messages)} emails arrived, not {count}"
             await asyncio.sleep(0.02)
 
-    def token(self, index: int = 0) -> str:
-        """The reset token in the link of the `index`th email."""
+    def token(self, index: int = 0, public_url: str = PUBLIC_URL) -> str:
+        """The reset token in the link (to `public_url`) of the `index`th email."""
         body = self.messages[index][1].get_payload(decode=True)
         assert isinstance(body, bytes)
-        found = RESET_LINK.search(body.decode())
+        link = re.escape(public_url) + r"/dashboard/reset-password\?token=(npr_[\w-]+)"
+        found = re.search(link, body.decode())
         assert found is not None, body
         return found.group(1)
 
@@ -75,6 +76,6 @@ def reset_settings(port: int, **extra: Any) -> dict[str, Any]:
         "smtp_port": port,
         "smtp_security": "none",
         "smtp_from": "Novo Gateway <no-reply@gateway.test>",
-        "public_url": "https://gateway.test",
+        "public_url": PUBLIC_URL,
         **extra,
     }
