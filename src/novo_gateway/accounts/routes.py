@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, BackgroundTasks, Depends
 
-from novo_gateway.accounts import service
+from novo_gateway.accounts import reset, service
 from novo_gateway.accounts.mail import Mailer
 from novo_gateway.accounts.schemas import (
     ChangePasswordRequest,
@@ -166,28 +166,27 @@ async def change_password(
 )
 async def request_password_reset(
     body: PasswordResetRequest,
-    session: Session,
     runtime: RuntimeDep,
     throttle: ResetThrottleDep,
     background: BackgroundTasks,
 ) -> MessageResponse:
     """Email a single-use reset link, when SMTP is configured (404 otherwise).
 
-    The answer is the same whether an account has the email or not; the email is sent after
-    the answer, so its timing tells nothing either.
+    The answer is the same whether an account has the email or not, and so is its timing: the
+    account is looked up, and the email sent, after the answer.
     """
     settings = runtime.settings
     if not settings.password_reset_enabled:
         raise NotFound(RESET_DISABLED)
-    started = await service.start_password_reset(
-        session,
-        throttle,
+    await throttle.reserve(body.email)
+    background.add_task(
+        reset.email_reset_link,
+        runtime.sessions,
+        Mailer(settings),
         email=body.email,
         now=runtime.clock.now(),
         ttl_seconds=settings.password_reset_ttl_seconds,
     )
-    if started is not None:
-        background.add_task(Mailer(settings).send_password_reset, *started)
     minutes = settings.password_reset_ttl_seconds // 60
     return MessageResponse(
         message=(
@@ -208,7 +207,7 @@ async def confirm_password_reset(
     """Set a new password with the emailed token; every session of the account ends."""
     if not runtime.settings.password_reset_enabled:
         raise NotFound(RESET_DISABLED)
-    await service.finish_password_reset(
+    await reset.finish_password_reset(
         session, token=body.token, new_password=body.new_password, now=runtime.clock.now()
     )
     return MessageResponse(message="Password changed. Log in with the new password.")

@@ -12,13 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import LoginSession, PasswordResetToken, User
 from novo_gateway.accounts.passwords import Verdict, check_password, hash_password, needs_rehash
-from novo_gateway.accounts.session_tokens import (
-    generate_reset_token,
-    generate_session_token,
-    hash_session_token,
-)
-from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
-from novo_gateway.errors import BadRequest, Conflict, Unauthorized
+from novo_gateway.accounts.session_tokens import generate_session_token, hash_session_token
+from novo_gateway.accounts.throttle import LoginThrottle
+from novo_gateway.errors import Conflict, Unauthorized
 from novo_gateway.jobs.models import Job
 from novo_gateway.jobs.service import enqueue
 from novo_gateway.keys.models import ApiKey
@@ -190,69 +186,11 @@ async def change_password(
     """
     user = await session.get_one(User, login_session.user_id)
     await check_credentials(session, throttle, email=user.email, password=current_password)
-    await _set_password(session, user, new_password, now=now)
+    await set_password(session, user, new_password, now=now)
     return await revoke_sessions(session, user.id, now=now, keep=login_session.id)
 
 
-async def start_password_reset(
-    session: AsyncSession,
-    throttle: PasswordResetThrottle,
-    *,
-    email: str,
-    now: datetime,
-    ttl_seconds: int,
-) -> tuple[str, str] | None:
-    """A new single-use reset token for the account with this email: (its email, the token).
-
-    None when no account has the email; the caller answers the same either way. Requests are
-    counted per email first (`TooManyRequests` past the limit, known email or not). Only the
-    token's hash is stored; the raw token goes to the account's email address.
-    """
-    await throttle.reserve(email)
-    user = await session.scalar(select(User).where(User.email == email))
-    if user is None:
-        return None
-    token = generate_reset_token()
-    session.add(
-        PasswordResetToken(
-            user_id=user.id,
-            token_hash=hash_session_token(token),
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl_seconds),
-        )
-    )
-    await session.flush()
-    return user.email, token
-
-
-async def finish_password_reset(
-    session: AsyncSession, *, token: str, new_password: str, now: datetime
-) -> User:
-    """Set a new password with a reset token; the token is used up and every session revoked.
-
-    The token is claimed by a conditional update before anything else, so two uses of one token
-    at the same time cannot both succeed.
-    """
-    claimed = await session.execute(
-        update(PasswordResetToken)
-        .where(
-            PasswordResetToken.token_hash == hash_session_token(token),
-            PasswordResetToken.used_at.is_(None),
-            PasswordResetToken.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(PasswordResetToken.user_id)
-    )
-    user_id = claimed.scalar_one_or_none()
-    if user_id is None:
-        raise BadRequest(INVALID_RESET_TOKEN)
-    user = await session.get_one(User, user_id)
-    await _set_password(session, user, new_password, now=now)
-    await revoke_sessions(session, user.id, now=now)
-    return user
-
-
-async def _set_password(session: AsyncSession, user: User, password: str, *, now: datetime) -> None:
+async def set_password(session: AsyncSession, user: User, password: str, *, now: datetime) -> None:
     """Store a new password hash; reset links still open for the account are used up."""
     user.password_hash = await hash_password(password)
     await session.execute(

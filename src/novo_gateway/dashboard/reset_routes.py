@@ -12,7 +12,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from novo_gateway.accounts import service as accounts
+from novo_gateway.accounts import reset
 from novo_gateway.accounts.mail import RESET_PAGE, Mailer
 from novo_gateway.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
@@ -65,7 +65,6 @@ async def forgot_password_form(request: Request, runtime: RuntimeDep) -> Respons
 @router.post("/forgot-password", dependencies=[Depends(limit_sign_in_by_ip)])
 async def forgot_password(
     request: Request,
-    session: Session,
     runtime: RuntimeDep,
     background: BackgroundTasks,
     email: EmailField = "",
@@ -78,13 +77,7 @@ async def forgot_password(
             address = normalise_email(email)
         except ValueError:
             raise BadRequest(INVALID_EMAIL) from None
-        started = await accounts.start_password_reset(
-            session,
-            get_reset_throttle(runtime),
-            email=address,
-            now=runtime.clock.now(),
-            ttl_seconds=settings.password_reset_ttl_seconds,
-        )
+        await get_reset_throttle(runtime).reserve(address)
     except GatewayError as exc:
         return _form(
             request,
@@ -94,8 +87,14 @@ async def forgot_password(
             error=exc.message,
             email=email,
         )
-    if started is not None:
-        background.add_task(Mailer(settings).send_password_reset, *started)
+    background.add_task(
+        reset.email_reset_link,
+        runtime.sessions,
+        Mailer(settings),
+        email=address,
+        now=runtime.clock.now(),
+        ttl_seconds=settings.password_reset_ttl_seconds,
+    )
     return RedirectResponse(f"{SIGN_IN}?notice=reset-sent", status_code=303)
 
 
@@ -120,7 +119,7 @@ async def reset_password(
     try:
         if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
             raise BadRequest(TOO_SHORT)
-        await accounts.finish_password_reset(
+        await reset.finish_password_reset(
             session, token=token, new_password=password, now=runtime.clock.now()
         )
     except GatewayError as exc:
