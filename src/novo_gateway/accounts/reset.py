@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from fastapi import BackgroundTasks
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,8 @@ from novo_gateway.accounts.mail import Mailer
 from novo_gateway.accounts.models import PasswordResetToken, User
 from novo_gateway.accounts.service import revoke_sessions, set_password
 from novo_gateway.accounts.session_tokens import generate_reset_token, hash_session_token
+from novo_gateway.accounts.throttle import PasswordResetThrottle
+from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.errors import BadRequest
 
@@ -47,6 +50,28 @@ async def start_password_reset(
     )
     await session.flush()
     return user.email, token
+
+
+async def request_reset(
+    throttle: PasswordResetThrottle,
+    background: BackgroundTasks,
+    sessions: SessionFactory,
+    settings: Settings,
+    *,
+    email: str,
+    now: datetime,
+) -> None:
+    """Count the request for this normalised email (429 past the limit), then, after the
+    answer, email a reset link if an account has the email (`email_reset_link`)."""
+    await throttle.reserve(email)
+    background.add_task(
+        email_reset_link,
+        sessions,
+        Mailer(settings),
+        email=email,
+        now=now,
+        ttl_seconds=settings.password_reset_ttl_seconds,
+    )
 
 
 async def email_reset_link(

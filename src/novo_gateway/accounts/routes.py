@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Depends
 
 from novo_gateway.accounts import reset, service
-from novo_gateway.accounts.mail import Mailer
 from novo_gateway.accounts.schemas import (
     ChangePasswordRequest,
     LoginRequest,
@@ -178,14 +177,13 @@ async def request_password_reset(
     settings = runtime.settings
     if not settings.password_reset_enabled:
         raise NotFound(RESET_DISABLED)
-    await throttle.reserve(body.email)
-    background.add_task(
-        reset.email_reset_link,
+    await reset.request_reset(
+        throttle,
+        background,
         runtime.sessions,
-        Mailer(settings),
+        settings,
         email=body.email,
         now=runtime.clock.now(),
-        ttl_seconds=settings.password_reset_ttl_seconds,
     )
     minutes = settings.password_reset_ttl_seconds // 60
     return MessageResponse(

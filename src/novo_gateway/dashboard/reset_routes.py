@@ -13,7 +13,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from novo_gateway.accounts import reset
-from novo_gateway.accounts.mail import RESET_PAGE, Mailer
+from novo_gateway.accounts.mail import RESET_PAGE
 from novo_gateway.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.auth import get_reset_throttle, limit_sign_in_by_ip
@@ -71,13 +71,19 @@ async def forgot_password(
     csrf: CsrfField = "",
 ) -> Response:
     _checked_form(request, runtime, csrf)
-    settings = runtime.settings
     try:
         try:
             address = normalise_email(email)
         except ValueError:
             raise BadRequest(INVALID_EMAIL) from None
-        await get_reset_throttle(runtime).reserve(address)
+        await reset.request_reset(
+            get_reset_throttle(runtime),
+            background,
+            runtime.sessions,
+            runtime.settings,
+            email=address,
+            now=runtime.clock.now(),
+        )
     except GatewayError as exc:
         return _form(
             request,
@@ -87,14 +93,6 @@ async def forgot_password(
             error=exc.message,
             email=email,
         )
-    background.add_task(
-        reset.email_reset_link,
-        runtime.sessions,
-        Mailer(settings),
-        email=address,
-        now=runtime.clock.now(),
-        ttl_seconds=settings.password_reset_ttl_seconds,
-    )
     return RedirectResponse(f"{SIGN_IN}?notice=reset-sent", status_code=303)
 
 
