@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Final
 
 from fastapi import BackgroundTasks
 from sqlalchemy import select, update
@@ -26,7 +27,9 @@ from novo_gateway.errors import BadRequest
 
 log = logging.getLogger("novo_gateway.accounts")
 
-INVALID_RESET_TOKEN = "This password reset link is invalid, used or expired. Ask for a new one."  # noqa: S105
+INVALID_RESET_TOKEN: Final = (
+    "This password reset link is invalid, used or expired. Ask for a new one."  # noqa: S105
+)
 
 
 async def start_password_reset(

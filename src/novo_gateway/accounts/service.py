@@ -23,7 +23,6 @@ from novo_gateway.keys.service import NewKey, create_key, list_keys
 FIRST_KEY_NAME = "Default"
 PROVISION_JOB = "provision_customer"
 INVALID_CREDENTIALS = "Invalid credentials"
-INVALID_RESET_TOKEN = "This password reset link is invalid, used or expired. Ask for a new one."  # noqa: S105
 
 
 @dataclass(frozen=True, slots=True)

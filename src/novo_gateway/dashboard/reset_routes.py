@@ -45,7 +45,7 @@ def _form(
         request,
         runtime.settings,
         template,
-        {"error": None, "notice": None, "email": "", "token": "", **context},
+        {"error": None, "notice": None, "email": "", **context},
         status_code=status_code,
     )
 
