@@ -62,10 +62,10 @@ async def check_password(password_hash: str | None, password: str) -> Verdict:
 
     With no hash, a dummy one is checked, so an unknown account costs what a wrong password does.
     """
-    normalised = normalise_password(password)
-    if await _verify_off_loop(password_hash, normalised):
+    if await _verify_off_loop(password_hash, normalise_password(password)):
         return Verdict.MATCHED if password_hash is not None else Verdict.MISMATCH
-    if normalised != password and await _verify_off_loop(password_hash, password):
+    typed_differently = not unicodedata.is_normalized("NFKC", password)
+    if typed_differently and await _verify_off_loop(password_hash, password):
         return Verdict.MATCHED_RAW if password_hash is not None else Verdict.MISMATCH
     return Verdict.MISMATCH
 
