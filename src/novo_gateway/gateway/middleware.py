@@ -196,6 +196,10 @@ class MeteredPathMiddleware:
         if scope["type"] != "http" or not is_metered(scope):
             await self.app(scope, receive, send)
             return
+        # A path nothing may route (a dot segment in any spelling): 400 before routing, unbilled.
+        if (bad_path := self.runtime.proxy.screen(scope)) is not None:
+            await error_response(bad_path)(scope, receive, send)
+            return
         call: Admitted | None = scope.pop(ADMITTED, None)
         if call is None:
             try:

@@ -129,6 +129,8 @@ class UsageWriter:
         self._stopping = False
         self._last_purge = -math.inf
         self.committed_batches = 0
+        # True from a batch that could not be committed until the next one that could.
+        self.failing = False
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -192,11 +194,13 @@ class UsageWriter:
                 type(exc).__name__,
                 exc_info=exc,
             )
+            self.failing = True
             for _, future in batch:
                 if not future.done():
                     future.set_exception(UsageWriteError("the usage event was not recorded"))
             return
         self.committed_batches += 1
+        self.failing = False
         metrics.usage_events_recorded(len(events))
         for (_, future), bill in zip(batch, billed, strict=True):
             if not future.done():
