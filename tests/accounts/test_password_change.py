@@ -198,6 +198,19 @@ async def test_a_reset_link_is_emailed_and_sets_a_new_password_once(
     await login(reset_app, password=NEW_PASSWORD)
 
 
+async def test_with_a_dashboard_host_the_link_points_to_it(
+    make_settings: Callable[..., Settings], start_app: StartApp, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp
+    client = await start_app(make_settings(**reset_settings(port, dashboard_host="dash.test")))
+    await register(client)
+
+    await client.post("/auth/password-reset", json={"email": "ada@example.com"})
+
+    await inbox.wait_for(1)
+    assert inbox.token(public_url="https://dash.test").startswith("npr_")
+
+
 async def test_the_answer_is_the_same_whether_the_email_has_an_account(
     reset_app: AppClient, smtp: tuple[Inbox, int]
 ) -> None:

@@ -54,7 +54,7 @@ class Mailer:
     async def send_password_reset(self, to: str, token: str) -> bool:
         """The reset link for an account (valid PASSWORD_RESET_TTL_SECONDS, once)."""
         settings = self._settings
-        link = settings.public_url.rstrip("/") + RESET_PAGE + "?" + urlencode({"token": token})
+        link = _pages_origin(settings) + RESET_PAGE + "?" + urlencode({"token": token})
         minutes = settings.password_reset_ttl_seconds // 60
         text = (
             f"Someone asked to reset the password of the Novo Gateway account {to}.\n\n"
@@ -65,3 +65,12 @@ class Mailer:
             "If you did not ask for this, ignore this email: your password is unchanged.\n"
         )
         return await self.send(to, "Reset your Novo Gateway password", text)
+
+
+def _pages_origin(settings: Settings) -> str:
+    """Where the dashboard's pages are: DASHBOARD_HOST (with PUBLIC_URL's scheme) when set, else
+    PUBLIC_URL. Never a request's `Host` header, which a client may set to its own site."""
+    if settings.dashboard_host:
+        scheme = settings.public_url.split("://", 1)[0].lower()
+        return f"{scheme}://{settings.dashboard_host}"
+    return settings.public_url.rstrip("/")
