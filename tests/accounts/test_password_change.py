@@ -243,6 +243,27 @@ async def test_a_reset_token_expires(
     await login(reset_app)
 
 
+async def test_used_and_expired_reset_tokens_are_deleted_at_the_next_request(
+    reset_app: AppClient, smtp: tuple[Inbox, int], clock: FrozenClock
+) -> None:
+    inbox, _port = smtp
+    await register(reset_app)
+    for _ in range(2):
+        await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
+    await inbox.wait_for(2)
+    await reset_app.post(
+        "/auth/password-reset/confirm", json={"token": inbox.token(1), "newPassword": NEW_PASSWORD}
+    )
+    clock.advance(900)
+
+    await reset_app.post("/auth/password-reset", json={"email": "ada@example.com"})
+    await inbox.wait_for(3)
+
+    async with session_scope(runtime_of(reset_app).sessions) as session:
+        [left] = (await session.scalars(select(PasswordResetToken))).all()
+    assert left.token_hash == hashlib.sha256(inbox.token(2).encode()).hexdigest()
+
+
 async def test_changing_the_password_uses_up_open_reset_links(
     reset_app: AppClient, smtp: tuple[Inbox, int]
 ) -> None:

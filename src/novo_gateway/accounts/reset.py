@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from fastapi import BackgroundTasks
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.mail import Mailer
@@ -37,11 +37,18 @@ async def start_password_reset(
 ) -> tuple[str, str] | None:
     """A new reset token for the account with this normalised email: (its email, the token).
 
-    None when no account has the email. Only the token's hash is stored.
+    None when no account has the email. Only the token's hash is stored; the account's used
+    and expired tokens are deleted (they can never be used again).
     """
     user = await session.scalar(select(User).where(User.email == email))
     if user is None:
         return None
+    await session.execute(
+        delete(PasswordResetToken).where(
+            PasswordResetToken.user_id == user.id,
+            or_(PasswordResetToken.used_at.is_not(None), PasswordResetToken.expires_at <= now),
+        )
+    )
     token = generate_reset_token()
     session.add(
         PasswordResetToken(
