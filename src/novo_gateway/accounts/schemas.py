@@ -38,9 +38,9 @@ def normalise_email(value: str) -> str:
     """The address as accounts are keyed: width-mapped, checked for shape, case-folded, NFC.
 
     The mapping is RFC 8265's UsernameCaseMapped profile (3.3.2): fullwidth and halfwidth code
-    points become their ordinary forms (fullwidth `ada` is `ada`), then Unicode
-    default case folding, then NFC; so two addresses that look alike to a person name one
-    account. The shape is checked by email-validator (no DNS lookup) in between.
+    points become their ordinary forms (fullwidth `ada` is `ada`), then Unicode default case
+    folding (`ß` is `ss`), then NFC; so two addresses that look alike to a person name one
+    account. The shape is checked by email-validator (no DNS lookup) after the width mapping.
     """
     try:
         checked = validate_email(_width_mapped(value).strip(), check_deliverability=False)
