@@ -17,6 +17,7 @@ from novo_gateway.billing.webhook_routes import router as webhook_router
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.dashboard.assets import router as assets_router
+from novo_gateway.dashboard.reset_routes import router as dashboard_reset_router
 from novo_gateway.dashboard.routes import router as dashboard_router
 from novo_gateway.error_handlers import install_error_handlers
 from novo_gateway.gateway.fast_path import FastPath
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         webhook_router,
         novo_router,
         dashboard_router,
+        dashboard_reset_router,
         admin_router,
         assets_router,
     ):

@@ -4,7 +4,8 @@ Credentials are tried in this order, the first one present decides:
 
 1. `Authorization: Bearer ns_...`: a login session token from `POST /auth/login`;
 2. an API key: `Authorization: Bearer nk_...`, then `X-API-Key`, then `?api_key=`;
-3. for the original's clients, `email` and `password` in the JSON body (throttled like logins).
+3. for the original's clients, `email` and `password` in the JSON body (throttled like logins:
+   per email, and per client IP with the limit of register and login).
 
 A password is never read from a query string: a `password` query parameter is a 400, whatever
 else the request carries. Once known, the account is held to its own per-minute limit
@@ -25,7 +26,7 @@ from novo_gateway.accounts.models import LoginSession, User
 from novo_gateway.accounts.passwords import MAX_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.accounts.session_tokens import is_session_token
-from novo_gateway.accounts.throttle import LoginThrottle
+from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
 from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized
 from novo_gateway.gateway.client_ip import ClientIpResolver
@@ -106,6 +107,8 @@ async def _authenticate(request: Request, session: Session, runtime: Runtime) ->
         raise Unauthorized(accounts.INVALID_CREDENTIALS) from None
     if len(password) > MAX_LENGTH:
         raise Unauthorized(accounts.INVALID_CREDENTIALS)
+    # A password costs a hash: the per-client-IP limit of register and login applies here too.
+    await limit_sign_in_by_ip(request, runtime)
     return await accounts.check_credentials(
         session, get_login_throttle(runtime), email=email, password=password
     )
@@ -137,18 +140,34 @@ def get_login_throttle(runtime: RuntimeDep) -> LoginThrottle:
     )
 
 
-async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
-    """At most ACCOUNT_RATE_LIMIT_PER_MINUTE registrations and logins a minute per client IP."""
+def get_reset_throttle(runtime: RuntimeDep) -> PasswordResetThrottle:
+    """Reset emails per address: LOGIN_MAX_FAILURES per LOGIN_LOCKOUT_SECONDS."""
     settings = runtime.settings
-    ip = _ip_resolver(tuple(settings.trusted_proxies)).resolve(request.scope)
-    limit = settings.account_rate_limit_per_minute
-    result = await runtime.limiter.hit(SIGN_IN_IP_BUCKET, ip, limit)
+    return PasswordResetThrottle(
+        runtime.limiter,
+        max_failures=settings.login_max_failures,
+        window_seconds=settings.login_lockout_seconds,
+    )
+
+
+async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
+    """At most ACCOUNT_RATE_LIMIT_PER_MINUTE password checks a minute per client IP.
+
+    Registrations, logins, body-credential requests, password changes and resets share it.
+    """
+    limit = runtime.settings.account_rate_limit_per_minute
+    result = await runtime.limiter.hit(SIGN_IN_IP_BUCKET, client_ip(request, runtime), limit)
     if not result.allowed:
         raise RateLimitExceeded(
             f"You have exceeded {limit} sign-in requests per minute. Please slow down.",
             headers={"Retry-After": str(result.reset_in)},
             retryAfter=result.reset_in,
         )
+
+
+def client_ip(request: Request, runtime: Runtime) -> str:
+    """The client's address, through the trusted proxies (TRUSTED_PROXIES)."""
+    return _ip_resolver(tuple(runtime.settings.trusted_proxies)).resolve(request.scope)
 
 
 @cache
@@ -171,3 +190,4 @@ async def _limit_account(runtime: Runtime, user_id: int, response: Response) -> 
 CurrentAccount = Annotated[User, Depends(current_account)]
 CurrentLoginSession = Annotated[LoginSession, Depends(current_login_session)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+ResetThrottleDep = Annotated[PasswordResetThrottle, Depends(get_reset_throttle)]

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -99,6 +99,17 @@ class Settings(BaseSettings):
     # (empty: /metrics is open, so restrict it at the network); at least 24 characters.
     metrics_token: str = Field(default="", repr=False)
 
+    # Password reset by email: on when SMTP_HOST is set (then SMTP_FROM and PUBLIC_URL, where the
+    # emailed links point, are required). SMTP_SECURITY: "starttls" (587), "tls" (465) or "none".
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from: str = ""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    password_reset_ttl_seconds: int = Field(default=1800, ge=60, le=86_400)
+
     @field_validator(
         "trusted_proxies", "stripe_webhook_secret", "portal_return_origins", mode="before"
     )
@@ -128,6 +139,19 @@ class Settings(BaseSettings):
             raise ValueError("must be empty or at least 24 characters (a random secret)")
         return value
 
+    @field_validator("smtp_from")
+    @classmethod
+    def _needed_with_smtp(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("smtp_host"):
+            if not value:
+                raise ValueError("must be set when SMTP_HOST is set (the sender of reset emails)")
+            if not info.data.get("public_url"):
+                raise ValueError(
+                    "needs PUBLIC_URL when SMTP_HOST is set (reset links point there, never to "
+                    "a Host header)"
+                )
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _ip_or_cidr(cls, value: list[str]) -> list[str]:
@@ -153,6 +177,11 @@ class Settings(BaseSettings):
             if url.startswith(prefix):
                 return "postgresql+asyncpg://" + url.removeprefix(prefix)
         return url
+
+    @property
+    def password_reset_enabled(self) -> bool:
+        """True when the gateway can email password reset links (SMTP_HOST is set)."""
+        return bool(self.smtp_host)
 
     @property
     def is_sqlite(self) -> bool:

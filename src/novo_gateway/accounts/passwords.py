@@ -2,12 +2,20 @@
 
 Hashing is CPU- and memory-heavy (~50 ms), so it runs in a worker thread, and at most a few hashes
 run at once: a burst of logins queues here instead of taking every thread and tens of MiB each.
+
+Passwords are normalised with NFKC before hashing, as NIST SP 800-63B (5.1.1.2) advises, so a
+password typed on a keyboard that sends another Unicode form (`é` as one code point or as `e` and
+a combining accent, a fullwidth `A` U+FF21) is the same password. Hashes made before normalisation
+hold the password as typed: when the normalised form does not match, the raw form is tried, and
+a match there asks the caller to rehash (`Verdict.MATCHED_RAW`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 import weakref
+from enum import StrEnum
 
 import anyio
 from argon2 import PasswordHasher
@@ -30,17 +38,47 @@ _slots_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.Capac
 )
 
 
+class Verdict(StrEnum):
+    """The outcome of checking a password against a stored hash."""
+
+    MISMATCH = "mismatch"
+    MATCHED = "matched"
+    MATCHED_RAW = "matched_raw"  # matched as typed, not normalised: an old hash, rehash it
+
+
+def normalise_password(password: str) -> str:
+    """The form of a password that is hashed: NFKC (NIST SP 800-63B)."""
+    return unicodedata.normalize("NFKC", password)
+
+
 async def hash_password(password: str) -> str:
-    """The argon2id hash of `password` (salted), computed off the event loop."""
-    return await anyio.to_thread.run_sync(_hasher.hash, password, limiter=_hashing_slots())
+    """The argon2id hash of the normalised `password` (salted), computed off the event loop."""
+    normalised = normalise_password(password)
+    return await anyio.to_thread.run_sync(_hasher.hash, normalised, limiter=_hashing_slots())
+
+
+async def check_password(password_hash: str | None, password: str) -> Verdict:
+    """Check `password` in its normalised form, then as typed if that differs (older hashes).
+
+    With no hash, a dummy one is checked, so an unknown account costs what a wrong password does.
+    """
+    if await _verify_off_loop(password_hash, normalise_password(password)):
+        return Verdict.MATCHED if password_hash is not None else Verdict.MISMATCH
+    typed_differently = not unicodedata.is_normalized("NFKC", password)
+    if typed_differently and await _verify_off_loop(password_hash, password):
+        return Verdict.MATCHED_RAW if password_hash is not None else Verdict.MISMATCH
+    return Verdict.MISMATCH
 
 
 async def verify_password(password_hash: str | None, password: str) -> bool:
-    """True when `password` matches; with no hash, checks a dummy one so timing is the same."""
-    matched = await anyio.to_thread.run_sync(
+    """True when `password` matches, in either form (see `check_password`)."""
+    return await check_password(password_hash, password) is not Verdict.MISMATCH
+
+
+async def _verify_off_loop(password_hash: str | None, password: str) -> bool:
+    return await anyio.to_thread.run_sync(
         _verify, password_hash, password, limiter=_hashing_slots()
     )
-    return matched and password_hash is not None
 
 
 def needs_rehash(password_hash: str) -> bool:

@@ -1,23 +1,28 @@
-"""Routes of the accounts domain: register, login, logout."""
+"""Routes of the accounts domain: register, login, logout, password change and reset."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, BackgroundTasks, Depends
 
-from novo_gateway.accounts import service
+from novo_gateway.accounts import reset, service
 from novo_gateway.accounts.schemas import (
+    ChangePasswordRequest,
     LoginRequest,
     LoginResponse,
     LoginUser,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     RegisterRequest,
     RegisterResponse,
     SessionInfo,
+    SessionsRevoked,
     SubscriptionSummary,
     UserSummary,
 )
 from novo_gateway.auth import (
     CurrentLoginSession,
     LoginThrottleDep,
+    ResetThrottleDep,
     limit_sign_in_by_ip,
     no_store,
 )
@@ -27,6 +32,7 @@ from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.errors import (
     BadRequest,
     Conflict,
+    NotFound,
     RateLimitExceeded,
     ServiceUnavailable,
     TooManyRequests,
@@ -34,6 +40,8 @@ from novo_gateway.errors import (
     error_responses,
 )
 from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, MessageResponse
+
+RESET_DISABLED = "Password reset by email is not enabled on this gateway (no SMTP settings)."
 
 # Register and login answer with a key or a session token: never cached (see `no_store`).
 router = APIRouter(prefix="/auth", tags=["accounts"], dependencies=[Depends(no_store)])
@@ -107,3 +115,97 @@ async def logout(
     """Revoke the session token sent as `Authorization: Bearer ns_...`."""
     await service.logout(session, current, now=runtime.clock.now())
     return MessageResponse(message="Logged out")
+
+
+@router.post("/logout-all", responses=error_responses(Unauthorized))
+async def logout_everywhere(
+    current: CurrentLoginSession, session: Session, runtime: RuntimeDep
+) -> SessionsRevoked:
+    """Sign out everywhere: revoke every session token of the account, this one included.
+
+    Dashboard sign-ins are login sessions too, so they end as well. API keys are not sessions
+    and keep working (revoke them at `DELETE /auth/api-keys/{id}`).
+    """
+    revoked = await service.revoke_sessions(session, current.user_id, now=runtime.clock.now())
+    return SessionsRevoked(message="Logged out everywhere", revoked_sessions=revoked)
+
+
+@router.post(
+    "/password",
+    dependencies=[Depends(limit_sign_in_by_ip)],
+    responses=error_responses(BadRequest, Unauthorized, TooManyRequests, RateLimitExceeded),
+)
+async def change_password(
+    body: ChangePasswordRequest,
+    current: CurrentLoginSession,
+    session: Session,
+    runtime: RuntimeDep,
+    throttle: LoginThrottleDep,
+) -> SessionsRevoked:
+    """Change the password (the current one is checked like a login); other sessions end.
+
+    Needs the session token (`Authorization: Bearer ns_...`); that session stays signed in.
+    """
+    revoked = await service.change_password(
+        session,
+        throttle,
+        current,
+        current_password=body.current_password,
+        new_password=body.new_password,
+        now=runtime.clock.now(),
+    )
+    return SessionsRevoked(message="Password changed", revoked_sessions=revoked)
+
+
+@router.post(
+    "/password-reset",
+    status_code=202,
+    dependencies=[Depends(limit_sign_in_by_ip)],
+    responses=error_responses(BadRequest, NotFound, TooManyRequests, RateLimitExceeded),
+)
+async def request_password_reset(
+    body: PasswordResetRequest,
+    runtime: RuntimeDep,
+    throttle: ResetThrottleDep,
+    background: BackgroundTasks,
+) -> MessageResponse:
+    """Email a single-use reset link, when SMTP is configured (404 otherwise).
+
+    The answer is the same whether an account has the email or not, and so is its timing: the
+    account is looked up, and the email sent, after the answer.
+    """
+    settings = runtime.settings
+    if not settings.password_reset_enabled:
+        raise NotFound(RESET_DISABLED)
+    await reset.request_reset(
+        throttle,
+        background,
+        runtime.sessions,
+        settings,
+        email=body.email,
+        now=runtime.clock.now(),
+    )
+    minutes = settings.password_reset_ttl_seconds // 60
+    return MessageResponse(
+        message=(
+            "If an account uses this email, a link to reset its password is on its way. "
+            f"It works once, within {minutes} minutes."
+        )
+    )
+
+
+@router.post(
+    "/password-reset/confirm",
+    dependencies=[Depends(limit_sign_in_by_ip)],
+    responses=error_responses(BadRequest, NotFound, RateLimitExceeded),
+)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, session: Session, runtime: RuntimeDep
+) -> MessageResponse:
+    """Set a new password with the emailed token; every session of the account ends."""
+    if not runtime.settings.password_reset_enabled:
+        raise NotFound(RESET_DISABLED)
+    await reset.finish_password_reset(
+        session, token=body.token, new_password=body.new_password, now=runtime.clock.now()
+    )
+    return MessageResponse(message="Password changed. Log in with the new password.")

@@ -6,6 +6,7 @@ a 400 naming the field rather than something silently dropped or, worse, honoure
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -30,23 +31,45 @@ from novo_gateway.keys.schemas import (
 )
 
 NAME_MAX_LENGTH = 200
+EMAIL_MAX_LENGTH = 320
 
 
 def normalise_email(value: str) -> str:
-    """The address trimmed, checked for shape (no DNS lookup) and lower-cased."""
+    """The address as accounts are keyed: width-mapped, checked for shape, case-folded, NFC.
+
+    The mapping is RFC 8265's UsernameCaseMapped profile (3.3.2): fullwidth and halfwidth code
+    points become their ordinary forms (fullwidth `ada` is `ada`), then Unicode default case
+    folding (`ß` is `ss`), then NFC; so two addresses that look alike to a person name one
+    account. The shape is checked by email-validator (no DNS lookup) after the width mapping.
+    """
     try:
-        checked = validate_email(value.strip(), check_deliverability=False)
+        checked = validate_email(_width_mapped(value).strip(), check_deliverability=False)
     except EmailNotValidError as exc:
         reason = str(exc).rstrip(".")
         raise PydanticCustomError(
             "email", "not a valid email address ({reason})", {"reason": reason}
         ) from None
-    return checked.normalized.lower()
+    canonical = unicodedata.normalize("NFC", checked.normalized.casefold())
+    if len(canonical) > EMAIL_MAX_LENGTH:
+        raise PydanticCustomError("email", "not a valid email address (too long)")
+    return canonical
+
+
+def _width_mapped(value: str) -> str:
+    """RFC 8264's width mapping rule: `<wide>` and `<narrow>` code points to their decomposition."""
+    if value.isascii():
+        return value
+    return "".join(
+        unicodedata.normalize("NFKC", char)
+        if unicodedata.decomposition(char).startswith(("<wide>", "<narrow>"))
+        else char
+        for char in value
+    )
 
 
 Email = Annotated[
     str,
-    Field(max_length=320, json_schema_extra={"format": "email"}),
+    Field(max_length=EMAIL_MAX_LENGTH, json_schema_extra={"format": "email"}),
     AfterValidator(normalise_email),
 ]
 NewPassword = Annotated[str, Field(min_length=MIN_LENGTH, max_length=MAX_LENGTH, repr=False)]
@@ -152,3 +175,36 @@ class LoginResponse(CamelModel):
     user: LoginUser
     api_keys: list[ApiKeyInfo]
     session: SessionInfo
+
+
+class ChangePasswordRequest(CamelModel):
+    """`POST /auth/password`: the current password and the new one."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    current_password: Password
+    new_password: NewPassword
+
+
+class PasswordResetRequest(CamelModel):
+    """`POST /auth/password-reset`: where to send a reset link."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    email: Email
+
+
+class PasswordResetConfirm(CamelModel):
+    """`POST /auth/password-reset/confirm`: the emailed token and the new password."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=False)
+
+    token: Annotated[str, Field(min_length=1, max_length=200, repr=False)]
+    new_password: NewPassword
+
+
+class SessionsRevoked(CamelModel):
+    """How many login sessions (API tokens and dashboard sign-ins) were revoked."""
+
+    message: str
+    revoked_sessions: int

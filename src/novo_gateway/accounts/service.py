@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import LoginSession, User
-from novo_gateway.accounts.passwords import hash_password, needs_rehash, verify_password
+from novo_gateway.accounts.models import LoginSession, PasswordResetToken, User
+from novo_gateway.accounts.passwords import Verdict, check_password, hash_password, needs_rehash
 from novo_gateway.accounts.session_tokens import generate_session_token, hash_session_token
 from novo_gateway.accounts.throttle import LoginThrottle
 from novo_gateway.errors import Conflict, Unauthorized
@@ -77,17 +78,18 @@ async def check_credentials(
 ) -> User:
     """The account for a normalised email and its password, or `Unauthorized`.
 
-    A locked-out email gets `TooManyRequests` before the password is looked at. An unknown email
-    costs the same time as a wrong password (a dummy hash is checked) and counts as a failure.
+    The attempt is counted before the password is looked at, so a locked-out email gets
+    `TooManyRequests` however many guesses arrive at once (see `throttle`). An unknown email costs
+    the same time as a wrong password (a dummy hash is checked) and counts as a failure. A hash
+    made before passwords were normalised, or with older parameters, is replaced.
     """
-    await throttle.check(email)
+    await throttle.reserve(email)
     user = await session.scalar(select(User).where(User.email == email))
-    matched = await verify_password(user.password_hash if user else None, password)
-    if user is None or not matched:
-        await throttle.record_failure(email)
+    verdict = await check_password(user.password_hash if user else None, password)
+    if user is None or verdict is Verdict.MISMATCH:
         raise Unauthorized(INVALID_CREDENTIALS)
-    await throttle.reset(email)
-    if needs_rehash(user.password_hash):
+    await throttle.succeeded(email)
+    if verdict is Verdict.MATCHED_RAW or needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
         await session.flush()
     return user
@@ -146,6 +148,56 @@ async def logout(session: AsyncSession, login_session: LoginSession, *, now: dat
         .where(LoginSession.id == login_session.id, LoginSession.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+async def revoke_sessions(
+    session: AsyncSession, user_id: int, *, now: datetime, keep: int | None = None
+) -> int:
+    """Revoke every live login session of the account (API and dashboard), but `keep`'s.
+
+    Returns how many were revoked. Their tokens are refused from the next request on, on every
+    process: a session is looked up in the database on each request.
+    """
+    stmt = update(LoginSession).where(
+        LoginSession.user_id == user_id,
+        LoginSession.revoked_at.is_(None),
+        LoginSession.expires_at > now,
+    )
+    if keep is not None:
+        stmt = stmt.where(LoginSession.id != keep)
+    result = cast("CursorResult[Any]", await session.execute(stmt.values(revoked_at=now)))
+    return result.rowcount
+
+
+async def change_password(
+    session: AsyncSession,
+    throttle: LoginThrottle,
+    login_session: LoginSession,
+    *,
+    current_password: str,
+    new_password: str,
+    now: datetime,
+) -> int:
+    """Replace the password after checking the current one; other sessions are revoked.
+
+    The current password is checked like a login (counted by the same throttle), so a stolen
+    session cannot be used to guess it. Pending reset links die too. Returns the sessions revoked.
+    """
+    user = await session.get_one(User, login_session.user_id)
+    await check_credentials(session, throttle, email=user.email, password=current_password)
+    await set_password(session, user, new_password, now=now)
+    return await revoke_sessions(session, user.id, now=now, keep=login_session.id)
+
+
+async def set_password(session: AsyncSession, user: User, password: str, *, now: datetime) -> None:
+    """Store a new password hash; reset links still open for the account are used up."""
+    user.password_hash = await hash_password(password)
+    await session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    await session.flush()
 
 
 def _email_taken() -> Conflict:

@@ -1,51 +1,109 @@
-"""Login throttling: too many failed logins for one email lock that email out for a while.
+"""Throttles that hold under concurrency: an attempt is counted BEFORE the secret is checked.
 
-Failures are counted per normalised email, whether or not an account has it (so the answers do
-not tell which emails are registered), with the shared rate limiter (bucket "login"): in process
-by default, in Redis when REDIS_URL is set, so every instance sees the same count. The identity is
-a hash of the email, so the shared store holds no addresses.
+Guesses at one account's password (or at the admin token) are counted with the shared rate
+limiter's atomic increment: in process by default (a dictionary update with no `await` between
+read and write), in Redis when REDIS_URL is set (`INCRBY`), so every instance sees one count.
 
-The limiter counts in fixed windows of LOGIN_LOCKOUT_SECONDS aligned to the injected clock: once
-an email has LOGIN_MAX_FAILURES failures in the current window, every attempt (even with the right
-password) gets 429 with `Retry-After` until the window ends. A success clears the count. Over any
-span an attacker gets at most about LOGIN_MAX_FAILURES guesses per window per email.
+The count is taken first, the slow check (an argon2 hash, ~50 ms) comes after. With the check
+first and the count after it, N guesses sent at once all read "no failures yet" and all got their
+hash checked (300 parallel guesses: 299 x 401 and no 429). Reserved first, the attempts beyond the
+limit are refused with 429 before any hash, whatever their number or timing, and so is the right
+secret once the limit is reached, until the window ends. A success forgets the count (failures are
+consecutive ones, as NIST SP 800-63B counts them).
+
+Windows are fixed, LOGIN_LOCKOUT_SECONDS long, aligned to the injected clock: an identity gets at
+most LOGIN_MAX_FAILURES failed attempts per window. Identities are hashed, so the shared store
+holds no email or client address.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from novo_gateway.errors import TooManyRequests
 from novo_gateway.gateway.ratelimit import RateLimiter
 
-BUCKET = "login"
+LOGIN_BUCKET: Final = "login"
+ADMIN_TOKEN_BUCKET: Final = "admin-token"  # noqa: S105 - a bucket name, not a secret
+RESET_BUCKET: Final = "password-reset"
 
 
-class LoginThrottle:
-    def __init__(self, limiter: RateLimiter, *, max_failures: int, window_seconds: int) -> None:
+class AttemptThrottle:
+    """At most `max_failures` attempts per identity and window, each reserved before checking."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        *,
+        bucket: str,
+        max_failures: int,
+        window_seconds: int,
+        refusal: str,
+    ) -> None:
         self._limiter = limiter
+        self._bucket = bucket
         self._max = max_failures
         self._window = window_seconds
+        self._refusal = refusal
 
-    async def check(self, email: str) -> None:
-        """Raise `TooManyRequests` (with Retry-After) while `email` is locked out."""
-        state = await self._limiter.peek(BUCKET, _identity(email), self._max, self._window)
-        if not state.allowed:
+    async def reserve(self, identity: str) -> None:
+        """Count one attempt for `identity`; `TooManyRequests` (Retry-After) once over the limit.
+
+        Call it before checking the secret: the attempt stays counted as a failure unless
+        `succeeded` is called after a successful check.
+        """
+        result = await self._limiter.hit(self._bucket, _hashed(identity), self._max, self._window)
+        if not result.allowed:
             raise TooManyRequests(
-                "Too many failed login attempts for this account. "
-                f"Try again in {state.reset_in} seconds.",
-                headers={"Retry-After": str(state.reset_in)},
-                retryAfter=state.reset_in,
+                f"{self._refusal} Try again in {result.reset_in} seconds.",
+                headers={"Retry-After": str(result.reset_in)},
+                retryAfter=result.reset_in,
             )
 
-    async def record_failure(self, email: str) -> None:
-        """Count one failed login for `email`."""
-        await self._limiter.hit(BUCKET, _identity(email), self._max, self._window)
-
-    async def reset(self, email: str) -> None:
-        """Forget the failures of `email` (after a successful login)."""
-        await self._limiter.clear(BUCKET, _identity(email), self._window)
+    async def succeeded(self, identity: str) -> None:
+        """Forget the attempts of `identity` (its secret was just checked and was right)."""
+        await self._limiter.clear(self._bucket, _hashed(identity), self._window)
 
 
-def _identity(email: str) -> str:
-    return hashlib.sha256(email.encode()).hexdigest()[:32]
+class LoginThrottle(AttemptThrottle):
+    """Failed logins per normalised email, known or not (the answers do not tell which)."""
+
+    def __init__(self, limiter: RateLimiter, *, max_failures: int, window_seconds: int) -> None:
+        super().__init__(
+            limiter,
+            bucket=LOGIN_BUCKET,
+            max_failures=max_failures,
+            window_seconds=window_seconds,
+            refusal="Too many failed login attempts for this account.",
+        )
+
+
+class AdminTokenThrottle(AttemptThrottle):
+    """Admin-token guesses per client address, in every form (Bearer or the sign-in form)."""
+
+    def __init__(self, limiter: RateLimiter, *, max_failures: int, window_seconds: int) -> None:
+        super().__init__(
+            limiter,
+            bucket=ADMIN_TOKEN_BUCKET,
+            max_failures=max_failures,
+            window_seconds=window_seconds,
+            refusal="Too many wrong admin tokens from this address.",
+        )
+
+
+class PasswordResetThrottle(AttemptThrottle):
+    """Reset emails per address (known or not), so nobody can flood an inbox with them."""
+
+    def __init__(self, limiter: RateLimiter, *, max_failures: int, window_seconds: int) -> None:
+        super().__init__(
+            limiter,
+            bucket=RESET_BUCKET,
+            max_failures=max_failures,
+            window_seconds=window_seconds,
+            refusal="Too many password reset requests for this email.",
+        )
+
+
+def _hashed(identity: str) -> str:
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]

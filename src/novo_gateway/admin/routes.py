@@ -7,7 +7,6 @@ sign-in, is logged with the client's address.
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -18,12 +17,13 @@ from novo_gateway.admin.auth import (
     SIGN_IN_FIRST,
     WRONG_TOKEN,
     Operator,
-    new_admin_cookie,
+    check_admin_token,
+    close_admin_session,
     not_found,
+    open_admin_session,
     operator_of,
-    token_matches,
 )
-from novo_gateway.auth import limit_sign_in_by_ip
+from novo_gateway.auth import client_ip, limit_sign_in_by_ip
 from novo_gateway.billing import operations
 from novo_gateway.dashboard.forms import CsrfField, TokenField
 from novo_gateway.dashboard.security import (
@@ -36,8 +36,7 @@ from novo_gateway.dashboard.security import (
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import Unauthorized
-from novo_gateway.gateway.client_ip import ClientIpResolver
+from novo_gateway.errors import TooManyRequests, Unauthorized
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.admin")
@@ -50,15 +49,6 @@ NOTICES: Final[dict[str, str]] = {
     "not-dead": "That report is not dead-lettered (already retried or sent).",
 }
 ReportId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_\-]+$")]
-
-
-@cache
-def _resolver(trusted: tuple[str, ...]) -> ClientIpResolver:
-    return ClientIpResolver(trusted)
-
-
-def client_ip(request: Request, runtime: Runtime) -> str:
-    return _resolver(tuple(runtime.settings.trusted_proxies)).resolve(request.scope)
 
 
 def _redirect(url: str) -> RedirectResponse:
@@ -109,25 +99,30 @@ async def admin_page(request: Request, session: Session, runtime: RuntimeDep) ->
 
 @router.post("/login", dependencies=[Depends(limit_sign_in_by_ip)])
 async def admin_sign_in(
-    request: Request, runtime: RuntimeDep, token: TokenField = "", csrf: CsrfField = ""
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    token: TokenField = "",
+    csrf: CsrfField = "",
 ) -> Response:
     if not runtime.settings.admin_token:
         raise not_found(request)
     check_same_origin(request, runtime.settings)
     check_csrf(request.cookies.get(SIGN_IN_CSRF_COOKIE), csrf)
-    ip = client_ip(request, runtime)
-    if not token_matches(runtime, token):
-        log.warning("admin: refused sign-in from %s (wrong token)", ip)
+    try:
+        right = await check_admin_token(request, runtime, token, via="sign-in")
+    except TooManyRequests as exc:  # shown on the form, as a wrong token is
+        page = _sign_in_page(request, runtime, error=exc.message, status_code=exc.status_code)
+        page.headers.update(exc.headers)
+        return page
+    if not right:
         return _sign_in_page(request, runtime, error=WRONG_TOKEN)
-    log.info("admin: operator signed in from %s", ip)
-    ttl = runtime.settings.session_ttl_seconds
-    value = new_admin_cookie(
-        runtime.settings.admin_token, now=runtime.clock.time(), ttl_seconds=ttl
-    )
+    log.info("admin: operator signed in from %s", client_ip(request, runtime))
+    value = await open_admin_session(session, runtime)
     response = _redirect(HOME)
     set_cookie(
-        response, request, runtime.settings, name=ADMIN_COOKIE, value=value, max_age=ttl,
-        path=HOME,
+        response, request, runtime.settings, name=ADMIN_COOKIE, value=value,
+        max_age=runtime.settings.session_ttl_seconds, path=HOME,
     )  # fmt: skip
     clear_cookie(response, request, runtime.settings, name=SIGN_IN_CSRF_COOKIE)
     return response
@@ -137,7 +132,9 @@ async def admin_sign_in(
 async def admin_sign_out(
     request: Request, session: Session, runtime: RuntimeDep, csrf: CsrfField = ""
 ) -> Response:
-    await _form_operator(request, session, runtime, csrf)
+    operator = await _form_operator(request, session, runtime, csrf)
+    if operator.cookie is not None:
+        await close_admin_session(session, operator.cookie, now=runtime.clock.now())
     log.info("admin: operator signed out from %s", client_ip(request, runtime))
     response = _redirect(f"{HOME}?notice=signed-out")
     clear_cookie(response, request, runtime.settings, name=ADMIN_COOKIE, path=HOME)

@@ -14,6 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from novo_gateway.accounts import service as accounts
 from novo_gateway.accounts.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
+from novo_gateway.accounts.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.auth import get_login_throttle, limit_sign_in_by_ip
 from novo_gateway.billing import service as billing
@@ -37,7 +38,7 @@ from novo_gateway.dashboard.security import (
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import GatewayError, Unauthorized
+from novo_gateway.errors import BadRequest, GatewayError, Unauthorized
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import KEY_NOTE
 from novo_gateway.keys.service import NewKey
@@ -53,9 +54,16 @@ NOTICES: Final[dict[str, str]] = {
     "signed-out": "You are signed out.",
     "expired": "Your session has ended. Please sign in again.",
     "key-revoked": "The key is revoked: calls made with it are refused from now on.",
+    "signed-out-everywhere": "You are signed out on every device.",
+    "password-changed": "Your password is changed; every other device is signed out.",
+    "reset-sent": "If an account uses this email, a link to reset its password is on its way.",
+    "password-reset": "Your password is changed. Sign in with the new one.",
 }
 NOTICES.update({str(outcome): text for outcome, text in SUBSCRIPTION_MESSAGES.items()})
 
+NEW_PASSWORD_LENGTH: Final = (
+    f"Choose a new password of {PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters."
+)
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -80,7 +88,12 @@ def _sign_in_page(
         request,
         runtime.settings,
         "login.html",
-        {"error": error, "notice": _notice(request), "email": email},
+        {
+            "error": error,
+            "notice": _notice(request),
+            "email": email,
+            "reset_enabled": runtime.settings.password_reset_enabled,
+        },
         status_code=status_code,
     )
 
@@ -209,6 +222,44 @@ async def sign_out(
     if viewer is not None:
         await accounts.logout(session, viewer.login_session, now=runtime.clock.now())
     response = _redirect(f"{SIGN_IN}?notice=signed-out")
+    clear_cookie(response, request, runtime.settings, name=SESSION_COOKIE)
+    return response
+
+
+@router.post("/password", dependencies=[Depends(limit_sign_in_by_ip)])
+async def change_password(
+    request: Request,
+    session: Session,
+    runtime: RuntimeDep,
+    viewer: FormViewer,
+    current_password: PasswordField = "",
+    new_password: PasswordField = "",
+) -> Response:
+    async def change(viewer: Viewer) -> Response:
+        if not PASSWORD_MIN_LENGTH <= len(new_password) <= PASSWORD_MAX_LENGTH:
+            raise BadRequest(NEW_PASSWORD_LENGTH)
+        if not current_password or len(current_password) > PASSWORD_MAX_LENGTH:
+            raise Unauthorized(accounts.INVALID_CREDENTIALS)
+        await accounts.change_password(
+            session,
+            get_login_throttle(runtime),
+            viewer.login_session,
+            current_password=current_password,
+            new_password=new_password,
+            now=runtime.clock.now(),
+        )
+        return _redirect(f"{HOME}?notice=password-changed#account")
+
+    return await _act(request, session, runtime, viewer, change)
+
+
+@router.post("/logout-all")
+async def sign_out_everywhere(
+    request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
+) -> Response:
+    if viewer is not None:
+        await accounts.revoke_sessions(session, viewer.user.id, now=runtime.clock.now())
+    response = _redirect(f"{SIGN_IN}?notice=signed-out-everywhere")
     clear_cookie(response, request, runtime.settings, name=SESSION_COOKIE)
     return response
 
