@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_usage_endpoint_daily"
-down_revision: str | None = "0007_lifecycle"
+down_revision: str | None = "0008_auth"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -27,7 +27,7 @@ STORED_BEFORE = [
 async def test_emails_are_rekeyed_and_a_lookalike_of_an_older_account_is_left_as_is(
     empty_database: Settings,
 ) -> None:
-    await asyncio.to_thread(upgrade, empty_database, "0004_usage_daily")
+    await asyncio.to_thread(upgrade, empty_database, "0007_lifecycle")
     engine = create_engine(empty_database)
     try:
         async with engine.begin() as conn:
@@ -57,7 +57,7 @@ async def test_emails_are_rekeyed_and_a_lookalike_of_an_older_account_is_left_as
             "\u00e9mile@example.com",
         ]
         await engine.dispose()
-        await asyncio.to_thread(downgrade, empty_database, "0004_usage_daily")
+        await asyncio.to_thread(downgrade, empty_database, "0007_lifecycle")
         async with engine.connect() as conn:
             back = (await conn.execute(select(User.email).order_by(User.id))).scalars().all()
         assert back == after  # the mapping folds spellings together: it is not undone

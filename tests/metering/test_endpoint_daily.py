@@ -210,7 +210,7 @@ async def test_two_writers_keep_one_exact_endpoint_counter(
 async def test_migration_backfills_the_endpoint_counter(
     empty_database: Settings,  # noqa: F811
 ) -> None:
-    await asyncio.to_thread(upgrade, empty_database, "0007_lifecycle")
+    await asyncio.to_thread(upgrade, empty_database, "0008_auth")
     engine = create_engine(empty_database)
     sessions = create_session_factory(engine)
     rng = random.Random(11)
@@ -229,7 +229,7 @@ async def test_migration_backfills_the_endpoint_counter(
         assert len(expected) > 100
         assert await counter_rows(sessions) == expected
         # The downgrade drops the table, and upgrading again fills it the same.
-        await asyncio.to_thread(downgrade, empty_database, "0007_lifecycle")
+        await asyncio.to_thread(downgrade, empty_database, "0008_auth")
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
         assert "usage_endpoint_daily" not in tables
