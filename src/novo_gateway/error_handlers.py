@@ -26,7 +26,12 @@ from novo_gateway.gateway.middleware import LIMIT_HEADERS
 log = logging.getLogger("novo_gateway.errors")
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-_TITLES = {405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
+_TITLES = {
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    415: "Unsupported Media Type",
+}
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
