@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
 
+from novo_gateway import startup_checks
 from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
@@ -20,7 +21,6 @@ from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.config import Settings
 from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
-from novo_gateway.migrate import upgrade
 
 app = typer.Typer(help="Novo Gateway: sell an API by usage.", no_args_is_help=True)
 log = logging.getLogger("novo_gateway.cli")
@@ -28,10 +28,16 @@ log = logging.getLogger("novo_gateway.cli")
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except Exception as exc:  # pydantic's ValidationError names the variable; show only that
-        typer.echo(f"Invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(code=2) from None
+        return startup_checks.load_settings()
+    except startup_checks.ConfigError as exc:
+        _refuse(exc)
+
+
+def _refuse(exc: startup_checks.ConfigError) -> NoReturn:
+    """Print each problem on one line (no traceback) and exit 2."""
+    for line in exc.lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -39,7 +45,10 @@ def migrate() -> None:
     """Apply the database migrations (SQLite file or DATABASE_URL)."""
     settings = _settings()
     configure_logging(settings.log_level)
-    upgrade(settings)
+    try:
+        startup_checks.migrate(settings)
+    except startup_checks.ConfigError as exc:
+        _refuse(exc)
     typer.echo("Database is up to date.")
 
 
@@ -52,8 +61,12 @@ def serve(
     """Start the gateway in the foreground (migrates a SQLite database first)."""
     settings = _settings()
     configure_logging(settings.log_level)
-    if settings.is_sqlite:
-        upgrade(settings)
+    try:  # before anything starts (the Stripe emulator, the workers)
+        startup_checks.check_upstreams(settings)
+        if settings.is_sqlite:
+            startup_checks.migrate(settings)
+    except startup_checks.ConfigError as exc:
+        _refuse(exc)
     bind_host, bind_port = host or settings.host, port or settings.port
     with contextlib.ExitStack() as stack:
         if not settings.stripe_secret_key:  # the offline demo: the Stripe emulator beside us
