@@ -19,6 +19,7 @@ from novo_gateway.billing.reconcile import SETTLE
 from novo_gateway.billing.setup import SetupError, webhook_url_for
 from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.config import Settings
+from novo_gateway.connection_guard import guarded_protocol
 from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
 
@@ -85,6 +86,9 @@ def serve(
             access_log=False,
             proxy_headers=False,
             server_header=False,
+            # uvicorn's own protocol, with read deadlines and a per-IP cap (connection_guard.py).
+            http=guarded_protocol(settings),
+            limit_concurrency=settings.max_connections,
         )
 
 

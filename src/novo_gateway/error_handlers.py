@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
@@ -130,6 +131,13 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
     return error_response(ServiceUnavailable(DATABASE_UNAVAILABLE, headers={"Retry-After": "1"}))
 
 
+async def _on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client left (or was cut off past a read deadline) before its body was read: nobody
+    will read this answer, and it is no error of ours."""
+    log.info("client disconnected before sending its body: %s %s", request.method, request.url.path)
+    return error_response(BadRequest("The request body was not received."))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     # A metered call's limit headers, as on its every other answer (gateway/middleware.py).
@@ -142,6 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     for database_error in (DBAPIError, PoolTimeout, ConnectionError):
         app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
