@@ -21,6 +21,7 @@ from novo_gateway.dashboard.routes import router as dashboard_router
 from novo_gateway.error_handlers import install_error_handlers
 from novo_gateway.gateway.fast_path import FastPath
 from novo_gateway.gateway.middleware import MeteredPath, MeteredPathMiddleware
+from novo_gateway.home.docs import router as docs_router
 from novo_gateway.home.routes import router as home_router
 from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from novo_gateway.keys.routes import router as keys_router
@@ -54,6 +55,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         version=__version__,
         description="Usage-billed access to the Novo marketing API.",
         lifespan=lifespan,
+        # Served from local assets under a CSP of our own (home/docs.py), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         # No OpenTelemetry: metrics are Prometheus (/metrics). Left on, FastAPI asks the global
         # OpenTelemetry providers on every request whether they are configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         dashboard_router,
         admin_router,
         assets_router,
+        docs_router,
     ):
         app.include_router(router)
 
