@@ -39,6 +39,9 @@ from uvicorn.server import ServerState
 from novo_gateway.config import Settings
 from novo_gateway.errors import GatewayError, RequestTimeout, TooManyRequests
 
+# Set in a request's scope state when the guard cut it off: the status the client was sent.
+CUT_OFF: Final = "novo_cut_off_status"
+
 REFUSED_CONNECTIONS: Final = Counter(
     "novo_connections_refused_total",
     "Connections closed by the server before a request was served: header_timeout, "
@@ -203,7 +206,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if answer:
             self.transport.write(_response(err))
         if cycle is not None and not cycle.response_complete:
-            # The app's next receive() says http.disconnect and its send() does nothing.
+            # The app's next receive() says http.disconnect and its send() does nothing; the
+            # mark lets it log the request as the 408 the client got (error_handlers.py).
+            cycle.scope.setdefault("state", {})[CUT_OFF] = err.status_code
             cycle.disconnected = True
             cycle.message_event.set()
         self.transport.close()

@@ -14,11 +14,13 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
+from novo_gateway.connection_guard import CUT_OFF
 from novo_gateway.errors import (
     BadRequest,
     GatewayError,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     error_response,
 )
@@ -133,8 +135,11 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
 
 async def _on_client_gone(request: Request, exc: Exception) -> Response:
     """The client left (or was cut off past a read deadline) before its body was read: nobody
-    will read this answer, and it is no error of ours."""
+    will read this answer, and it is no error of ours. Answered (for the access log) with the
+    status the client was sent when the server cut it off."""
     log.info("client disconnected before sending its body: %s %s", request.method, request.url.path)
+    if request.scope.get("state", {}).get(CUT_OFF) == RequestTimeout.status_code:
+        return error_response(RequestTimeout("The request body did not arrive in time."))
     return error_response(BadRequest("The request body was not received."))
 
 

@@ -172,6 +172,10 @@ def test_slow_body_clients_are_cut_off_with_408_while_others_are_served(
     assert min(cut.seconds for cut in cuts) >= BODY_TIMEOUT - 0.1
     assert max(cut.seconds for cut in cuts) < BODY_TIMEOUT + SLACK
     assert _errors_in_log(gateway) == []
+    # The access log says what the clients got (for those whose body the app was reading).
+    log = gateway.log_path.read_text()
+    assert log.count("POST /webhooks/stripe 408") == 5
+    assert log.count("GET /billing/usage 408") == 5
     # The gateway is still whole: a new client is served.
     assert httpx.get(gateway.url + "/health", timeout=10).status_code == 200
 
