@@ -3,6 +3,9 @@ setting, and the command stops with exit code 2 (no traceback, no child process 
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import SQLAlchemyError
@@ -53,10 +56,24 @@ def migrate(settings: Settings) -> None:
     """Apply the migrations; a database that cannot be opened or written is a ConfigError."""
     try:
         upgrade(settings)
-    except (SQLAlchemyError, OSError) as exc:
+        if settings.is_sqlite and not settings.database_url:
+            _check_sqlite_writable(settings.database_path)
+    except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
         raise ConfigError(
             [f"{_database_variable(settings)}: the database cannot be used: {_reason(exc)}."]
         ) from None
+
+
+def _check_sqlite_writable(path: Path) -> None:
+    """A write the file must take (rolled back): a read-only file (a read-only mount, an
+    immutable file, a file of another user) fails here, not on the first request."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE alembic_version SET version_num = version_num")
+    finally:
+        conn.rollback()
+        conn.close()
 
 
 def _database_variable(settings: Settings) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -176,4 +179,37 @@ def test_serve_stops_on_a_bad_setting_with_one_line_naming_it(
     assert variable in result.stderr
     assert "Traceback" not in result.stderr
     # Nothing was started: the offline demo's emulator writes its log beside the database.
+    assert not (tmp_path / "data" / "stripe-emulator.log").exists()
+
+
+@pytest.fixture
+def read_only_database(tmp_path: Path) -> Iterator[Path]:
+    """A migrated SQLite file the process cannot write: immutable (root ignores file modes)."""
+    path = tmp_path / "data" / "gateway.db"
+    assert _run_cli(tmp_path, "migrate").returncode == 0
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield path
+        return
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode
+    ):
+        pytest.skip("cannot make a file read-only for root here (chattr +i)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_serve_stops_on_a_read_only_database_file_with_one_line(
+    tmp_path: Path, read_only_database: Path
+) -> None:
+    result = _run_cli(tmp_path, "serve", "--port", "1")
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == (
+        f"DATABASE_PATH ({read_only_database}): the database cannot be used: attempt to write "
+        "a readonly database.\n"
+    )
     assert not (tmp_path / "data" / "stripe-emulator.log").exists()
