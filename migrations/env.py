@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from alembic.runtime.migration import MigrationInfo
 from sqlalchemy.engine import Connection
 
 from novo_gateway.config import Settings
@@ -19,12 +20,20 @@ def _settings() -> Settings:
     return given if isinstance(given, Settings) else Settings()
 
 
+def _applied(*, step: MigrationInfo, **_: object) -> None:
+    """Tell the caller of `upgrade` which revision was just applied (its id and description)."""
+    applied = context.config.attributes.get("applied")
+    if applied is not None and step.is_upgrade:
+        applied.append(f"{step.up_revision_id} ({step.up_revision.doc})")
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        on_version_apply=_applied,
     )
     with context.begin_transaction():
         context.run_migrations()

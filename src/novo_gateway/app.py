@@ -23,8 +23,10 @@ from novo_gateway.gateway.fast_path import FastPath
 from novo_gateway.gateway.middleware import MeteredPath, MeteredPathMiddleware
 from novo_gateway.home.docs import router as docs_router
 from novo_gateway.home.routes import router as home_router
+from novo_gateway.host_split import HostSplit, HostSplitMiddleware
 from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from novo_gateway.keys.routes import router as keys_router
+from novo_gateway.logs import configure_logging
 from novo_gateway.metering.routes import router as usage_router
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
@@ -84,6 +86,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     metered = MeteredPath(runtime)
     app.add_middleware(MeteredPathMiddleware, metered=metered)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.dashboard_host:  # the dashboards on a host of their own (host_split.py)
+        app.host_split = HostSplit(settings.dashboard_host, settings.public_url)
+        app.add_middleware(HostSplitMiddleware, split=app.host_split)
     app.add_middleware(RequestContextMiddleware)
     # The built-in endpoints skip all of the above in one pass (gateway/fast_path.py).
     app.fast_path = FastPath(runtime, FastRoutes(novo_router.routes), metered, app.full_stack)
@@ -91,8 +96,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def create_served_app() -> GatewayApp:
-    """The app as `novo-gateway serve` runs it: the process is the app's alone (gc frozen)."""
-    app = create_app()
+    """The app as `novo-gateway serve` runs it: the process is the app's alone (gc frozen).
+
+    Each worker process builds its own app here, so it also sets up its own JSON logs."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    app = create_app(settings)
     app.freeze_gc = True
     return app
 
@@ -101,11 +110,14 @@ class GatewayApp(FastAPI):
     """FastAPI, with the fast path answering its few requests before the middleware stack."""
 
     fast_path: FastPath | None = None
+    host_split: HostSplit | None = None  # set with DASHBOARD_HOST; its refusals take the full stack
     freeze_gc: bool = False  # gc.freeze() after start-up (only for a process of its own)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_path
         route = fast.match(scope) if fast is not None else None
+        if route is not None and self.host_split is not None and self.host_split.refusal(scope):
+            route = None
         if route is not None:
             await fast.serve(route, scope, receive, send)  # type: ignore[union-attr]
             return

@@ -10,11 +10,13 @@ from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
+from sqlalchemy.exc import SQLAlchemyError
 
-from novo_gateway import startup_checks
+from novo_gateway import __version__, metrics, startup_checks
 from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
+from novo_gateway.billing.models import ReportStatus
 from novo_gateway.billing.reconcile import SETTLE
 from novo_gateway.billing.setup import SetupError, webhook_url_for
 from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
@@ -22,9 +24,32 @@ from novo_gateway.config import Settings
 from novo_gateway.connection_guard import guarded_protocol
 from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
+from novo_gateway.migrate import database_revision, head_revision, schema_state
 
-app = typer.Typer(help="Novo Gateway: sell an API by usage.", no_args_is_help=True)
+app = typer.Typer(
+    help="Novo Gateway: sell an API by usage.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",  # paragraphs reflow to the terminal's width
+)
 log = logging.getLogger("novo_gateway.cli")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"novo-gateway {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Novo Gateway: sell an API by usage."""
 
 
 def _settings() -> Settings:
@@ -47,10 +72,16 @@ def migrate() -> None:
     settings = _settings()
     configure_logging(settings.log_level)
     try:
-        startup_checks.migrate(settings)
+        applied = startup_checks.migrate(settings)
     except startup_checks.ConfigError as exc:
         _refuse(exc)
-    typer.echo("Database is up to date.")
+    for revision in applied:
+        typer.echo(f"applied {revision}")
+    typer.echo(
+        f"Database is at {head_revision()}: {len(applied)} migrations applied."
+        if applied
+        else f"Database is up to date (at {head_revision()}); nothing to apply."
+    )
 
 
 @app.command()
@@ -68,8 +99,13 @@ def serve(
             startup_checks.migrate(settings)
     except startup_checks.ConfigError as exc:
         _refuse(exc)
+    if not settings.is_sqlite:
+        _require_schema_at_head(settings)
     bind_host, bind_port = host or settings.host, port or settings.port
+    worker_count = workers or settings.workers
     with contextlib.ExitStack() as stack:
+        if worker_count > 1:  # one /metrics view over every worker
+            stack.enter_context(metrics.multiprocess_directory())
         if not settings.stripe_secret_key:  # the offline demo: the Stripe emulator beside us
             try:
                 stack.enter_context(demo.offline_stripe(settings, host=bind_host, port=bind_port))
@@ -81,7 +117,7 @@ def serve(
             factory=True,
             host=bind_host,
             port=bind_port,
-            workers=workers or settings.workers,
+            workers=worker_count,
             log_config=None,
             access_log=False,
             proxy_headers=False,
@@ -90,6 +126,24 @@ def serve(
             http=guarded_protocol(settings),
             limit_concurrency=settings.max_connections,
         )
+
+
+def _require_schema_at_head(settings: Settings) -> None:
+    """Stop before serving a database whose schema is not the one the code needs."""
+    try:
+        at = database_revision(settings)
+    except (OSError, SQLAlchemyError) as exc:
+        reason = type(exc).__name__
+        typer.echo(f"DATABASE_URL: the database cannot be reached ({reason}).", err=True)
+        raise typer.Exit(code=2) from None
+    if schema_state(at) == "behind":
+        state = "was never migrated" if at is None else f"is at revision {at}"
+        typer.echo(
+            f"The database {state}; this version needs {head_revision()}: "
+            "run `novo-gateway migrate` first.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
 
 
 # --- Usage reporting and reconciliation ------------------------------------------------------
@@ -125,7 +179,7 @@ def report_usage(
 
 @app.command()
 def reports(
-    status: Annotated[str, typer.Option(help="pending, sent, dead or expired")] = "dead",
+    status: Annotated[ReportStatus, typer.Option(help="Which reports to list")] = ReportStatus.DEAD,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
 ) -> None:
     """List usage reports, dead-lettered ones by default, with Stripe's message."""
@@ -141,6 +195,12 @@ def retry_report(
     """Send a dead-lettered report again on the next reporter run."""
     settings = _settings()
     count = asyncio.run(billing_ops.retry_dead(settings, report_id))
+    if count == 0 and report_id != "all":
+        typer.echo(
+            f"No dead-lettered report {report_id!r}: see `novo-gateway reports --status dead`.",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     typer.echo(f"{count} reports queued for another attempt.")
 
 

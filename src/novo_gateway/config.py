@@ -7,6 +7,7 @@ USAGE_REPORTING_INTERVAL in milliseconds, COST_PER_CALL, FREE_TIER_CALLS, STRIPE
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -88,6 +89,13 @@ class Settings(BaseSettings):
     cost_per_call: Decimal = Field(default=Decimal("0.001"), ge=0)
     free_tier_calls: int = Field(default=1000, ge=0)
 
+    # Idempotency-Key (gateway/idempotency.py): the largest answer kept for replay; how long a
+    # retry waits for its request still running (then 409); how long a claim outlives a holder
+    # that stopped renewing it (a crashed process), after which a retry runs the request.
+    idempotency_max_answer_bytes: int = Field(default=65_536, ge=0, le=16_777_216)
+    idempotency_wait_seconds: float = Field(default=10.0, ge=0, le=300)
+    idempotency_lock_seconds: float = Field(default=60.0, ge=3, le=3600)
+
     # Upstream
     upstream_url: str = ""
     routes_file: Path | None = None
@@ -112,6 +120,9 @@ class Settings(BaseSettings):
     # Dashboards. The operator dashboard (/admin) is open only to holders of this token
     # (empty: /admin does not exist); at least 24 characters.
     admin_token: str = Field(default="", repr=False)
+    # The host (name[:port]) that alone serves /dashboard, /admin and /docs, so that no
+    # proxied answer shares their origin (empty: every host serves everything); host_split.py.
+    dashboard_host: str = ""
     # Prometheus scrapes of /metrics must send `Authorization: Bearer <token>` when this is set
     # (empty: /metrics is open, so restrict it at the network); at least 24 characters.
     metrics_token: str = Field(default="", repr=False)
@@ -129,6 +140,14 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("dashboard_host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        host = value.strip().lower().rstrip(".")
+        if host and not re.fullmatch(r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(:[0-9]{1,5})?", host):
+            raise ValueError("must be a host name with an optional :port (no scheme or path)")
+        return host
 
     @field_validator("admin_token", "metrics_token")
     @classmethod

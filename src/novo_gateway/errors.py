@@ -82,6 +82,11 @@ class PayloadTooLarge(GatewayError):
     title = "Payload Too Large"
 
 
+class UnprocessableContent(GatewayError):
+    status_code = 422
+    title = "Unprocessable Content"
+
+
 class RequestHeaderFieldsTooLarge(GatewayError):
     status_code = 431
     title = "Request Header Fields Too Large"

@@ -15,6 +15,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
+            "pid": record.process,  # which worker, when WORKERS > 1
         }
         request_id = getattr(record, "request_id", None)
         if request_id:

@@ -7,16 +7,21 @@ Other parts report through the small functions below: the usage writer calls
 `usage_events_recorded(n)` after a commit, the metered path calls `rate_limited(bucket)` when it
 refuses a call, and the proxy calls `upstream_error(kind)`.
 
-Several worker processes (WORKERS > 1): each process keeps its own values, so a scrape would see
-only one of them. Set PROMETHEUS_MULTIPROC_DIR to an empty directory, writable by every worker and
-wiped before each start, in the environment of the gateway before it starts; the values are then
-shared through files there and `/metrics` adds up every process's. Without it (the default, one
-process) the in-memory registry is used.
+Several worker processes (WORKERS > 1): each process would keep its own values, so a scrape would
+see only the one that answered it. `serve` therefore turns on prometheus_client's multiprocess mode
+by itself (`multiprocess_directory`): the workers write their values to files in a directory of
+their own, emptied at start, and `/metrics` adds up every process's. Only counters and histograms
+are defined, which multiprocess mode sums exactly; a gauge would need its `multiprocess_mode`.
+One process (the default) keeps the in-memory registry.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Final, Literal
 
 from prometheus_client import (
@@ -134,9 +139,32 @@ def usage_reports(outcome: str, count: int) -> None:
         USAGE_REPORTS.labels(outcome).inc(count)
 
 
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def multiprocess_directory() -> Iterator[Path]:
+    """Multiprocess mode for the worker processes started inside: PROMETHEUS_MULTIPROC_DIR set
+    (to a new temporary directory, unless the operator named one) and emptied first."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):  # values of an earlier run's processes
+            stale.unlink()
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="novo-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            yield Path(directory)
+        finally:
+            del os.environ[MULTIPROC_ENV]
+
+
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type (all worker processes in multiprocess mode)."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if os.environ.get(MULTIPROC_ENV):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST

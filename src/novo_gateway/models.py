@@ -3,6 +3,7 @@
 from novo_gateway.accounts.models import LoginSession, User
 from novo_gateway.billing.models import UsageReport, WebhookEvent, WorkerLease
 from novo_gateway.db import Base
+from novo_gateway.gateway.models import IdempotentRequest
 from novo_gateway.jobs.models import Job
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
@@ -10,6 +11,7 @@ from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 __all__ = [
     "ApiKey",
     "Base",
+    "IdempotentRequest",
     "Job",
     "LoginSession",
     "UsageEvent",

@@ -43,6 +43,21 @@ _PUBLIC = frozenset(
 )
 
 
+# Metered calls take an Idempotency-Key (gateway/idempotency.py; README "Idempotency-Key").
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Names this request for 24 hours: a retry with the same key and the same method, path, "
+        "query and body gets the first answer again (`Idempotent-Replayed: true`) and is not "
+        "billed again; the key with another request is 422; a retry while the first runs "
+        "waits for its answer, else 409."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+
 def security_of(path: str) -> list[dict[str, list[str]]]:
     """The credentials an operation on `path` accepts (none for the public ones)."""
     if path in _PUBLIC:
@@ -70,7 +85,10 @@ def install_openapi(app: FastAPI) -> None:
             for operation in operations.values():
                 operation["security"] = security_of(path)
                 responses = operation.get("responses", {})
-                if responses.pop("422", None) is not None:
+                if path.startswith("/api/v1/") and operation["security"]:
+                    operation.setdefault("parameters", []).append(IDEMPOTENCY_KEY)
+                if responses.get("422", {}).get("description") == "Validation Error":
+                    del responses["422"]
                     responses.setdefault(
                         "400",
                         {

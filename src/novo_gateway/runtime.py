@@ -16,6 +16,7 @@ from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory
 from novo_gateway.gateway.access import AccessPolicy
+from novo_gateway.gateway.idempotency import Idempotency
 from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.gateway.ratelimit import RateLimiter
 from novo_gateway.jobs.handlers import build_job_runner
@@ -48,6 +49,7 @@ class Runtime:
     usage: UsageWriter
     access: AccessPolicy
     proxy: UpstreamProxy
+    idempotency: Idempotency
     stripe: StripeBilling | None = None
     jobs: JobRunner | None = None
     webhooks: WebhookWorker | None = None
@@ -70,6 +72,13 @@ class Runtime:
             usage=UsageWriter(sessions, clock),
             access=AccessPolicy(sessions, settings, clock),
             proxy=UpstreamProxy(settings),
+            idempotency=Idempotency(
+                sessions,
+                clock,
+                max_answer_bytes=settings.idempotency_max_answer_bytes,
+                wait_seconds=settings.idempotency_wait_seconds,
+                lock_seconds=settings.idempotency_lock_seconds,
+            ),
         )
         if settings.stripe_secret_key:
             runtime.stripe = StripeBilling(settings, clock)

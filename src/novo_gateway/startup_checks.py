@@ -52,16 +52,18 @@ def check_upstreams(settings: Settings) -> None:
         raise ConfigError(lines)
 
 
-def migrate(settings: Settings) -> None:
-    """Apply the migrations; a database that cannot be opened or written is a ConfigError."""
+def migrate(settings: Settings) -> list[str]:
+    """Apply the migrations (their revisions); a database that cannot be opened or written is
+    a ConfigError."""
     try:
-        upgrade(settings)
+        applied = upgrade(settings)
         if settings.is_sqlite and not settings.database_url:
             _check_sqlite_writable(settings.database_path)
     except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
         raise ConfigError(
             [f"{_database_variable(settings)}: the database cannot be used: {_reason(exc)}."]
         ) from None
+    return applied
 
 
 def _check_sqlite_writable(path: Path) -> None:

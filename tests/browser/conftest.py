@@ -13,8 +13,10 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -118,10 +120,11 @@ class Gateway:
         return httpx.AsyncClient(base_url=self.url, timeout=20)
 
 
-@pytest.fixture
-async def gateway(
+@asynccontextmanager
+async def running_gateway(
     make_stripe_settings: Callable[..., Settings],  # noqa: F811
     stripe_billing: StripeBilling,  # noqa: F811
+    **overrides: Any,
 ) -> AsyncIterator[Gateway]:
     """The gateway on a free port under uvicorn, billing through the Stripe emulator."""
     product = await create_metered_price(stripe_billing, "novo_api_calls")
@@ -137,6 +140,7 @@ async def gateway(
         # with its own reporter once the short lease has lapsed.
         usage_reporting_interval=3_600_000,
         reporter_lease_seconds=1,
+        **overrides,
     )
     server = ServerThread(settings, sock)
     server.start()
@@ -151,3 +155,13 @@ async def gateway(
     finally:
         await engine.dispose()
         server.stop()
+
+
+@pytest.fixture
+async def gateway(
+    make_stripe_settings: Callable[..., Settings],  # noqa: F811
+    stripe_billing: StripeBilling,  # noqa: F811
+) -> AsyncIterator[Gateway]:
+    """The gateway on a free port under uvicorn, billing through the Stripe emulator."""
+    async with running_gateway(make_stripe_settings, stripe_billing) as running:
+        yield running

@@ -14,11 +14,32 @@ async def _schema(client: AppClient) -> dict[str, Any]:
     return schema
 
 
-async def test_no_operation_declares_the_422_the_gateway_never_sends(client: AppClient) -> None:
+async def test_no_operation_declares_the_validation_422_the_gateway_never_sends(
+    client: AppClient,
+) -> None:
     schema = await _schema(client)
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
+            if path.startswith("/api/v1/") and path != "/api/v1/health":
+                continue  # 422 is a misused Idempotency-Key there (the next test)
             assert "422" not in operation["responses"], f"{method.upper()} {path}"
+
+
+async def test_metered_operations_declare_the_idempotency_key_and_its_errors(
+    client: AppClient,
+) -> None:
+    schema = await _schema(client)
+    error = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/api/v1/") or path == "/api/v1/health":
+            continue
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+            assert headers == ["Idempotency-Key"], where
+            for status in ("409", "422"):
+                content = operation["responses"][status]["content"]
+                assert content["application/json"]["schema"] == error, where
 
 
 async def test_operations_with_input_declare_400_in_the_error_shape(client: AppClient) -> None:

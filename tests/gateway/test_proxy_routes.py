@@ -47,6 +47,33 @@ upstream = "https://images.internal"
         strip_prefix=True,
     )
     assert (images.units, images.timeout_seconds, images.strip_prefix) == (1, None, False)
+    assert (images.forward_headers, images.security_headers) == (frozenset(), True)
+    assert images.content_security_policy == "sandbox"
+
+
+def test_header_and_security_fields_are_loaded(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        f"""
+[[routes]]
+prefix = "/api/v1/a"
+upstream = "{SEARCH}"
+forward_headers = ["X_Tenant", "X-Real-IP"]
+content_security_policy = "sandbox allow-scripts"
+
+[[routes]]
+prefix = "/api/v1/b"
+upstream = "{SEARCH}"
+security_headers = false
+""",
+    )
+    first, second = load_routes(path)
+    assert first.forward_headers == frozenset({"x_tenant", "x-real-ip"})
+    assert (first.security_headers, first.content_security_policy) == (
+        True,
+        "sandbox allow-scripts",
+    )
+    assert second.security_headers is False
 
 
 def test_json_routes_file_is_loaded(tmp_path: Path) -> None:
@@ -112,6 +139,42 @@ def test_upstream_url_is_the_default_upstream_of_a_route(tmp_path: Path) -> None
             "already routed by routes[0]",
         ),
         ('[[routes]]\nprefix = "/api/v1/a"', "routes[0].upstream", "UPSTREAM_URL"),
+        *(
+            (
+                f'[[routes]]\nprefix = "/api/v1/a"\nupstream = "{SEARCH}"\n'
+                f'forward_headers = ["{name}"]',
+                "routes[0].forward_headers",
+                "never forwarded from the client",
+            )
+            for name in (
+                "X_Novo_Account_Id",
+                "x-forwarded-for",
+                "Authorization",
+                "X_API_KEY",
+                "Cookie",
+                "Connection",
+                "Host",
+                "X-Novo-Anything",
+            )
+        ),
+        (
+            f'[[routes]]\nprefix = "/api/v1/a"\nupstream = "{SEARCH}"\n'
+            'forward_headers = ["X Tenant"]',
+            "routes[0].forward_headers",
+            "not a header name",
+        ),
+        (
+            f'[[routes]]\nprefix = "/api/v1/a"\nupstream = "{SEARCH}"\n'
+            'content_security_policy = "sandbox\\r\\nSet-Cookie: x=1"',
+            "routes[0].content_security_policy",
+            "printable ASCII",
+        ),
+        (
+            f'[[routes]]\nprefix = "/api/v1/a"\nupstream = "{SEARCH}"\n'
+            'security_headers = false\ncontent_security_policy = "sandbox"',
+            "routes[0]",
+            "no effect with security_headers = false",
+        ),
     ],
 )
 def test_invalid_route_names_the_file_and_field(

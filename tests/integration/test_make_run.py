@@ -85,6 +85,12 @@ def test_make_run_from_a_fresh_clone_serves_the_whole_loop(fresh_clone: Path) ->
             usage = client.get("/billing/usage", headers={"X-API-Key": key})
             assert usage.json()["currentPeriod"]["totalCalls"] == 1
         assert (fresh_clone / "data" / "billing.db").exists()
+        # The runtime set only: the test and lint tools come with `make test`.
+        bin_dir = fresh_clone / ".venv" / "bin"
+        assert (bin_dir / "novo-gateway").exists()
+        assert not [tool for tool in ("pytest", "mypy", "ruff") if (bin_dir / tool).exists()]
+        said = (fresh_clone / "make-run.log").read_text()
+        assert "Installing the runtime dependencies from requirements.lock" in said
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

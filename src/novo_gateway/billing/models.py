@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, String, Text
@@ -10,6 +11,16 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from novo_gateway.db import Base
 from novo_gateway.models_base import UTCDateTime, utcnow
+
+
+class ReportStatus(StrEnum):
+    """Where a usage report is: pending → sent; or dead (Stripe refused it; retried only on
+    request) or expired (older than Stripe accepts; flagged, never sent)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+    EXPIRED = "expired"
 
 
 class UsageReport(Base):

@@ -36,6 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novo_gateway import metrics
 from novo_gateway.errors import GatewayError, ServiceUnavailable, error_response
+from novo_gateway.gateway.body import read_body, replay
+from novo_gateway.gateway.idempotency import Tap
+from novo_gateway.gateway.idempotency_store import Answer
 from novo_gateway.gateway.middleware import (
     ADMITTED,
     NOT_RECORDED,
@@ -152,8 +155,7 @@ class FastPath:
             call = await self._metered.admit(scope)
         except Refused as refused:
             return await _send_error(refused.error, scope, receive, send, id_header)
-        body = route.body(self._runtime.clock.now(), scope["state"]["request_id"])
-        return await self._answer(call, route, "GET", body, scope, receive, send, id_header)
+        return await self._run(call, route, b"", None, scope, receive, send, id_header)
 
     async def _metered_post(
         self,
@@ -168,33 +170,67 @@ class FastPath:
             call = await self._metered.admit(scope)
         except Refused as refused:
             return await _send_error(refused.error, scope, receive, send, id_header)
-        messages, raw = await _read_body(receive)
+        messages, raw = await read_body(receive)
         parsed = route.parse(raw) if raw is not None else None
-        if parsed is None:
+        if raw is None or parsed is None:
             scope[ADMITTED] = call
             scope[_HANDED_OVER] = True
-            await self._full_stack(scope, _replay(messages, receive), send)
+            await self._full_stack(scope, replay(messages, receive), send)
             return None
-        body = route.body(parsed, self._runtime.clock.now(), scope["state"]["request_id"])
-        return await self._answer(call, route, "POST", body, scope, receive, send, id_header)
+        return await self._run(call, route, raw, parsed, scope, receive, send, id_header)
+
+    async def _run(
+        self,
+        call: Admitted,
+        route: FastRoute | FastPost,
+        raw: bytes,
+        parsed: Any,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        id_header: tuple[bytes, bytes],
+    ) -> int:
+        """With an Idempotency-Key, claim it (or replay its answer); then answer the call."""
+        tap: Tap | None = None
+        if call.idempotency_key is not None:
+            try:
+                claimed = await self._metered.begin_idempotent(call, scope, raw)
+            except Refused as refused:
+                return await _send_error(refused.error, scope, receive, send, id_header)
+            if isinstance(claimed, Answer):
+                failed = await self._metered.replay(call, claimed, scope, send, (id_header,))
+                if failed is not None:
+                    return await _send_error(failed, scope, receive, send, id_header)
+                return claimed.status
+            tap = Tap(self._metered.idempotency, claimed)
+        try:
+            now, request_id = self._runtime.clock.now(), scope["state"]["request_id"]
+            if isinstance(route, FastPost):
+                body = route.body(parsed, now, request_id)
+            else:
+                body = route.body(now, request_id)
+            return await self._answer(call, route, body, scope, receive, send, id_header, tap)
+        finally:
+            if tap is not None:
+                await tap.abandon()  # nothing once the answer is stored
 
     async def _answer(
         self,
         call: Admitted,
         route: FastRoute | FastPost,
-        method: str,
         body: bytes,
         scope: Scope,
         receive: Receive,
         send: Send,
         id_header: tuple[bytes, bytes],
+        tap: Tap | None,
     ) -> int:
         """Record the call (503 if it cannot be), then send its 200 with the limit headers."""
         metered = self._metered
         event = metered.event(
             call,
             scope["state"],
-            method=method,
+            method=scope["method"],
             status=200,
             endpoint=route.route.path,
             matched=True,
@@ -203,34 +239,21 @@ class FastPath:
         if not await metered.record(event):
             err = ServiceUnavailable(NOT_RECORDED, headers=call.limit_headers)
             return await _send_error(err, scope, receive, send, id_header)
+        if tap is not None:
+            tap.label(event.endpoint, event.units, event.request_id)
+            send = _tapped(send, tap)
         await _send_json(send, 200, body, [*call.account.raw_headers(), id_header])
         return 200
 
 
-async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
-    """The messages received and the whole body; None as body if the client went away."""
-    messages: list[Message] = []
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            return messages, None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return messages, b"".join(chunks)
+def _tapped(send: Send, tap: Tap) -> Send:
+    """`send` that lets `tap` keep the response first."""
 
+    async def tapped(message: Message) -> None:
+        await tap.sending(message)
+        await send(message)
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """`receive` giving the messages already read again, then the client's next ones."""
-    pending = list(messages)
-
-    async def replay() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replay
+    return tapped
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: list[Any]) -> None:

@@ -6,16 +6,19 @@ Every `/api/v1/*` request but the free `GET /api/v1/health` goes through these s
 2. the API key (`Authorization: Bearer`, then `X-API-Key`, then `?api_key=`), checked against the
    in-process key cache (no database read for a known key);
 3. the per-account limit, the `Idempotency-Key` header (≤255 characters) and the access check;
-4. the handler (the inner app) or the upstream proxy, with `scope["state"]["identity"]` set;
-5. at `http.response.start`, one ledger event is queued with the status, the latency to first
+4. with an Idempotency-Key, the key claimed for this request's fingerprint, or its stored answer
+   replayed, or 422/409 (gateway/idempotency.py);
+5. the handler (the inner app) or the upstream proxy, with `scope["state"]["identity"]` set;
+6. at `http.response.start`, one ledger event is queued with the status, the latency to first
    byte and the units, and the response waits until it is committed, then leaves with the
    rate-limit headers. A failed write turns the response into a 503: unrecorded means unbilled.
 
-Not recorded: refusals of the gateway itself (401, 429, a bad Idempotency-Key, the access check,
-503 when the limiter's Redis is down). A 429 is therefore never billed and costs no write, so a
-client hammering past its limit adds no load to the ledger. Calls that reach a handler are
-recorded whatever their status; billable only when status <= BILLABLE_STATUS_MAX and a route
-matched (a redirect or 404 of an unknown path is never billed).
+Not recorded: refusals of the gateway itself (401, 429, a bad or misused Idempotency-Key, the
+access check, 503 when the limiter's Redis is down). A 429 is therefore never billed and costs
+no write, so a client hammering past its limit adds no load to the ledger. Calls that reach a
+handler are recorded whatever their status; billable only when status <= BILLABLE_STATUS_MAX
+and a route matched (a redirect or 404 of an unknown path is never billed). A replayed answer
+is recorded, never billed.
 """
 
 from __future__ import annotations
@@ -30,14 +33,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novo_gateway import metrics
 from novo_gateway.errors import (
-    BadRequest,
     GatewayError,
     RateLimitExceeded,
     ServiceUnavailable,
     Unauthorized,
     error_response,
 )
+from novo_gateway.gateway.body import read_body, replay
 from novo_gateway.gateway.client_ip import ClientIpResolver
+from novo_gateway.gateway.idempotency import (
+    Tap,
+    fingerprint,
+    parse_key,
+    send_answer,
+)
+from novo_gateway.gateway.idempotency_store import Answer, Claim
 from novo_gateway.gateway.ratelimit import LimitResult
 from novo_gateway.gateway.routes_table import Route
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError
@@ -51,7 +61,6 @@ log = logging.getLogger("novo_gateway.gateway")
 API_PREFIX = "/api/v1"
 FREE_PATHS = frozenset({f"{API_PREFIX}/health"})
 UNMATCHED_ENDPOINT = f"{API_PREFIX}/(unmatched)"
-MAX_IDEMPOTENCY_KEY = 255
 _PROXY_ROUTE = "novo.proxy_route"  # scope key: the upstream route serving this call
 LIMIT_HEADERS = "limit_headers"  # state key: the admitted call's rate-limit headers
 # Scope key: a call the fast path admitted, then handed over with its body (fast_path.py).
@@ -96,6 +105,7 @@ class MeteredPath:
         self.runtime = runtime
         self.settings = runtime.settings
         self.client_ip = ClientIpResolver(runtime.settings.trusted_proxies)
+        self.idempotency = runtime.idempotency
 
     async def admit(self, scope: Scope) -> Admitted:
         """Steps 1 to 3: limits, key and access; raises `Refused` with the gateway's answer."""
@@ -118,7 +128,10 @@ class MeteredPath:
             "account", str(identity.user_id), settings.rate_limit_per_minute, shown
         )
         limit_headers = account.headers()
-        idempotency_key = _idempotency_key(scope, limit_headers)
+        try:
+            idempotency_key = parse_key(scope["headers"])
+        except GatewayError as err:
+            raise Refused(_with_headers(err, limit_headers)) from err
         try:
             await runtime.access.check(identity.user_id)
         except GatewayError as err:
@@ -139,8 +152,12 @@ class MeteredPath:
         endpoint: str,
         matched: bool,
         units: int,
+        replayed: bool = False,
     ) -> NewUsageEvent:
-        """The ledger event of an admitted call answered with `status` (step 5)."""
+        """The ledger event of an admitted call answered with `status` (step 6).
+
+        A replayed answer is recorded but never billed: the call it repeats was.
+        """
         return NewUsageEvent(
             user_id=call.identity.user_id,
             api_key_id=call.identity.key_id,
@@ -149,11 +166,48 @@ class MeteredPath:
             status=status,
             latency_ms=max(0, round((self.runtime.clock.monotonic() - call.started) * 1000)),
             units=_units(state, units),
-            billable=matched and status <= self.settings.billable_status_max,
+            billable=not replayed and matched and status <= self.settings.billable_status_max,
             created_at=call.started_at,
             request_id=_request_id(state),
             idempotency_key=call.idempotency_key,
         )
+
+    async def begin_idempotent(self, call: Admitted, scope: Scope, body: bytes) -> Claim | Answer:
+        """Step 4: claim the call's Idempotency-Key, or get the answer to replay; or refuse."""
+        assert call.idempotency_key is not None
+        query = _without_api_key(scope.get("query_string", b""))
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        print_ = fingerprint(scope["method"], raw_path, query, body)
+        try:
+            return await self.idempotency.begin(
+                call.identity.user_id, call.idempotency_key, print_, call.started_at
+            )
+        except GatewayError as err:
+            raise Refused(_with_headers(err, call.limit_headers)) from err
+
+    async def replay(
+        self,
+        call: Admitted,
+        answer: Answer,
+        scope: Scope,
+        send: Send,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> GatewayError | None:
+        """Send a stored answer again (recorded, not billed); the error to send if not recorded."""
+        event = self.event(
+            call,
+            scope["state"],
+            method=scope["method"],
+            status=answer.status,
+            endpoint=answer.endpoint,
+            matched=True,
+            units=answer.units,
+            replayed=True,
+        )
+        if not await self.record(event):
+            return ServiceUnavailable(NOT_RECORDED, headers=call.limit_headers)
+        await send_answer(send, answer, [*call.account.raw_headers(), *extra])
+        return None
 
     async def record(self, event: NewUsageEvent) -> bool:
         """Queue the event and wait for its commit; False when it could not be written."""
@@ -196,6 +250,10 @@ class MeteredPathMiddleware:
         if scope["type"] != "http" or not is_metered(scope):
             await self.app(scope, receive, send)
             return
+        # A path nothing may route (a dot segment in any spelling): 400 before routing, unbilled.
+        if (bad_path := self.runtime.proxy.screen(scope)) is not None:
+            await error_response(bad_path)(scope, receive, send)
+            return
         call: Admitted | None = scope.pop(ADMITTED, None)
         if call is None:
             try:
@@ -203,9 +261,32 @@ class MeteredPathMiddleware:
             except Refused as refused:
                 await error_response(refused.error)(scope, receive, send)
                 return
-        await self._handle(call, scope, receive, send)
+        if call.idempotency_key is None:
+            await self._handle(call, scope, receive, send, None)
+            return
+        messages, body = await read_body(receive)
+        if body is None:
+            return  # the client went away before sending its body: nothing to run or record
+        try:
+            claimed = await self.metered.begin_idempotent(call, scope, body)
+        except Refused as refused:
+            await error_response(refused.error)(scope, receive, send)
+            return
+        if isinstance(claimed, Answer):
+            failed = await self.metered.replay(call, claimed, scope, send)
+            if failed is not None:
+                await error_response(failed)(scope, receive, send)
+            return
+        tap = Tap(self.metered.idempotency, claimed)
+        try:
+            await self._handle(call, scope, replay(messages, receive), send, tap)
+        finally:
+            await tap.abandon()  # nothing once the answer is stored
 
-    async def _handle(self, call: Admitted, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(
+        self, call: Admitted, scope: Scope, receive: Receive, send: Send, tap: Tap | None
+    ) -> None:
+        """Steps 5 and 6; `tap` keeps the response of a claimed Idempotency-Key."""
         metered, state = self.metered, scope["state"]
         inner = {**scope, "query_string": _without_api_key(scope.get("query_string", b""))}
         response_started = False
@@ -223,6 +304,8 @@ class MeteredPathMiddleware:
                 matched=matched,
                 units=units,
             )
+            if tap is not None:
+                tap.label(event.endpoint, event.units, event.request_id)
             return await metered.record(event)
 
         async def metered_send(message: Message) -> None:
@@ -240,6 +323,8 @@ class MeteredPathMiddleware:
                     (k, v) for k, v in message.get("headers", []) if k not in _RATE_LIMIT_HEADERS
                 ]
                 message = {**message, "headers": headers + encoded_headers}
+            if tap is not None:
+                await tap.sending(message)
             await send(message)
 
         try:
@@ -310,22 +395,6 @@ def _without_api_key(query: bytes) -> bytes:
         return query
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     return urlencode([(k, v) for k, v in pairs if k != "api_key"]).encode("latin-1")
-
-
-def _idempotency_key(scope: Scope, headers: dict[str, str]) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"idempotency-key":
-            key: str = value.decode("latin-1").strip()
-            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
-                raise Refused(
-                    BadRequest(
-                        f"Invalid header 'Idempotency-Key': use 1 to {MAX_IDEMPOTENCY_KEY} "
-                        "printable characters.",
-                        headers=headers,
-                    )
-                )
-            return key
-    return None
 
 
 def _endpoint(inner: Scope, outer: Scope) -> tuple[str, bool, int]:

@@ -8,16 +8,12 @@ which made a proxied call cost milliseconds at 64 concurrent calls); it is bound
 HEAD, PUT or DELETE, that meets a connection closed in the meantime is sent once more on a new
 one, as RFC 9112 §9.3.1 allows, unless its body was already sent). The request body is streamed
 up and the response streamed back chunk by chunk, so neither is held in memory. Cookies the
-upstream sets are passed to the client, never kept by the pool. On the way:
-
-* hop-by-hop headers (RFC 9110 §7.6.1: Connection, Keep-Alive, Proxy-*, TE, Trailer,
-  Transfer-Encoding, Upgrade, and any header the Connection header names) are dropped both ways;
-* the client's key never reaches the upstream: Authorization, X-API-Key and the `api_key` query
-  parameter are removed, and the account is named instead by `X-Novo-Account-Id` (any value the
-  client sent for it is discarded), with `X-Request-Id` and `X-Forwarded-For/Proto/Host`; the
-  proxy adds no User-Agent or Accept of its own;
-* like nginx, the upstream's Date and Server headers are not passed on (the gateway's server
-  writes its own), nor its X-Request-Id (the gateway's id is the one the client sees).
+upstream sets are passed to the client (but for the gateway's own `novo_*`), never kept by the
+pool. What is sent (the raw path, the headers by name, the account named by `X-Novo-Account-Id`)
+and what comes back (the CSP sandbox) is decided in forwarding.py; the proxy adds no User-Agent
+or Accept of its own. A path with a dot segment in any spelling (paths.py) is refused with 400
+by `screen`, which the metered path calls before routing, so the refusal is neither routed nor
+billed.
 
 Failures before the response starts use the common error shape: an unreachable upstream is 502
 Bad Gateway, no answer within the timeout is 504 Gateway Timeout, and a full connection pool is
@@ -34,7 +30,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
@@ -50,40 +45,25 @@ from novo_gateway.errors import (
     ServiceUnavailable,
     error_response,
 )
+from novo_gateway.gateway.client_ip import ClientIpResolver
+from novo_gateway.gateway.forwarding import incoming_headers, outgoing
+from novo_gateway.gateway.paths import (
+    DOT_SEGMENT_REFUSED,
+    has_dot_segment,
+    raw_path,
+    strip_prefix,
+)
 from novo_gateway.gateway.routes_table import Route, RouteTable
 from novo_gateway.keys.cache import KeyIdentity
 
 log = logging.getLogger("novo_gateway.proxy")
 
-HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
+PREFIX_SPLIT_REFUSED: Final = (
+    "The path's route prefix must end at a '/': it may not end inside a percent-encoded segment."
 )
-# Request headers never forwarded: the client's credentials, headers the proxy sets itself, the
-# Host (the client writes the upstream's) and Expect (the gateway's server already answered it).
-_DROP_REQUEST: Final = HOP_BY_HOP | {
-    b"host",
-    b"expect",
-    b"authorization",
-    b"x-api-key",
-    b"x-novo-account-id",
-    b"x-request-id",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"forwarded",
-}
-_DROP_RESPONSE: Final = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
-_KEY_PARAM: Final = b"api_key"
+# Scope key: the client's query string as sent (the metered path passes handlers a copy
+# without `api_key`, rebuilt; the upstream gets the client's bytes).
+RAW_QUERY: Final = "novo.raw_query"
 
 # Upstream calls in flight per process (each holds one pooled connection), idle connections'
 # lifetime, and the longest response line or header accepted from an upstream.
@@ -101,6 +81,7 @@ class UpstreamProxy:
 
     def __init__(self, settings: Settings, *, max_connections: int = MAX_CONNECTIONS) -> None:
         self._settings = settings
+        self._client_ip = ClientIpResolver(settings.trusted_proxies)
         self.table = RouteTable.from_settings(settings)
         self._max_connections = max_connections
         self._slots = asyncio.Semaphore(max_connections)
@@ -111,6 +92,22 @@ class UpstreamProxy:
     def match(self, path: str) -> Route | None:
         """The upstream route for a request path, or None when the built-in endpoints serve it."""
         return self.table.match(path)
+
+    def screen(self, scope: Scope) -> BadRequest | None:
+        """The 400 for a metered path nothing may route (a dot segment in any spelling, or a
+        stripped prefix ending inside an encoded segment); None for every other path.
+
+        Called before routing and before anything is recorded. Keeps the client's query string
+        as sent for `forward`.
+        """
+        scope[RAW_QUERY] = scope.get("query_string", b"")
+        path = raw_path(scope)
+        if has_dot_segment(path):
+            return BadRequest(DOT_SEGMENT_REFUSED)
+        route = self.table.match(scope["path"]) if self.table else None
+        if route is not None and route.strip_prefix and strip_prefix(path, route.prefix) is None:
+            return BadRequest(PREFIX_SPLIT_REFUSED)
+        return None
 
     async def forward(
         self, route: Route, scope: Scope, receive: Receive, send: Send, identity: KeyIdentity
@@ -123,10 +120,10 @@ class UpstreamProxy:
         state = scope.setdefault("state", {})
         state["billed_units"] = route.units
         state["route_template"] = route.label
-        if _has_dot_segment(scope["path"]):
-            await _reply(
-                BadRequest("The path may not contain '.' or '..' segments."), scope, receive, send
-            )
+        # Checked again here (screen() runs first on the metered path), so no caller can
+        # forward a path the check refuses.
+        if has_dot_segment(raw_path(scope)):
+            await _reply(BadRequest(DOT_SEGMENT_REFUSED), scope, receive, send)
             return
         timeout = route.timeout_seconds or self._settings.upstream_timeout_seconds
         slots = self._slots
@@ -157,12 +154,25 @@ class UpstreamProxy:
         send: Send,
         identity: KeyIdentity,
     ) -> None:
+        origin, base_path = self._base(route)
+        request = outgoing(
+            route,
+            scope,
+            scope.get(RAW_QUERY, scope.get("query_string", b"")),
+            identity,
+            scope["state"].get("request_id"),
+            base_path,
+            self._client_ip.resolve(scope),
+        )
+        if request is None:
+            await _reply(BadRequest(PREFIX_SPLIT_REFUSED), scope, receive, send)
+            return
         body = _request_body(scope, receive)
         try:
             response = await self._client().request(
                 scope["method"],
-                self._target_url(route, scope),
-                headers=_upstream_headers(scope, identity, scope["state"].get("request_id")),
+                URL(origin + request.target.decode("latin-1"), encoded=True),
+                headers=request.headers,
                 data=body,
                 timeout=self._timeout(seconds),
                 allow_redirects=False,
@@ -192,7 +202,7 @@ class UpstreamProxy:
                 {
                     "type": "http.response.start",
                     "status": response.status,
-                    "headers": _response_headers(response.raw_headers),
+                    "headers": incoming_headers(route, response.raw_headers),
                 }
             )
             async for chunk in response.content.iter_any():
@@ -237,19 +247,14 @@ class UpstreamProxy:
             self._timeouts[seconds] = timeout
         return timeout
 
-    def _target_url(self, route: Route, scope: Scope) -> URL:
-        """The upstream's URL and path, then the request's raw path (minus a stripped prefix)."""
+    def _base(self, route: Route) -> tuple[str, bytes]:
+        """The upstream's origin and the path of its URL (without a final '/'), cached."""
         base = self._bases.get(route.prefix)
         if base is None:
             upstream = route.upstream
             origin = f"{upstream.scheme}://{upstream.netloc.decode('ascii')}"
             base = self._bases[route.prefix] = (origin, upstream.raw_path.rstrip(b"/"))
-        origin, base_path = base
-        target = base_path + _request_path(route, scope)
-        query = _without_key(scope.get("query_string", b""))
-        if query:
-            target += b"?" + query
-        return URL(origin + target.decode("latin-1"), encoded=True)
+        return base
 
     async def close(self) -> None:
         """Close the pooled connections."""
@@ -260,100 +265,6 @@ class UpstreamProxy:
 
 async def _reply(err: GatewayError, scope: Scope, receive: Receive, send: Send) -> None:
     await error_response(err)(scope, receive, send)
-
-
-def _has_dot_segment(path: str) -> bool:
-    return any(segment in (".", "..") for segment in path.split("/"))
-
-
-def _request_path(route: Route, scope: Scope) -> bytes:
-    """The request's raw path, minus the route's prefix when the route strips it."""
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-    raw_path = raw_path.split(b"?", 1)[0]
-    if route.strip_prefix:
-        prefix = route.prefix.encode()
-        if raw_path.startswith(prefix):
-            raw_path = raw_path[len(prefix) :]
-        else:  # the client percent-encoded part of the prefix: strip it from the decoded path
-            raw_path = scope["path"][len(route.prefix) :].encode()
-        if not raw_path.startswith(b"/"):
-            raw_path = b"/" + raw_path
-    return raw_path
-
-
-def _without_key(query: bytes) -> bytes:
-    """The query string minus every `api_key` parameter (any case), the rest byte for byte."""
-    if not query or (_KEY_PARAM not in query.lower() and b"%" not in query):
-        return query
-    kept = [
-        part
-        for part in query.split(b"&")
-        if part
-        and unquote_to_bytes(part.split(b"=", 1)[0].replace(b"+", b" ")).lower() != _KEY_PARAM
-    ]
-    return b"&".join(kept)
-
-
-def _connection_tokens(headers: list[tuple[bytes, bytes]]) -> set[bytes]:
-    """Header names listed in Connection: hop-by-hop for this message only."""
-    return {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-
-
-def _upstream_headers(
-    scope: Scope, identity: KeyIdentity, request_id: str | None
-) -> list[tuple[str, str]]:
-    incoming: list[tuple[bytes, bytes]] = scope["headers"]
-    drop = _DROP_REQUEST | _connection_tokens(incoming)
-    headers = []
-    host = b""
-    forwarded_for = b""
-    accepts_encoding = False
-    for name, value in incoming:
-        lower = name.lower()
-        if lower == b"host":
-            host = value
-        elif lower == b"x-forwarded-for":
-            forwarded_for = value
-        elif lower == b"accept-encoding":
-            accepts_encoding = True
-        if lower not in drop:
-            headers.append((lower.decode("latin-1"), _text(value)))
-    if not accepts_encoding:
-        # The upstream client would ask for gzip; the body is passed through undecoded, so ask
-        # for what the client can read.
-        headers.append(("accept-encoding", "identity"))
-    client_addr = scope.get("client")
-    peer = client_addr[0] if client_addr else "unknown"
-    forwarded = _text(forwarded_for)
-    headers += [
-        ("x-novo-account-id", str(identity.user_id)),
-        ("x-forwarded-for", f"{forwarded}, {peer}" if forwarded else peer),
-        ("x-forwarded-proto", scope.get("scheme", "http")),
-    ]
-    if host:
-        headers.append(("x-forwarded-host", _text(host)))
-    if request_id:
-        headers.append(("x-request-id", request_id))
-    return headers
-
-
-def _text(value: bytes) -> str:
-    """A header value as the text the upstream client writes back as UTF-8: the same bytes
-    whenever they are ASCII or UTF-8 (obs-text that is not UTF-8 is sent as its UTF-8 form)."""
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        return value.decode("latin-1")
-
-
-def _response_headers(upstream: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes]]:
-    drop = _DROP_RESPONSE | _connection_tokens(list(upstream))
-    return [(name.lower(), value) for name, value in upstream if name.lower() not in drop]
 
 
 def _request_body(scope: Scope, receive: Receive) -> _Body | None:

@@ -224,6 +224,10 @@ class RateLimiter:
         except StorageError as exc:
             self._unavailable(exc, 0, 0, 0.0)
 
+    async def ping(self) -> bool:
+        """True when the shared storage answers (always True for in-process counters)."""
+        return self._storage is None or await self._storage.check()
+
     async def close(self) -> None:
         """Close the storage connection, if any."""
         if self._pool is not None:

@@ -10,8 +10,14 @@ The table comes from settings:
       units = 2                           # units billed per call (default 1)
       timeout_seconds = 5                 # optional; default UPSTREAM_TIMEOUT_SECONDS
       strip_prefix = false                # true: /api/v1/search/x is sent upstream as /x
+      forward_headers = ["X_Tenant"]      # extra client headers let through (default none)
+      security_headers = true             # false: no CSP or nosniff added to its answers
+      content_security_policy = "sandbox" # the CSP added to its answers (default "sandbox")
 
-  With a routes file, the file is the whole table.
+  With a routes file, the file is the whole table. What `forward_headers`, `security_headers`
+  and `content_security_policy` do is in forwarding.py; a `forward_headers` entry naming a
+  header the gateway sets, a hop-by-hop header, `Authorization`, `X-API-Key` or `Cookie` is
+  refused, as is a policy with a line break or non-ASCII characters.
 * `UPSTREAM_URL` alone (no routes file) is a catch-all: every metered path that no built-in
   Novo endpoint serves goes there, at one unit per call.
 
@@ -37,13 +43,15 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from novo_gateway.config import Settings
+from novo_gateway.gateway.forwarding import SANDBOX, is_gateway_header
 from novo_gateway.novo_api.service import API_PREFIX, BUILTIN_PATHS
 
 HEALTH_PATH: Final = API_PREFIX + "/health"
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 §5.6.2
 
 
 class RoutesFileError(ValueError):
@@ -59,6 +67,10 @@ class Route:
     units: int = 1
     timeout_seconds: float | None = None
     strip_prefix: bool = False
+    # Lower-cased names of extra client headers forwarded (forwarding.py says which are not).
+    forward_headers: frozenset[str] = frozenset()
+    security_headers: bool = True
+    content_security_policy: str = SANDBOX
 
     @property
     def label(self) -> str:
@@ -87,6 +99,35 @@ class _RouteEntry(BaseModel):
     units: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
     strip_prefix: bool = False
+    forward_headers: list[str] = []
+    security_headers: bool = True
+    content_security_policy: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _extra_headers(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _TOKEN.match(name):
+                raise ValueError(f"{name!r} is not a header name")
+            if is_gateway_header(name):
+                raise ValueError(
+                    f"{name} is set by the gateway, hop-by-hop or a credential: it is never "
+                    "forwarded from the client"
+                )
+        return value
+
+    @field_validator("content_security_policy")
+    @classmethod
+    def _header_value(cls, value: str | None) -> str | None:
+        if value is not None and not (value.isascii() and value.isprintable()):
+            raise ValueError("must be printable ASCII on one line")
+        return value
+
+    @model_validator(mode="after")
+    def _policy_needs_headers(self) -> _RouteEntry:
+        if self.content_security_policy is not None and not self.security_headers:
+            raise ValueError("content_security_policy has no effect with security_headers = false")
+        return self
 
     @field_validator("prefix")
     @classmethod
@@ -175,6 +216,9 @@ def load_routes(path: Path, default_upstream: str = "") -> tuple[Route, ...]:
                 units=entry.units,
                 timeout_seconds=entry.timeout_seconds,
                 strip_prefix=entry.strip_prefix,
+                forward_headers=frozenset(name.lower() for name in entry.forward_headers),
+                security_headers=entry.security_headers,
+                content_security_policy=entry.content_security_policy or SANDBOX,
             )
         )
     return tuple(routes)

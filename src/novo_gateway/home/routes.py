@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import logging
 from datetime import datetime
-from typing import Final, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novo_gateway import __version__, metrics
 from novo_gateway.deps import RuntimeDep
-from novo_gateway.errors import Unauthorized
+from novo_gateway.errors import ErrorBody, ServiceUnavailable, Unauthorized
+from novo_gateway.home.health import Part, State, readiness
 from novo_gateway.home.page import CSS, CSS_PATH, SECURITY_HEADERS, render_home
 
-log = logging.getLogger("novo_gateway.health")
 router = APIRouter()
-
-# A health probe must answer quickly even when the database hangs.
-DATABASE_CHECK_TIMEOUT_SECONDS: Final = 3.0
 
 
 class Health(BaseModel):
@@ -31,36 +24,56 @@ class Health(BaseModel):
     version: str
     timestamp: datetime
     database: Literal["ok", "error"]
+    # Each part a metered call needs, and its state (see /health/ready).
+    checks: dict[Part, State]
 
 
-async def database_ok(engine: AsyncEngine) -> bool:
-    """True when `SELECT 1` succeeds on the gateway's database within the timeout."""
-    try:
-        async with asyncio.timeout(DATABASE_CHECK_TIMEOUT_SECONDS):
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-    except Exception as exc:  # any failure means unhealthy; the probe itself must not fail
-        log.warning("database health check failed: %s", type(exc).__name__)
-        return False
-    return True
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checks: dict[Part, State]
+
+
+class Live(BaseModel):
+    status: Literal["alive"]
+    version: str
 
 
 @router.get(
     "/health",
-    summary="Gateway health, with a database check",
+    summary="Gateway health: healthy when ready to serve metered calls",
     tags=["Service"],
-    responses={503: {"model": Health, "description": "The database is unreachable"}},
+    responses={503: {"model": Health, "description": "A part is not ready (see checks)"}},
 )
 async def health(response: Response, runtime: RuntimeDep) -> Health:
-    ok = await database_ok(runtime.engine)
-    if not ok:
+    ready = await readiness(runtime)
+    if not ready.ready:
         response.status_code = 503
     return Health(
-        status="healthy" if ok else "unhealthy",
+        status="healthy" if ready.ready else "unhealthy",
         version=__version__,
         timestamp=runtime.clock.now(),
-        database="ok" if ok else "error",
+        database="ok" if ready.parts["database"] == "ok" else "error",
+        checks=ready.parts,
     )
+
+
+@router.get("/health/live", summary="The process answers (liveness)", tags=["Service"])
+async def health_live() -> Live:
+    return Live(status="alive", version=__version__)
+
+
+@router.get(
+    "/health/ready",
+    summary="Ready to serve metered calls (readiness)",
+    tags=["Service"],
+    responses={503: {"model": ErrorBody, "description": "A part is not ready; it is named"}},
+)
+async def health_ready(runtime: RuntimeDep) -> Ready:
+    ready = await readiness(runtime)
+    if not ready.ready:
+        failing = ", ".join(f"{part} ({ready.parts[part]})" for part in ready.failing)
+        raise ServiceUnavailable(f"Not ready: {failing}.", checks=ready.parts)
+    return Ready(status="ready", checks=ready.parts)
 
 
 @router.get("/", include_in_schema=False)

@@ -7,10 +7,13 @@ one upsert row per account and UTC day, see `daily.py`), commits, and resolves t
 While it commits, the next batch forms, so under load one commit serves many requests and the
 database sees one writer.
 
-Idempotency: a billable event carrying the client's Idempotency-Key claims `(user_id, key)` in
-`usage_idempotency_keys` with INSERT .. ON CONFLICT. The claim succeeds for a new key, or for a key
-first seen more than 24 hours ago (its row is refreshed); otherwise the event is stored with
-billable=false. The unique constraint makes this exact between concurrent batches and processes.
+Idempotency: the gateway runs a request with an Idempotency-Key once and replays its answer as
+an unbilled event (gateway/idempotency.py); the ledger keeps its own guarantee beneath that, for
+a call run again after its process died. A billable event carrying the client's Idempotency-Key
+claims `(user_id, key)` in `usage_idempotency_keys` with INSERT .. ON CONFLICT. The claim
+succeeds for a new key, or for a key first seen more than 24 hours ago (its row is refreshed);
+otherwise the event is stored with billable=false. The unique constraint makes this exact
+between concurrent batches and processes.
 
 A batch that cannot be committed is rolled back as a whole (no event, no claimed key) and each of
 its requests gets `UsageWriteError`, which the gateway answers with 503; the writer carries on.
@@ -129,6 +132,8 @@ class UsageWriter:
         self._stopping = False
         self._last_purge = -math.inf
         self.committed_batches = 0
+        # True from a batch that could not be committed until the next one that could.
+        self.failing = False
 
     async def start(self) -> None:
         """Start the writer task."""
@@ -192,11 +197,13 @@ class UsageWriter:
                 type(exc).__name__,
                 exc_info=exc,
             )
+            self.failing = True
             for _, future in batch:
                 if not future.done():
                     future.set_exception(UsageWriteError("the usage event was not recorded"))
             return
         self.committed_batches += 1
+        self.failing = False
         metrics.usage_events_recorded(len(events))
         for (_, future), bill in zip(batch, billed, strict=True):
             if not future.done():

@@ -13,10 +13,12 @@ from fastapi import APIRouter, Query, Request
 from novo_gateway.deps import RuntimeDep
 from novo_gateway.errors import (
     BadRequest,
+    Conflict,
     PayloadTooLarge,
     PaymentRequired,
     RateLimitExceeded,
     Unauthorized,
+    UnprocessableContent,
     error_responses,
 )
 from novo_gateway.novo_api import service
@@ -39,9 +41,18 @@ from novo_gateway.novo_api.schemas import (
 
 router = APIRouter(prefix=service.API_PREFIX, tags=["Novo API"])
 
-_METERED_GET = error_responses(BadRequest, Unauthorized, PaymentRequired, RateLimitExceeded)
+# 409 and 422 answer a misused Idempotency-Key (gateway/idempotency.py).
+_METERED_GET = error_responses(
+    BadRequest, Unauthorized, PaymentRequired, Conflict, UnprocessableContent, RateLimitExceeded
+)
 _METERED_POST = error_responses(
-    BadRequest, Unauthorized, PaymentRequired, PayloadTooLarge, RateLimitExceeded
+    BadRequest,
+    Unauthorized,
+    PaymentRequired,
+    Conflict,
+    PayloadTooLarge,
+    UnprocessableContent,
+    RateLimitExceeded,
 )
 
 
