@@ -15,9 +15,9 @@ uvicorn's own httptools protocol with three additions (per worker process):
   TRUSTED_PROXIES (a reverse proxy carries many clients; bound them there, see the README).
 
 A request past a deadline is answered 408 in the common error shape (when no response has
-started) and its connection closed; a connection over the per-IP cap is answered 429 and closed
-before anything is read. Behind nginx, its `client_header_timeout` and `client_body_timeout` do
-the same job first.
+started) and its connection closed; a connection that sent nothing is closed without an answer.
+A connection over the per-IP cap is answered 429 and closed before anything is read. Behind
+nginx, its `client_header_timeout` and `client_body_timeout` do the same job first.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ CUT_OFF: Final = "novo_cut_off_status"
 
 REFUSED_CONNECTIONS: Final = Counter(
     "novo_connections_refused_total",
-    "Connections closed by the server before a request was served: header_timeout, "
-    "body_timeout or per_ip_limit.",
+    "Connections closed by the server before a request was served: idle_timeout (nothing "
+    "sent), header_timeout, body_timeout or per_ip_limit.",
     ["reason"],
 )
 
@@ -122,6 +122,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._limits = limits
         self._deadline: asyncio.TimerHandle | None = None
         self._counted_peer: str | None = None
+        self._in_headers = False  # a request's first byte came, its headers are not complete
 
     # -- connection ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -147,11 +148,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # -- parser callbacks --------------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._in_headers = True
         if self._deadline is None:  # the next request on a kept-alive connection
             self._arm(self._limits.header_timeout, self._header_timed_out)
 
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._in_headers = False
         super().on_headers_complete()
         if not self.parser.should_upgrade():
             self._arm(self._limits.body_timeout, self._body_timed_out)
@@ -174,13 +177,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         seconds = self._limits.header_timeout
         cycle = self.cycle  # a previous request's, when this one came on a kept-alive connection
+        # A connection that sent nothing (a browser's preconnect, or an attacker's) is closed
+        # without an answer, as nginx does: a browser would take a 408 for its next request's.
         self._refuse(
-            "header_timeout",
+            "header_timeout" if self._in_headers else "idle_timeout",
             RequestTimeout(
                 f"The request headers did not arrive within {seconds:g}s. "
                 "Send the whole request at once."
             ),
-            answer=cycle is None or cycle.response_complete,
+            answer=self._in_headers and (cycle is None or cycle.response_complete),
         )
 
     def _body_timed_out(self) -> None:
