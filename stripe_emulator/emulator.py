@@ -20,6 +20,8 @@ from .router import Router
 from .store import Store
 from .webhooks import WebhookDispatcher
 
+PRIVATE_FILE_MODE = 0o600
+
 log = logging.getLogger("stripe_emulator")
 
 
@@ -104,7 +106,10 @@ class Emulator:
         self._dirty = False
         data = self.store.dump(self.clock.offset)
         tmp = f"{path}.tmp"
-        with open(tmp, "wb") as fh:
+        # It holds the webhook endpoints' signing secrets: readable by its owner only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        os.fchmod(fd, PRIVATE_FILE_MODE)  # a leftover .tmp keeps its mode through O_CREAT
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
 

@@ -22,6 +22,7 @@ from novo_gateway.dashboard.routes import router as dashboard_router
 from novo_gateway.error_handlers import install_error_handlers
 from novo_gateway.gateway.fast_path import FastPath
 from novo_gateway.gateway.middleware import MeteredPath, MeteredPathMiddleware
+from novo_gateway.home.docs import router as docs_router
 from novo_gateway.home.routes import router as home_router
 from novo_gateway.host_split import HostSplit, HostSplitMiddleware
 from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
@@ -57,6 +58,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         version=__version__,
         description="Usage-billed access to the Novo marketing API.",
         lifespan=lifespan,
+        # Served from local assets under a CSP of our own (home/docs.py), not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         # No OpenTelemetry: metrics are Prometheus (/metrics). Left on, FastAPI asks the global
         # OpenTelemetry providers on every request whether they are configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -76,6 +80,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         dashboard_reset_router,
         admin_router,
         assets_router,
+        docs_router,
     ):
         app.include_router(router)
 

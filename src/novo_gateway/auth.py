@@ -15,12 +15,12 @@ customer who used up their API calls can still look at their usage and keys.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
+from novo_gateway import jsonbody
 from novo_gateway.accounts import service as accounts
 from novo_gateway.accounts.models import LoginSession, User
 from novo_gateway.accounts.passwords import MAX_LENGTH
@@ -119,7 +119,9 @@ async def _body_credentials(request: Request) -> tuple[str, str] | None:
     if "json" not in request.headers.get("content-type", ""):
         return None
     try:
-        body = json.loads(await request.body() or b"null")
+        body = jsonbody.loads(await request.body() or b"null")
+    except jsonbody.JSONTooDeep:
+        raise BadRequest(jsonbody.TOO_DEEP) from None
     except ValueError:
         return None
     if not isinstance(body, dict):

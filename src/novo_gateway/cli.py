@@ -6,13 +6,13 @@ import asyncio
 import contextlib
 import logging
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from novo_gateway import __version__, metrics
+from novo_gateway import __version__, metrics, startup_checks
 from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
@@ -21,9 +21,10 @@ from novo_gateway.billing.reconcile import SETTLE
 from novo_gateway.billing.setup import SetupError, webhook_url_for
 from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.config import Settings
+from novo_gateway.connection_guard import guarded_protocol
 from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.logs import configure_logging
-from novo_gateway.migrate import database_revision, head_revision, schema_state, upgrade
+from novo_gateway.migrate import database_revision, head_revision, schema_state
 
 app = typer.Typer(
     help="Novo Gateway: sell an API by usage.",
@@ -53,10 +54,16 @@ def _main(
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except Exception as exc:  # pydantic's ValidationError names the variable; show only that
-        typer.echo(f"Invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(code=2) from None
+        return startup_checks.load_settings()
+    except startup_checks.ConfigError as exc:
+        _refuse(exc)
+
+
+def _refuse(exc: startup_checks.ConfigError) -> NoReturn:
+    """Print each problem on one line (no traceback) and exit 2."""
+    for line in exc.lines:
+        typer.echo(line, err=True)
+    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -64,7 +71,10 @@ def migrate() -> None:
     """Apply the database migrations (SQLite file or DATABASE_URL)."""
     settings = _settings()
     configure_logging(settings.log_level)
-    applied = upgrade(settings)
+    try:
+        applied = startup_checks.migrate(settings)
+    except startup_checks.ConfigError as exc:
+        _refuse(exc)
     for revision in applied:
         typer.echo(f"applied {revision}")
     typer.echo(
@@ -83,9 +93,13 @@ def serve(
     """Start the gateway in the foreground (migrates a SQLite database first)."""
     settings = _settings()
     configure_logging(settings.log_level)
-    if settings.is_sqlite:
-        upgrade(settings)
-    else:
+    try:  # before anything starts (the Stripe emulator, the workers)
+        startup_checks.check_upstreams(settings)
+        if settings.is_sqlite:
+            startup_checks.migrate(settings)
+    except startup_checks.ConfigError as exc:
+        _refuse(exc)
+    if not settings.is_sqlite:
         _require_schema_at_head(settings)
     bind_host, bind_port = host or settings.host, port or settings.port
     worker_count = workers or settings.workers
@@ -108,6 +122,9 @@ def serve(
             access_log=False,
             proxy_headers=False,
             server_header=False,
+            # uvicorn's own protocol, with read deadlines and a per-IP cap (connection_guard.py).
+            http=guarded_protocol(settings),
+            limit_concurrency=settings.max_connections,
         )
 
 

@@ -11,17 +11,43 @@ import re
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# The databases the gateway runs on: PostgreSQL (asyncpg), or SQLite (aiosqlite).
+DATABASE_SCHEMES: Final = (
+    "postgres://",
+    "postgresql://",
+    "postgresql+asyncpg://",
+    "sqlite+aiosqlite://",
+)
+# Settings whose values are never printed, not even in an error about them (URLs can hold
+# passwords).
+SECRET_SETTINGS: Final = frozenset(
+    {
+        "admin_token",
+        "metrics_token",
+        "stripe_secret_key",
+        "stripe_webhook_secret",
+        "database_url",
+        "redis_url",
+    }
+)
 
 
 class Settings(BaseSettings):
     """Every setting of the gateway; see `.env.example` for the documented defaults."""
 
+    # hide_input_in_errors: a ValidationError's text never holds a value (secrets included);
+    # `error_lines` shows the values of settings that are not secret.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     # Serving
@@ -30,6 +56,11 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Slow and greedy clients (connection_guard.py), per worker process.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_ip: int = Field(default=256, ge=1)
     public_url: str = ""
 
     # Storage
@@ -152,6 +183,15 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(
+                "must be a postgresql:// URL (or empty for the SQLite file at DATABASE_PATH)"
+            )
+        return value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _ip_or_cidr(cls, value: list[str]) -> list[str]:
@@ -186,3 +226,17 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.sqlalchemy_url.startswith("sqlite")
+
+
+def error_lines(exc: ValidationError) -> list[str]:
+    """One line per bad setting, naming its variable; the value only when it is not a secret."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else ""
+        message = error["msg"].removeprefix("Value error, ")
+        shown = ""
+        if name and name not in SECRET_SETTINGS and isinstance(error.get("input"), str | int):
+            value = str(error["input"])
+            shown = f" (got {value[:60]!r}{'...' if len(value) > 60 else ''})"
+        lines.append(f"{name.upper() or 'Settings'}: {message}{shown}.")
+    return lines

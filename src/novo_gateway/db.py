@@ -6,6 +6,8 @@ when the unit of work succeeds and rolls back when it raises, so related writes 
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,11 +53,23 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def create_private_file(path: Path) -> None:
+    """Create `path` empty and readable by its owner only (0600), unless it exists.
+
+    The SQLite database holds password and key hashes and login sessions; SQLite gives its WAL
+    and shared-memory files the database file's mode.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     """An async engine for DATABASE_URL, or for the SQLite file at DATABASE_PATH."""
     url = settings.sqlalchemy_url
     if settings.is_sqlite:
         Path(settings.database_path).parent.mkdir(parents=True, exist_ok=True)
+        if not settings.database_url:
+            create_private_file(Path(settings.database_path))
         engine = create_async_engine(url, connect_args={"timeout": 10})
         event.listen(engine.sync_engine, "connect", _configure_sqlite)
         return engine

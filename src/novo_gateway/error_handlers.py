@@ -10,14 +10,17 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
+from novo_gateway.connection_guard import CUT_OFF
 from novo_gateway.errors import (
     BadRequest,
     GatewayError,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     ServiceUnavailable,
     error_response,
 )
@@ -26,7 +29,12 @@ from novo_gateway.gateway.middleware import LIMIT_HEADERS
 log = logging.getLogger("novo_gateway.errors")
 
 _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-_TITLES = {405: "Method Not Allowed", 406: "Not Acceptable", 415: "Unsupported Media Type"}
+_TITLES = {
+    400: "Bad Request",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    415: "Unsupported Media Type",
+}
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -125,6 +133,16 @@ async def _on_database_error(request: Request, exc: Exception) -> Response:
     return error_response(ServiceUnavailable(DATABASE_UNAVAILABLE, headers={"Retry-After": "1"}))
 
 
+async def _on_client_gone(request: Request, exc: Exception) -> Response:
+    """The client left (or was cut off past a read deadline) before its body was read: nobody
+    will read this answer, and it is no error of ours. Answered (for the access log) with the
+    status the client was sent when the server cut it off."""
+    log.info("client disconnected before sending its body: %s %s", request.method, request.url.path)
+    if request.scope.get("state", {}).get(CUT_OFF) == RequestTimeout.status_code:
+        return error_response(RequestTimeout("The request body did not arrive in time."))
+    return error_response(BadRequest("The request body was not received."))
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     # A metered call's limit headers, as on its every other answer (gateway/middleware.py).
@@ -137,6 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_gone)
     for database_error in (DBAPIError, PoolTimeout, ConnectionError):
         app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)

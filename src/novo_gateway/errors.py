@@ -67,6 +67,11 @@ class NotFound(GatewayError):
     title = "Not Found"
 
 
+class RequestTimeout(GatewayError):
+    status_code = 408
+    title = "Request Timeout"
+
+
 class Conflict(GatewayError):
     status_code = 409
     title = "Conflict"

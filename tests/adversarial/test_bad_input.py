@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.adversarial.conftest import GatewayFactory
+from tests.adversarial.fuzz.corpus import CASES
 from tests.adversarial.harness import Gateway
 from tests.adversarial.system import Account, Figures, register
 
@@ -291,3 +292,32 @@ async def test_an_undeclared_method_is_a_405_whose_allow_header_lists_every_decl
             if response.status_code != 405 or allowed != declared:
                 wrong[path] = (response.status_code, response.headers.get("allow", ""))
     assert wrong == {}
+
+
+async def test_the_fuzz_corpus_on_every_operation_gets_no_server_error(
+    target: Gateway, account: Account, figures: Figures
+) -> None:
+    """tests/adversarial/fuzz/corpus.py, each case on each documented operation, with and
+    without the account's key: no 5xx, and nothing logged at error level (no traceback)."""
+    async with httpx.AsyncClient(base_url=target.url, timeout=60) as client:
+        document = (await client.get("/openapi.json")).json()
+        operations = [(m.upper(), p) for p, ops in document["paths"].items() for m in ops]
+        failures: list[tuple[str, str, str, int]] = []
+        sent = 0
+        for case in CASES:
+            for method, path in operations:
+                url = re.sub(r"\{[^}]+\}", case.path_value or "1", path)
+                if case.query:
+                    url += "?" + case.query.decode("latin-1")
+                for auth in ({}, account.auth):
+                    headers = [*case.headers, *((k.encode(), v.encode()) for k, v in auth.items())]
+                    response = await client.request(
+                        method, url, content=case.body or None, headers=headers
+                    )
+                    sent += 1
+                    if response.status_code >= 500:
+                        failures.append((case.name, method, path, response.status_code))
+    figures.add("bad_input", corpus_cases=len(CASES), corpus_requests=sent)
+    assert failures == []
+    assert _error_lines(target) == []
+    assert "Traceback" not in target.log_text()

@@ -212,3 +212,17 @@ def test_serve_restarted_keeps_the_emulator_state_beside_the_database(serve: Any
     # The customers of both runs, one price and one (re-created) webhook endpoint.
     assert (counts["customer"], counts["price"], counts["webhook_endpoint"]) == (2, 1, 1)
     assert second.terminate() == 0
+
+
+def test_the_demo_writes_its_secrets_readable_by_the_owner_only(serve: Any, tmp_path: Path) -> None:
+    running: Serve = serve()
+    running.wait_until_up()
+    assert running.terminate() == 0
+
+    state = tmp_path / "data" / "stripe-emulator.json"
+    assert "whsec_" in state.read_text()  # the webhook endpoint's signing secret
+    modes = {
+        path.name: oct(path.stat().st_mode & 0o777)
+        for path in (state, tmp_path / "data" / "gateway.db")
+    }
+    assert modes == {"stripe-emulator.json": "0o600", "gateway.db": "0o600"}

@@ -200,3 +200,26 @@ async def test_an_event_type_we_do_not_handle_is_answered_200_and_not_stored(
     assert response.status_code == 200
     assert response.json() == {"received": True, "duplicate": False, "ignored": True}
     assert await stored_events(app) == []
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"t=\xb2,v1=00",  # a superscript two: str.isdigit() says yes, int() says no
+        b"t=" + b"9" * 5000 + b",v1=00",  # past int()'s 4,300-digit limit
+        b"t=\xd9\xa1\xd9\xa2,v1=00",  # Arabic-Indic digits
+        b"t=1 ,v1=00",
+        b"t=1,v1=" + b"0" * 10_000,
+        b"t=1," + b"v1=00," * 100 + b"v1=00",
+    ],
+)
+async def test_a_signature_header_stripe_would_never_send_is_a_400(
+    app: AppClient, header: bytes
+) -> None:
+    body = json.dumps(an_event(app)).encode()
+    response = await app.post(
+        "/webhooks/stripe",
+        content=body,
+        headers=[(b"Content-Type", b"application/json"), (b"Stripe-Signature", header)],
+    )
+    assert_refused(response)

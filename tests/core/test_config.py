@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -91,3 +95,121 @@ def test_serve_refuses_to_start_with_a_bad_setting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "port" in result.stderr.lower()
     assert "Traceback" not in result.stderr
+
+
+def _run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a clean environment (no `.env`: run in an empty folder)."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("novo-gateway")), *args],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_PATH": str(tmp_path / "data" / "gateway.db"),
+            "STRIPE_EMULATOR_PORT": "1",  # never reached: every case stops before it
+            **env,
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_secret_setting_is_never_echoed_in_a_configuration_error(tmp_path: Path) -> None:
+    result = _run_cli(
+        tmp_path,
+        "migrate",
+        ADMIN_TOKEN="hunter2-secret-admin",
+        DATABASE_URL="mysql://admin:db-password-1@db/x",
+        REDIS_URL="redis://:redis-password-2@r/0",
+        PORT="http",
+    )
+
+    assert result.returncode == 2
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "password-" not in result.stderr + result.stdout
+    lines = result.stderr.splitlines()
+    # One line per bad setting, each naming its variable; a value only when it is no secret.
+    assert len(lines) == 3, result.stderr
+    assert lines[0] == (
+        "Invalid setting PORT: Input should be a valid integer, unable to parse string as an "
+        "integer (got 'http')."
+    )
+    assert lines[1].startswith("Invalid setting DATABASE_URL: must be a postgresql:// URL")
+    assert lines[2].startswith("Invalid setting ADMIN_TOKEN: must be empty or at least 24")
+
+
+def _bad_routes_file(tmp_path: Path) -> str:
+    path = tmp_path / "routes.toml"
+    path.write_text('[[routes]]\nprefix = "/api/v1/search"\nunits = "many"\n')
+    return str(path)
+
+
+def _routes_file_with_upstreams(tmp_path: Path) -> str:
+    path = tmp_path / "routes.toml"
+    path.write_text('[[routes]]\nprefix = "/api/v1/search"\nupstream = "http://127.0.0.1:9"\n')
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("variable", "env"),
+    [
+        ("DATABASE_URL", lambda tmp: {"DATABASE_URL": "mysql://x"}),
+        ("ROUTES_FILE", lambda tmp: {"ROUTES_FILE": str(tmp / "missing.toml")}),
+        ("ROUTES_FILE", lambda tmp: {"ROUTES_FILE": _bad_routes_file(tmp)}),
+        ("UPSTREAM_URL", lambda tmp: {"UPSTREAM_URL": "ftp://files.example"}),
+        (
+            "UPSTREAM_URL",  # no longer ignored when the routes file names every upstream
+            lambda tmp: {
+                "UPSTREAM_URL": "not a url",
+                "ROUTES_FILE": _routes_file_with_upstreams(tmp),
+            },
+        ),
+        ("DATABASE_PATH", lambda tmp: {"DATABASE_PATH": str(tmp)}),  # a folder, not a file
+    ],
+    ids=["mysql", "routes-missing", "routes-invalid", "upstream", "upstream-with-routes", "db"],
+)
+def test_serve_stops_on_a_bad_setting_with_one_line_naming_it(
+    tmp_path: Path, variable: str, env: Any
+) -> None:
+    result = _run_cli(tmp_path, "serve", "--port", "1", **env(tmp_path))
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(result.stderr.splitlines()) == 1, result.stderr[-2000:]
+    assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was started: the offline demo's emulator writes its log beside the database.
+    assert not (tmp_path / "data" / "stripe-emulator.log").exists()
+
+
+@pytest.fixture
+def read_only_database(tmp_path: Path) -> Iterator[Path]:
+    """A migrated SQLite file the process cannot write: immutable (root ignores file modes)."""
+    path = tmp_path / "data" / "gateway.db"
+    assert _run_cli(tmp_path, "migrate").returncode == 0
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+        yield path
+        return
+    if (
+        shutil.which("chattr") is None
+        or subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode
+    ):
+        pytest.skip("cannot make a file read-only for root here (chattr +i)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=False)
+
+
+def test_serve_stops_on_a_read_only_database_file_with_one_line(
+    tmp_path: Path, read_only_database: Path
+) -> None:
+    result = _run_cli(tmp_path, "serve", "--port", "1")
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr == (
+        f"DATABASE_PATH ({read_only_database}): the database cannot be used: attempt to write "
+        "a readonly database.\n"
+    )
+    assert not (tmp_path / "data" / "stripe-emulator.log").exists()

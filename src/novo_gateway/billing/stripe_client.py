@@ -8,15 +8,16 @@ rest of the billing code reads the same against Stripe's test mode, live mode or
 from __future__ import annotations
 
 import asyncio
-import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import stripe
 
+from novo_gateway import jsonbody
 from novo_gateway.billing.stripe_types import (
     ITEM_PERIOD_START,
     ITEM_SOURCE,
@@ -576,6 +577,26 @@ def _should_retry(exc: stripe.StripeError) -> bool:
     return (headers.get("Stripe-Should-Retry") or headers.get("stripe-should-retry")) == "true"
 
 
+# `t=<unix seconds>,v1=<hex>[,v1=...][,v0=...]`: ASCII only, as Stripe sends it. Anything else
+# (`t=²`, which `str.isdigit` accepts; a timestamp of thousands of digits, past `int`'s limit)
+# is refused here, before the SDK parses the header again.
+_SIGNATURE_ITEM: Final = re.compile(r"(t=[0-9]{1,12}|v[0-9]=[0-9a-fA-F]{1,256})")
+MAX_SIGNATURE_ITEMS: Final = 16
+
+
+def signature_timestamp(header: str) -> int:
+    """The `t=` of a well-formed `Stripe-Signature` header; InvalidSignature for anything else."""
+    items = header.split(",")
+    if len(items) > MAX_SIGNATURE_ITEMS or not all(
+        _SIGNATURE_ITEM.fullmatch(item) for item in items
+    ):
+        raise InvalidSignature("malformed Stripe-Signature header")
+    stamps = [item[2:] for item in items if item.startswith("t=")]
+    if len(stamps) != 1:
+        raise InvalidSignature("malformed Stripe-Signature header")
+    return int(stamps[0])
+
+
 def verify_webhook(
     payload: bytes, header: str | None, secrets: Sequence[str], now: float
 ) -> dict[str, Any]:
@@ -585,10 +606,8 @@ def verify_webhook(
     """
     if not header or not secrets:
         raise InvalidSignature("missing signature or no webhook secret configured")
-    stamps = [p.strip()[2:] for p in header.split(",") if p.strip().startswith("t=")]
-    if len(stamps) != 1 or not stamps[0].isdigit():
-        raise InvalidSignature("malformed Stripe-Signature header")
-    if abs(now - int(stamps[0])) > WEBHOOK_TOLERANCE_SECONDS:
+    timestamp = signature_timestamp(header)
+    if abs(now - timestamp) > WEBHOOK_TOLERANCE_SECONDS:
         raise InvalidSignature("timestamp outside the tolerance")
     text = payload.decode("utf-8", errors="strict")
     for secret in secrets:
@@ -597,7 +616,7 @@ def verify_webhook(
         except stripe.SignatureVerificationError:
             continue
         try:
-            event: dict[str, Any] = json.loads(text)
+            event: dict[str, Any] = jsonbody.loads(text)
         except ValueError as exc:
             raise InvalidSignature("body is not JSON") from exc
         return event

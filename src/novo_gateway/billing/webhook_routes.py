@@ -7,21 +7,36 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from novo_gateway.billing import webhooks
 from novo_gateway.billing.schemas import WebhookAck
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import BadRequest, error_responses
+from novo_gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, error_responses
+from novo_gateway.http_middleware import read_body
 
 router = APIRouter(tags=["webhooks"])
 
+# Stripe's events are small (an invoice's lines past the first ten are not embedded), and Stripe
+# sends each delivery in one piece from its own network: a body larger or slower than this is
+# not Stripe's. The deadline is also never longer than BODY_TIMEOUT_SECONDS.
+WEBHOOK_MAX_BYTES = 512 * 1024
+WEBHOOK_BODY_SECONDS = 10.0
 
-@router.post("/webhooks/stripe", responses=error_responses(BadRequest))
+
+@router.post(
+    "/webhooks/stripe", responses=error_responses(BadRequest, RequestTimeout, PayloadTooLarge)
+)
 async def stripe_webhook(
     request: Request, session: Session, runtime: RuntimeDep, background: BackgroundTasks
 ) -> WebhookAck:
     """Check the `Stripe-Signature` of the raw body and store the event once by its id."""
+    settings = runtime.settings
+    payload = await read_body(
+        request,
+        max_bytes=min(WEBHOOK_MAX_BYTES, settings.max_body_bytes),
+        seconds=min(WEBHOOK_BODY_SECONDS, settings.body_timeout_seconds),
+    )
     received = await webhooks.receive(
         session,
-        await request.body(),
+        payload,
         request.headers.get("stripe-signature"),
-        secrets=runtime.settings.stripe_webhook_secret,
+        secrets=settings.stripe_webhook_secret,
         now=runtime.clock.now(),
     )
     if received.handled and runtime.webhooks is not None:
