@@ -64,6 +64,8 @@ async def handle(
             return json_response(clock(em))
         if route == ("POST", "/_emulator/clock/advance"):
             return json_response(advance(em, data))
+        if route == ("GET", "/_emulator/requests"):
+            return json_response({"requests": em.journal.describe()})
         if route == ("GET", "/_emulator/faults"):
             return json_response({"faults": em.faults.describe()})
         if route == ("POST", "/_emulator/faults"):

@@ -141,6 +141,7 @@ def test_thin_events_go_to_event_destinations(
             "event_payload": "thin",
             "enabled_events": ["v1.billing.meter.error_report_triggered"],
             "webhook_endpoint": {"url": receiver.url},
+            "include": ["webhook_endpoint.signing_secret"],
         }
     )
     secret = destination.webhook_endpoint.signing_secret
