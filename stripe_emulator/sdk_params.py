@@ -134,19 +134,15 @@ def check_params(method: str, template: str, params: Mapping[str, Any], *, v2: b
 
 
 # -- TypedDict → wire fields -----------------------------------------------------------------
-def _hints(typed: type) -> dict[str, Any]:
-    """A TypedDict's annotations (its bases' merged in), evaluated in its module."""
+def _namespace(typed: type) -> dict[str, Any]:
     module = sys.modules.get(typed.__module__)
     namespace = dict(vars(module)) if module else {}
     namespace.setdefault("Literal", Literal)
-    return {
-        name: _evaluate(annotation, namespace)
-        for name, annotation in inspect.get_annotations(typed).items()
-        if name not in _OPTIONS
-    }
+    return namespace
 
 
-def _evaluate(annotation: Any, namespace: dict[str, Any]) -> Any:
+def _resolve(annotation: Any, namespace: dict[str, Any]) -> Any:
+    """A forward reference (``"X|Literal['']"`` or ``ForwardRef``) evaluated in the SDK's module."""
     if isinstance(annotation, typing.ForwardRef):
         annotation = annotation.__forward_arg__
     if isinstance(annotation, str):
@@ -162,11 +158,15 @@ def _is_typed_dict(tp: Any) -> bool:
 
 
 def _typed_dict_fields(typed: type) -> dict[str, Field]:
+    """A TypedDict's fields (its bases' merged in), minus the SDK's request options."""
+    namespace = _namespace(typed)
     required = set(getattr(typed, "__required_keys__", set()))
     fields: dict[str, Field] = {}
-    for name, hint in _hints(typed).items():
-        hint, is_required = _unwrap_required(hint, name in required)
-        fields[name] = _field(hint, required=is_required)
+    for name, annotation in inspect.get_annotations(typed).items():
+        if name in _OPTIONS:
+            continue
+        hint, is_required = _unwrap_required(_resolve(annotation, namespace), name in required)
+        fields[name] = _field(hint, namespace, required=is_required)
     return fields
 
 
@@ -193,11 +193,12 @@ def _literal_values(tp: Any) -> tuple[Any, ...] | None:
     return None
 
 
-def _field(tp: Any, *, required: bool = False) -> Field:
+def _field(tp: Any, namespace: dict[str, Any], *, required: bool = False) -> Field:
+    tp = _resolve(tp, namespace)
     branches = list(get_args(tp)) if _is_union(tp) else [tp]
     emptyable = False
     kept: list[Any] = []
-    for branch in branches:
+    for branch in (_resolve(b, namespace) for b in branches):
         values = _literal_values(branch)
         if values is not None and "" in values:
             emptyable = True
@@ -209,21 +210,25 @@ def _field(tp: Any, *, required: bool = False) -> Field:
             emptyable = True
             continue
         kept.append(branch)
-    if any(branch is str for branch in kept):
-        # ``Union[Literal[...], str]``: an open enum, any string goes.
-        kept = [b for b in kept if _literal_values(b) is None]
+    if any(_literal_values(b) is not None for b in kept):
+        # ``Union[Literal[...], str]``: the SDK leaves room for values of later API versions;
+        # the literals are what this version accepts, and Stripe refuses anything else.
+        kept = [b for b in kept if b is not str]
+        literals = [v for b in kept for v in (_literal_values(b) or ())]
+        others = [b for b in kept if _literal_values(b) is None]
+        kept = [Literal[tuple(literals)], *others]
     if not kept:
         return Enum("", required=required, emptyable=True)
     if len(kept) == 1:
-        return _single(kept[0], required=required, emptyable=emptyable)
+        return _single(kept[0], namespace, required=required, emptyable=emptyable)
     return OneOf(
-        [_single(b, required=False, emptyable=False) for b in kept],
+        [_single(b, namespace, required=False, emptyable=False) for b in kept],
         required=required,
         emptyable=emptyable,
     )
 
 
-def _single(tp: Any, *, required: bool, emptyable: bool) -> Field:
+def _single(tp: Any, namespace: dict[str, Any], *, required: bool, emptyable: bool) -> Field:
     kw: dict[str, Any] = {"required": required, "emptyable": emptyable}
     values = _literal_values(tp)
     if values is not None:
@@ -241,10 +246,10 @@ def _single(tp: Any, *, required: bool, emptyable: bool) -> Field:
     origin = get_origin(tp)
     if origin in (list, typing.List):  # noqa: UP006 - the SDK's spelling
         args = get_args(tp)
-        return List(_field(args[0]) if args else AnyValue(), **kw)
+        return List(_field(args[0], namespace) if args else AnyValue(), **kw)
     if origin in (dict, typing.Dict) or _is_untyped_object(tp):  # noqa: UP006
         args = get_args(tp)
-        if args and args[-1] is str:
+        if args and _resolve(args[-1], namespace) is str:
             return Meta(required=required)
         return AnyValue(**kw)
     return AnyValue(**kw)
