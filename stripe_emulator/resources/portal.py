@@ -1,8 +1,12 @@
 """Customer portal: configurations and sessions (``/v1/billing_portal/...``).
 
 A session's ``url`` is a page served by the emulator showing the customer's subscriptions and
-invoices with a link back to ``return_url``. When no configuration exists, the first session
-creates a default one (in Stripe test mode the dashboard's saved settings play that role).
+invoices with a link back to ``return_url``.
+
+Default configuration, as in Stripe: configurations created through the API are never the
+default; the default is the one saved in the Dashboard's portal settings (here
+``POST /_emulator/portal/default``). A session without ``configuration`` uses the default, and
+fails in test mode while none was saved.
 """
 
 from __future__ import annotations
@@ -118,8 +122,23 @@ def _new_config(em: Emulator, p: dict[str, Any], *, is_default: bool) -> dict[st
 
 def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**CONFIG_PARAMS, "features": AnyValue(required=True)})
-    is_default = not em.store.all(CONFIG)
-    return show(em, req, _new_config(em, p, is_default=is_default))
+    return show(em, req, _new_config(em, p, is_default=False))
+
+
+NO_DEFAULT_MESSAGE = (
+    "No configuration provided and your test mode default configuration has not been created. "
+    "Provide a configuration or create your default by saving your customer portal settings in "
+    "test mode at https://dashboard.stripe.com/test/settings/billing/portal."
+)
+
+
+def save_dashboard_default(em: Emulator) -> dict[str, Any]:
+    """What saving the portal settings in the Dashboard does: the default configuration."""
+    for config in em.store.all(CONFIG):
+        if config["is_default"]:
+            return config
+    features = {"invoice_history": {"enabled": True}, "payment_method_update": {"enabled": True}}
+    return _new_config(em, {"features": features}, is_default=True)
 
 
 def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
@@ -187,7 +206,9 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             raise invalid("The configuration is inactive.", param="configuration")
     else:
         defaults = [c for c in em.store.all(CONFIG) if c["is_default"]]
-        config = defaults[0] if defaults else _new_config(em, {}, is_default=True)
+        if not defaults:
+            raise invalid(NO_DEFAULT_MESSAGE)
+        config = defaults[0]
     return_url = p.get("return_url") or config.get("default_return_url")
     if not return_url:
         raise param_error(

@@ -325,7 +325,8 @@ def _dest_list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     )
     items = [_dest_view(em, d, _include(p)) for d in reversed(em.store.all(DEST))]
     limit = p.get("limit") or 20
-    start = int(p["page"]) if str(p.get("page") or "0").isdigit() else 0
+    page_token = str(p.get("page") or "0")
+    start = int(page_token) if page_token.isdigit() else 0
     more = start + limit < len(items)
     return {
         "data": items[start : start + limit],

@@ -178,6 +178,9 @@ async def _set_up(settings: Settings, url: str) -> SetupResult:
         for old in await stripe.webhook_endpoints():
             if old.url == url or _is_local_gateway(old.url):
                 await stripe.delete_webhook_endpoint(old.id)
+        for destination in await stripe.event_destinations():
+            if destination.url and (destination.url == url or _is_local_gateway(destination.url)):
+                await stripe.delete_event_destination(destination.id)
         return await setup_stripe(stripe, settings, webhook_url=url)
     finally:
         await stripe.close()
@@ -204,8 +207,9 @@ def offline_stripe(settings: Settings, *, host: str, port: int) -> Iterator[dict
         result = asyncio.run(_set_up(local, webhook_url(host, port)))
         env["STRIPE_PRICE_ID"] = result.price_id
         env["STRIPE_PRODUCT_ID"] = result.product_id
-        if result.webhook_secret:
-            env["STRIPE_WEBHOOK_SECRET"] = result.webhook_secret
+        env["STRIPE_PORTAL_CONFIGURATION_ID"] = result.portal_configuration_id
+        if result.webhook_secrets:
+            env["STRIPE_WEBHOOK_SECRET"] = ",".join(result.webhook_secrets)
         os.environ.update(env)
         pid = f" (pid {emulator.pid})" if emulator.pid else " (already running)"
         log.info(
