@@ -59,6 +59,16 @@ class Emulator:
         body = {"kind": kind, "path": path, "method": method, "count": count, **extra}
         self.http.post("/_emulator/faults", json=body).raise_for_status()
 
+    def requests(self, method: str | None = None, template: str | None = None) -> list[Any]:
+        """The API requests the emulator received since the reset (its request log)."""
+        log: list[dict[str, Any]] = self.http.get("/_emulator/requests").json()["requests"]
+        return [
+            e
+            for e in log
+            if (method is None or e["method"] == method)
+            and (template is None or e["template"] == template)
+        ]
+
     def advance(self, seconds: float) -> None:
         self.http.post("/_emulator/clock/advance", json={"seconds": seconds}).raise_for_status()
 

@@ -31,12 +31,20 @@ def start(
 ) -> Callable[..., Any]:
     async def run(**overrides: Any) -> tuple[AppClient, Account]:
         product = await create_metered_price(stripe_billing, "novo_api_calls")
+        # What `setup-stripe` makes: our portal configuration, found by its metadata.
+        await stripe_billing.create_portal_configuration(PORTAL_CONFIGURATION)
         app: AppClient = await start_app(
             make_stripe_settings(stripe_price_id=product.price_id, **overrides), clock
         )
         return app, await subscribed_account(app, stripe_billing, product.price_id)
 
     return run
+
+
+PORTAL_CONFIGURATION = {
+    "features": {"invoice_history": {"enabled": True}},
+    "metadata": {"novo_gateway": "billing"},
+}
 
 
 async def portal(app: AppClient, account: Account, body: Any) -> Any:
@@ -61,6 +69,43 @@ async def test_a_portal_link_is_given_for_a_local_return_url_by_default(
 
     assert response.status_code == 200
     assert response.json()["url"].startswith(emulator.url)
+
+
+async def test_a_portal_session_carries_our_configuration_not_stripes_default(
+    start: Callable[..., Any], emulator: Emulator, stripe_billing: StripeBilling
+) -> None:
+    emulator.http.post("/_emulator/portal/default").raise_for_status()  # the Dashboard's
+    app, ada = await start()
+    [ours] = [
+        c.id
+        for c in (
+            await stripe_billing.call(
+                stripe_billing.sdk.v1.billing_portal.configurations.list_async
+            )
+        ).data
+        if c.to_dict()["metadata"].get("novo_gateway") == "billing"
+    ]
+
+    response = await portal(app, ada, {"returnUrl": "http://localhost:3000/"})
+
+    assert response.status_code == 200
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    assert sent["params"]["configuration"] == ours
+
+
+async def test_the_configured_portal_configuration_id_is_used(
+    start: Callable[..., Any], emulator: Emulator, stripe_billing: StripeBilling
+) -> None:
+    other = await stripe_billing.create_portal_configuration(
+        {"features": {"invoice_history": {"enabled": True}}}
+    )
+    app, ada = await start(stripe_portal_configuration_id=other)
+
+    response = await portal(app, ada, {"returnUrl": "http://localhost:3000/"})
+
+    assert response.status_code == 200
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    assert sent["params"]["configuration"] == other
 
 
 async def test_without_a_return_url_the_portal_returns_to_the_first_allowed_origin(

@@ -8,9 +8,10 @@ gateway over HTTP.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,19 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from novo_gateway.billing.models import WebhookEvent
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport, WebhookEvent
 from novo_gateway.billing.setup import run_setup
 from novo_gateway.config import Settings
 from novo_gateway.db import create_engine, create_session_factory, session_scope
 from tests.billing.conftest import EMULATOR_KEY, Emulator
-from tests.integration.processes import GatewayProcess, free_port, settings_env, wait_for
+from tests.integration.processes import (
+    COMMAND,
+    GatewayProcess,
+    free_port,
+    settings_env,
+    wait_for,
+)
 
 PASSWORD = "correct horse battery staple"
 GRACE = 3600 + 120  # Stripe keeps a renewal invoice in draft for an hour for late usage
@@ -119,7 +127,8 @@ def start_gateway(
         env.update(
             STRIPE_PRICE_ID=setup.price_id,
             STRIPE_PRODUCT_ID=setup.product_id,
-            STRIPE_WEBHOOK_SECRET=setup.webhook_secret or "",
+            STRIPE_WEBHOOK_SECRET=",".join(setup.webhook_secrets),
+            STRIPE_PORTAL_CONFIGURATION_ID=setup.portal_configuration_id,
             FREE_TIER_CALLS=str(settings.free_tier_calls),
             COST_PER_CALL=str(settings.cost_per_call),
             RATE_LIMIT_PER_MINUTE="100000",
@@ -222,3 +231,74 @@ def test_stripe_faults_while_reporting_leave_the_totals_exact(
     wait_for(lambda: gateway.stripe_total() == 120, seconds=60)
     identifiers = Counter(gateway.emulator.identifiers())
     assert max(identifiers.values()) == 1
+
+
+def test_a_meter_error_reaches_the_gateway_through_the_event_destination_and_dead_letters(
+    start_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """Stripe sends `v1.billing.meter.error_report_triggered` only to a thin event destination:
+    the gateway verifies the delivery with the destination's secret, reads the event from
+    `GET /v2/core/events/{id}` and dead-letters the report it names, for `reports` to show."""
+    gateway = start_gateway()
+    key = gateway.register()
+    assert gateway.call(key).status_code == 200
+    user_id = asyncio.run(_user_id(gateway.settings))
+    asyncio.run(_pending_report(gateway.settings, user_id, "nvr_cus_gone_1", "cus_gone"))
+
+    wait_for(
+        lambda: gateway.webhook_processed("v1.billing.meter.error_report_triggered"), seconds=30
+    )
+
+    [delivery] = [
+        d
+        for d in gateway.emulator.http.get("/_emulator/webhooks").json()["deliveries"]
+        if d["endpoint"].startswith("ed_")
+    ]
+    assert delivery["status"] == "succeeded"
+    env = {**settings_env(gateway.settings), "LOG_LEVEL": "warning"}
+    listed = subprocess.run(
+        [COMMAND, "reports", "--status", "dead"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    [line] = [row for row in listed.stdout.splitlines() if row.startswith("nvr_cus_gone_1")]
+    assert "meter_event_customer_not_found: No customer cus_gone was found." in line
+    retried = subprocess.run(
+        [COMMAND, "retry-report", "nvr_cus_gone_1"], env=env, capture_output=True, text=True
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert "1 reports queued" in retried.stdout
+
+
+async def _user_id(settings: Settings) -> int:
+    engine = create_engine(settings)
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            return int((await session.scalars(select(User.id))).one())
+    finally:
+        await engine.dispose()
+
+
+async def _pending_report(settings: Settings, user_id: int, report_id: str, customer: str) -> None:
+    """A report for a customer Stripe does not know (deleted there, say): Stripe accepts the
+    meter event and reports it later as not counted."""
+    engine = create_engine(settings)
+    now = datetime.now(UTC)
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            session.add(
+                UsageReport(
+                    id=report_id,
+                    user_id=user_id,
+                    stripe_customer_id=customer,
+                    period_start=now,
+                    window_start=now,
+                    window_end=now,
+                    event_timestamp=now,
+                    units=7,
+                    event_count=7,
+                    status="pending",
+                    next_attempt_at=now,
+                )
+            )
+    finally:
+        await engine.dispose()
