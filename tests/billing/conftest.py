@@ -19,6 +19,8 @@ from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.metering.models import UsageEvent
 from stripe_emulator import EmulatorServer
+from stripe_emulator.errors import StripeError
+from stripe_emulator.sdk_params import check_params
 from tests.factories import create_api_key, create_user
 
 EMULATOR_KEY = "sk_test_emulator"
@@ -84,12 +86,56 @@ def emulator_server() -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture
-def emulator(emulator_server: EmulatorServer) -> Iterator[Emulator]:
-    """A freshly reset emulator for this test."""
+def emulator(emulator_server: EmulatorServer, request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A freshly reset emulator for this test. Afterwards, the conformance net: every request
+    the stripe SDK sent (the gateway's client, or test code through it) is checked against the
+    SDK's own parameter types, so a request real Stripe would refuse fails the test even when
+    the code that sent it swallowed the error or the emulator let it through."""
     control = Emulator(emulator_server.url)
     control.reset()
     yield control
-    control.http.close()
+    try:
+        if request.node.get_closest_marker("stripe_refusals_expected") is None:
+            refused = nonconforming(control.requests())
+            assert not refused, "Stripe would refuse these requests:\n" + "\n".join(refused)
+    finally:
+        control.http.close()
+
+
+#: Refusals that say the request itself is wrong (not the state it met).
+PARAMETER_CODES = frozenset(
+    {
+        "parameter_unknown",
+        "parameter_missing",
+        "parameter_invalid_empty",
+        "parameter_invalid_integer",
+        "parameter_invalid_string_empty",
+        "parameters_exclusive",
+        "parameter_unsupported",
+    }
+)
+
+
+def nonconforming(log: list[dict[str, Any]]) -> list[str]:
+    """The SDK-sent requests of the emulator's log that break Stripe's parameter types."""
+    found = []
+    for entry in log:
+        if "PythonBindings" not in entry["user_agent"]:
+            continue  # raw HTTP from test code, not a Stripe client
+        where = f"{entry['method']} {entry['path']} {entry['params']}"
+        try:
+            check_params(
+                entry["method"],
+                entry["template"],
+                entry["params"],
+                v2=entry["path"].startswith("/v2/"),
+            )
+        except StripeError as exc:
+            found.append(f"{where}: {exc.message}")
+            continue
+        if entry["code"] in PARAMETER_CODES:
+            found.append(f"{where}: {entry['message']}")
+    return found
 
 
 @pytest.fixture
