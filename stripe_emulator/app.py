@@ -65,7 +65,8 @@ class EmulatorApp:
                 self.emulator, scope["method"], path, query, headers, body
             )
         elif path.startswith(pages.PREFIX):
-            response = pages.handle(self.emulator, scope["method"], path, base_url)
+            query = scope.get("query_string", b"").decode("latin-1")
+            response = pages.handle(self.emulator, scope["method"], path, base_url, query, body)
         else:
             api_response = await self._api(scope, headers, body, base_url, send)
             if api_response is None:

@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid, param_error
 from ..ids import new_id, random_token
-from ..wire import LIST_PARAMS, AnyValue, Bool, Meta, Obj, Str, Unsupported, as_list, validate
+from ..wire import (
+    LIST_PARAMS,
+    AnyValue,
+    Bool,
+    Enum,
+    Meta,
+    Obj,
+    Str,
+    Unsupported,
+    as_list,
+    validate,
+)
 from .common import merge_metadata, not_found_in_params, page, show
 
 if TYPE_CHECKING:
@@ -184,7 +195,22 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             "configuration": Str(),
             "locale": Str(),
             "on_behalf_of": Unsupported(),
-            "flow_data": Unsupported(),
+            "flow_data": Obj(
+                {
+                    "type": Enum("payment_method_update", required=True),
+                    "after_completion": Obj(
+                        {
+                            "type": Enum("portal_homepage", "redirect", required=True),
+                            "redirect": Obj({"return_url": Str(required=True)}),
+                            "hosted_confirmation": Unsupported(),
+                        }
+                    ),
+                    "subscription_cancel": Unsupported(),
+                    "subscription_pause": Unsupported(),
+                    "subscription_update": Unsupported(),
+                    "subscription_update_confirm": Unsupported(),
+                }
+            ),
             "customer_account": Unsupported(),
             "after_expiration": Unsupported(),
         },
@@ -209,6 +235,7 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         if not defaults:
             raise invalid(NO_DEFAULT_MESSAGE)
         config = defaults[0]
+    flow = _flow(config, p.get("flow_data"))
     return_url = p.get("return_url") or config.get("default_return_url")
     if not return_url:
         raise param_error(
@@ -223,7 +250,7 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "created": em.now(),
         "customer": customer["id"],
         "customer_account": None,
-        "flow": None,
+        "flow": flow,
         "livemode": False,
         "locale": p.get("locale"),
         "on_behalf_of": None,
@@ -233,6 +260,37 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     em.store.put(SESSION, session)
     em.store.aux(session_id)["token"] = token
     return show(em, req, session)
+
+
+def _flow(config: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deep link (``flow_data``): only ``payment_method_update``, which the configuration's
+    ``payment_method_update`` feature must allow."""
+    if data is None:
+        return None
+    if not config["features"]["payment_method_update"]["enabled"]:
+        raise invalid(
+            "The payment_method_update flow requires the payment_method_update feature to be "
+            "enabled in the portal configuration.",
+            param="flow_data[type]",
+        )
+    after = data.get("after_completion") or {"type": "portal_homepage"}
+    if after["type"] == "redirect" and not (after.get("redirect") or {}).get("return_url"):
+        raise param_error(
+            "Missing required param: flow_data[after_completion][redirect][return_url].",
+            param="flow_data[after_completion][redirect][return_url]",
+            code="parameter_missing",
+        )
+    return {
+        "after_completion": {
+            "hosted_confirmation": None,
+            "redirect": after.get("redirect"),
+            "type": after["type"],
+        },
+        "subscription_cancel": None,
+        "subscription_update": None,
+        "subscription_update_confirm": None,
+        "type": data["type"],
+    }
 
 
 def register(router: Router) -> None:
