@@ -172,6 +172,20 @@ async def stripe_billing(stripe_settings: Settings) -> Any:
 METER_EVENT = "novo_api_calls"
 
 
+async def attach_card(stripe: StripeBilling, customer_id: str, card: str = "pm_card_visa") -> str:
+    """Give a customer a default payment method, as adding a card in the portal does: without
+    one Stripe cannot charge the invoices past the free tier."""
+    pm = await stripe.call(
+        stripe.sdk.v1.payment_methods.attach_async, card, params={"customer": customer_id}
+    )
+    await stripe.call(
+        stripe.sdk.v1.customers.update_async,
+        customer_id,
+        params={"invoice_settings": {"default_payment_method": pm.id}},
+    )
+    return str(pm.id)
+
+
 class Ledger:
     """Test access to the gateway's database: accounts, ledger events and reports."""
 
@@ -188,6 +202,7 @@ class Ledger:
         customer_id = await stripe.create_customer(
             email=email, name="Test", account_id=user_id, idempotency_key=f"test-cus-{email}"
         )
+        await attach_card(stripe, customer_id)
         async with session_scope(self.sessions) as session:
             user = await session.get_one(User, user_id)
             user.stripe_customer_id = customer_id

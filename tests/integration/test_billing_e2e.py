@@ -8,6 +8,8 @@ gateway over HTTP.
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -46,14 +48,30 @@ class Gateway:
         self.emulator = emulator
         self.http = httpx.Client(base_url=process.url, timeout=30)
 
-    def register(self, email: str = "ada@example.com") -> str:
+    def register(self, email: str = "ada@example.com", *, card: bool = True) -> str:
+        """A new account, provisioned at Stripe; `card`: the customer then saves a card."""
         reply = self.http.post(
             "/auth/register", json={"email": email, "password": PASSWORD, "name": "Ada"}
         )
         assert reply.status_code == 201, reply.text
         key: str = reply.json()["apiKey"]["key"]
         wait_for(lambda: self.subscription(key)["status"] == "active", seconds=30)
+        if card:
+            self.save_card(key)
         return key
+
+    def save_card(self, key: str, card: str = "pm_card_visa") -> None:
+        """What a customer does: open the payment-method link and save a card on that page."""
+        reply = self.http.post("/billing/payment-method", headers={"X-API-Key": key}, json={})
+        assert reply.status_code == 200, reply.text
+        url: str = reply.json()["url"]
+        page = httpx.get(url).text
+        found = re.search(r"action='([^']*/payment_method\?s=[^']*)'", page)
+        assert found is not None, page
+        base = url.split("/emulator/")[0]
+        saved = httpx.post(base + html.unescape(found.group(1)), data={"card": card})
+        assert saved.status_code == 303, saved.text
+        wait_for(lambda: self.subscription(key)["paymentMethodOnFile"] is True, seconds=10)
 
     def subscription(self, key: str) -> dict[str, Any]:
         reply = self.http.get("/billing/subscription", headers={"X-API-Key": key})
@@ -212,6 +230,36 @@ def test_a_declined_payment_blocks_calls_until_the_invoice_is_paid(
 
     wait_for(lambda: gateway.subscription(key)["status"] == "active", seconds=30)
     wait_for(lambda: gateway.call(key).status_code == 200, seconds=10)
+
+
+def test_a_customer_without_a_card_goes_past_due_and_recovers_after_adding_one(
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    """As on Stripe: no payment method, no payment. The free tier is used up, the period
+    closes, the charge fails, past_due, 402 after the grace period; the customer saves a card
+    through POST /billing/payment-method and Stripe's next attempt pays: 200 again."""
+    gateway = start_gateway(free_tier_calls=10, cost_per_call="0.05")
+    key = gateway.register(card=False)
+    assert gateway.subscription(key)["paymentMethodOnFile"] is False
+    assert gateway.calls(key, 20) == [200] * 20
+    wait_for(lambda: gateway.stripe_total() == 20, seconds=60)
+
+    gateway.close_period(key)
+
+    wait_for(lambda: gateway.subscription(key)["status"] == "past_due", seconds=30)
+    wait_for(lambda: gateway.call(key).status_code == 402, seconds=10)
+    invoices = gateway.stripe("GET", "/v1/invoices")["data"]
+    [failed] = [i for i in invoices if i["status"] == "open" and i["amount_due"] > 0]
+    assert (failed["amount_due"], failed["attempt_count"]) == (50, 1)  # 10 calls at 5 cents
+
+    gateway.save_card(key)
+    gateway.emulator.advance(3 * 86400 + 60)  # Stripe's next automatic attempt
+    gateway.emulator.http.post("/_emulator/webhooks/flush").raise_for_status()
+
+    wait_for(lambda: gateway.subscription(key)["status"] == "active", seconds=30)
+    wait_for(lambda: gateway.call(key).status_code == 200, seconds=10)
+    paid = gateway.stripe("GET", f"/v1/invoices/{failed['id']}")
+    assert (paid["status"], paid["amount_paid"]) == ("paid", 50)
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,28 @@ async def portal_url(
     return await guarded(require_stripe(stripe).portal_url(customer, back))
 
 
+async def payment_method_url(
+    stripe: StripeBilling | None, settings: Settings, user: User, return_url: str | None
+) -> str:
+    """A portal link that goes straight to adding a payment method, then back to an allowed
+    URL: a customer without one cannot pay for usage past the free tier."""
+    back = portal.checked_return_url(return_url, settings)
+    customer = customer_of(user)
+    return await guarded(require_stripe(stripe).payment_method_url(customer, back))
+
+
+async def payment_method_on_file(stripe: StripeBilling | None, user: User) -> bool | None:
+    """Whether Stripe holds a payment method to charge the account's invoices; None when that
+    cannot be known now (Stripe not configured, unreachable, or no customer yet)."""
+    if stripe is None or not user.stripe_customer_id:
+        return None
+    try:
+        return await stripe.has_payment_method(user.stripe_customer_id, user.subscription_id)
+    except (StripeFailure, StripeRejected) as exc:
+        log.warning("payment method of customer %s unknown: %s", user.stripe_customer_id, exc)
+        return None
+
+
 # --- The subscription -------------------------------------------------------------------------
 
 
@@ -108,6 +130,7 @@ class SubscriptionView:
     user: User
     api_access: bool
     grace_ends_at: datetime | None
+    payment_method_on_file: bool | None = None
 
 
 def subscription_view(user: User, *, now: datetime, grace: timedelta) -> SubscriptionView:

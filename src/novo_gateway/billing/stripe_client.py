@@ -341,6 +341,40 @@ class StripeBilling:
         )
         return str(session.url)
 
+    async def payment_method_url(self, customer_id: str, return_url: str) -> str:
+        """A portal session that goes straight to adding a payment method (saved as the
+        customer's default), then back to `return_url`."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "return_url": return_url,
+            "flow_data": {
+                "type": "payment_method_update",
+                "after_completion": {"type": "redirect", "redirect": {"return_url": return_url}},
+            },
+        }
+        configuration = await self.portal_configuration()
+        if configuration:
+            params["configuration"] = configuration
+        session = await self.call(
+            self._client.v1.billing_portal.sessions.create_async, params=params
+        )
+        return str(session.url)
+
+    async def has_payment_method(self, customer_id: str, subscription_id: str | None) -> bool:
+        """Whether Stripe can charge the customer's invoices: a default payment method on the
+        customer (`invoice_settings`) or on the subscription."""
+        customer = as_dict(
+            await self.call(self._client.v1.customers.retrieve_async, customer_id)
+        )
+        if (customer.get("invoice_settings") or {}).get("default_payment_method"):
+            return True
+        if subscription_id is None:
+            return False
+        sub = as_dict(
+            await self.call(self._client.v1.subscriptions.retrieve_async, subscription_id)
+        )
+        return bool(sub.get("default_payment_method"))
+
     async def portal_configuration(self) -> str | None:
         """STRIPE_PORTAL_CONFIGURATION_ID, else the configuration `setup-stripe` made, found by
         its metadata (once, then cached); None when there is none."""
