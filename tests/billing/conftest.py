@@ -249,6 +249,14 @@ class Ledger:
             return list((await session.scalars(select(UsageReport))).all())
 
 
+async def remove_card(stripe: StripeBilling, customer_id: str) -> None:
+    """Detach the customer's default payment method (the customer has none left)."""
+    customer = await stripe.call(stripe.sdk.v1.customers.retrieve_async, customer_id)
+    card = customer.invoice_settings.default_payment_method
+    if card:
+        await stripe.call(stripe.sdk.v1.payment_methods.detach_async, card)
+
+
 @pytest.fixture
 async def ledger(stripe_settings: Settings) -> Any:
     ledger = Ledger(stripe_settings)

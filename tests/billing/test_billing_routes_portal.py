@@ -12,7 +12,7 @@ from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.errors import BadRequest
-from tests.billing.conftest import Emulator
+from tests.billing.conftest import Emulator, remove_card
 from tests.billing.webhook_helpers import (
     Account,
     create_metered_price,
@@ -31,20 +31,12 @@ def start(
 ) -> Callable[..., Any]:
     async def run(**overrides: Any) -> tuple[AppClient, Account]:
         product = await create_metered_price(stripe_billing, "novo_api_calls")
-        # What `setup-stripe` makes: our portal configuration, found by its metadata.
-        await stripe_billing.create_portal_configuration(PORTAL_CONFIGURATION)
         app: AppClient = await start_app(
             make_stripe_settings(stripe_price_id=product.price_id, **overrides), clock
         )
         return app, await subscribed_account(app, stripe_billing, product.price_id)
 
     return run
-
-
-PORTAL_CONFIGURATION = {
-    "features": {"invoice_history": {"enabled": True}},
-    "metadata": {"novo_gateway": "billing"},
-}
 
 
 async def portal(app: AppClient, account: Account, body: Any) -> Any:
@@ -223,3 +215,63 @@ def test_the_local_default_origin_on_port_80_has_no_port(port: int, scheme_defau
     )
     with pytest.raises(BadRequest):
         checked_return_url("http://localhost:9999/", settings)
+
+
+async def test_the_subscription_says_whether_a_payment_method_is_on_file(
+    start: Callable[..., Any], stripe_billing: StripeBilling
+) -> None:
+    app, ada = await start()
+    assert ada.customer_id is not None
+
+    with_card = (await app.get("/billing/subscription", headers=ada.auth)).json()
+    await remove_card(stripe_billing, ada.customer_id)
+    without = (await app.get("/billing/subscription", headers=ada.auth)).json()
+
+    assert with_card["paymentMethodOnFile"] is True
+    assert without["paymentMethodOnFile"] is False
+    assert without["status"] == "active" and without["apiAccess"] is True
+
+
+async def test_the_subscription_still_answers_when_stripe_is_down(
+    start: Callable[..., Any], emulator: Emulator
+) -> None:
+    app, ada = await start()
+    emulator.fault("500", f"/v1/customers/{ada.customer_id}", method="GET", count=5)
+
+    response = await app.get("/billing/subscription", headers=ada.auth)
+
+    assert response.status_code == 200
+    assert response.json()["paymentMethodOnFile"] is None
+
+
+async def test_payment_method_link_goes_straight_to_adding_a_card(
+    start: Callable[..., Any], emulator: Emulator
+) -> None:
+    app, ada = await start()
+
+    response = await app.post(
+        "/billing/payment-method", headers=ada.auth, json={"returnUrl": "http://localhost:3000/"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["url"].startswith(f"{emulator.url}/emulator/p/session/")
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    flow = sent["params"]["flow_data"]
+    assert flow["type"] == "payment_method_update"
+    assert flow["after_completion"] == {
+        "type": "redirect",
+        "redirect": {"return_url": "http://localhost:3000/"},
+    }
+
+
+async def test_payment_method_link_refuses_a_foreign_return_url(
+    start: Callable[..., Any],
+) -> None:
+    app, ada = await start()
+
+    response = await app.post(
+        "/billing/payment-method", headers=ada.auth, json={"returnUrl": "https://evil.example/"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "Bad Request"

@@ -168,7 +168,17 @@ class StripeProduct:
 
 
 async def create_metered_price(stripe: StripeBilling, event_name: str) -> StripeProduct:
-    """A meter and a graduated price at Stripe: 1000 calls free, then $0.001 per call."""
+    """A meter and a graduated price at Stripe: 1000 calls free, then $0.001 per call; and our
+    portal configuration (found by its metadata), as `setup-stripe` makes them."""
+    await stripe.create_portal_configuration(
+        {
+            "features": {
+                "invoice_history": {"enabled": True},
+                "payment_method_update": {"enabled": True},
+            },
+            "metadata": {"novo_gateway": "billing"},
+        }
+    )
     meter = await stripe.call(
         stripe.sdk.v1.billing.meters.create_async,
         params={

@@ -363,9 +363,7 @@ class StripeBilling:
     async def has_payment_method(self, customer_id: str, subscription_id: str | None) -> bool:
         """Whether Stripe can charge the customer's invoices: a default payment method on the
         customer (`invoice_settings`) or on the subscription."""
-        customer = as_dict(
-            await self.call(self._client.v1.customers.retrieve_async, customer_id)
-        )
+        customer = as_dict(await self.call(self._client.v1.customers.retrieve_async, customer_id))
         if (customer.get("invoice_settings") or {}).get("default_payment_method"):
             return True
         if subscription_id is None:
