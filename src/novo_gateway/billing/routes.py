@@ -6,7 +6,6 @@ API can still see and fix their billing). `/billing/usage*` are the metering dom
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import Annotated
 
@@ -88,11 +87,10 @@ async def get_subscription(
     """The account's subscription as last heard from Stripe, whether it may call the API, and
     (read from Stripe) whether a payment method is on file."""
     grace = timedelta(days=runtime.settings.stripe_past_due_grace_days)
-    view = service.subscription_view(user, now=runtime.clock.now(), grace=grace)
-    if not user.subscription_id:
-        return NoSubscription.of(view)
-    on_file = await service.payment_method_on_file(runtime.stripe, user)
-    return Subscription.of(replace(view, payment_method_on_file=on_file))
+    view = await service.subscription_details(
+        runtime.stripe, user, now=runtime.clock.now(), grace=grace
+    )
+    return Subscription.of(view) if user.subscription_id else NoSubscription.of(view)
 
 
 @router.post("/subscription/cancel", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
@@ -140,6 +140,16 @@ def subscription_view(user: User, *, now: datetime, grace: timedelta) -> Subscri
         api_access=refusal(standing, now, grace) is None,
         grace_ends_at=grace_ends(standing, grace),
     )
+
+
+async def subscription_details(
+    stripe: StripeBilling | None, user: User, *, now: datetime, grace: timedelta
+) -> SubscriptionView:
+    """`subscription_view`, plus whether a payment method is on file (read from Stripe)."""
+    view = subscription_view(user, now=now, grace=grace)
+    if not user.subscription_id:
+        return view
+    return replace(view, payment_method_on_file=await payment_method_on_file(stripe, user))
 
 
 async def cancel(
