@@ -17,11 +17,12 @@ import orjson
 
 from . import control, pages
 from .emulator import Emulator
-from .errors import StripeError
+from .errors import StripeError, unsupported_param
 from .events import RequestInfo, current_request
 from .http import ApiRequest, Response, json_response
 from .idempotency import fingerprint
 from .ids import request_id as new_request_id
+from .sdk_params import check_params
 from .wire import parse_form
 
 Scope = MutableMapping[str, Any]
@@ -64,7 +65,8 @@ class EmulatorApp:
                 self.emulator, scope["method"], path, query, headers, body
             )
         elif path.startswith(pages.PREFIX):
-            response = pages.handle(self.emulator, scope["method"], path, base_url)
+            query = scope.get("query_string", b"").decode("latin-1")
+            response = pages.handle(self.emulator, scope["method"], path, base_url, query, body)
         else:
             api_response = await self._api(scope, headers, body, base_url, send)
             if api_response is None:
@@ -98,6 +100,7 @@ class EmulatorApp:
         key = headers.get("idempotency-key") if method in ("POST", "DELETE") else None
         began = False
         fault = None
+        entry = None
         try:
             found = em.router.match(method, path)
             if found is None:
@@ -121,6 +124,8 @@ class EmulatorApp:
                     before_execution=True,
                 )
             params = _params(method, scope, body, v2)
+            entry = em.journal.record(method, path, route.template, params, headers)
+            check_params(method, route.template, params, v2=v2)
             request = ApiRequest(
                 method=method,
                 path=path,
@@ -145,6 +150,8 @@ class EmulatorApp:
                 await asyncio.sleep(fault.delay)
             response = _execute(em, route.handler, request)
         except StripeError as err:
+            if entry is not None:
+                entry.refused(err)
             if began and key is not None and err.before_execution:
                 em.idempotency.abandon(key)
                 began = False
@@ -171,6 +178,12 @@ def _execute(em: Emulator, handler: Any, request: ApiRequest) -> Response:
         with em.store.lock:
             result = handler(em, request)
             em.mark_dirty()
+    except StripeError as err:
+        if err.code == "parameter_unknown":
+            # The SDK's types (checked before the handler) know this parameter: Stripe accepts
+            # it, the emulator does not model it.
+            raise unsupported_param(err.param or "") from None
+        raise
     finally:
         current_request.reset(token)
     if isinstance(result, Response):

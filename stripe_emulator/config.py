@@ -36,8 +36,9 @@ class EmulatorConfig:
     #: retry fails the subscription becomes ``dunning_final_status``.
     dunning_retry_days: tuple[int, ...] = (3, 5, 7)
     dunning_final_status: Literal["canceled", "unpaid", "past_due"] = "canceled"
-    #: What a charge does for a customer without any payment method.
-    no_payment_method: Literal["succeed", "fail"] = "succeed"
+    #: What a charge does for a customer without a default payment method: ``fail`` as on
+    #: Stripe (``invoice.payment_failed``, the subscription ``past_due``), or ``succeed``.
+    no_payment_method: Literal["succeed", "fail"] = "fail"
     #: ``invoice.upcoming`` is sent this many days before a renewal.
     upcoming_days: int = 7
     #: Idempotency results kept at most (oldest evicted first; Stripe keeps keys >= 24 h, this

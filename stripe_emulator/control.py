@@ -64,6 +64,15 @@ async def handle(
             return json_response(clock(em))
         if route == ("POST", "/_emulator/clock/advance"):
             return json_response(advance(em, data))
+        if route == ("POST", "/_emulator/portal/default"):
+            from .resources.portal import save_dashboard_default
+
+            with em.store.lock:
+                config = save_dashboard_default(em)
+                em.mark_dirty()
+            return json_response({"id": config["id"]})
+        if route == ("GET", "/_emulator/requests"):
+            return json_response({"requests": em.journal.describe()})
         if route == ("GET", "/_emulator/faults"):
             return json_response({"faults": em.faults.describe()})
         if route == ("POST", "/_emulator/faults"):

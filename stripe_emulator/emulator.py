@@ -15,6 +15,7 @@ from .errors import StripeError
 from .faults import FaultBook
 from .idempotency import IdempotencyLayer
 from .ids import kind_of
+from .journal import Journal
 from .ratelimit import RateLimiter
 from .router import Router
 from .store import Store
@@ -39,6 +40,7 @@ class Emulator:
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_limit_burst)
         self.idempotency = IdempotencyLayer(self.store, self.config.idempotency_max_keys)
         self.webhooks = WebhookDispatcher(self)
+        self.journal = Journal()
         self.router: Router = build_router()
         self.base_url = f"http://{self.config.host}:{self.config.port}"
         self._dirty = False
@@ -85,6 +87,7 @@ class Emulator:
 
     def reset(self) -> None:
         self.webhooks.clear()
+        self.journal.clear()
         with self.store.lock:
             self.store.clear()
             self.clock.set_offset(0.0)

@@ -70,6 +70,15 @@ def unknown_param(name: str) -> StripeError:
     return param_error(f"Received unknown parameter: {name}", param=name, code="parameter_unknown")
 
 
+def unsupported_param(name: str) -> StripeError:
+    """A real Stripe parameter the emulator does not model (never a silent no-op)."""
+    return param_error(
+        f"The Stripe emulator does not support the parameter {name}. See FIDELITY.md.",
+        param=name,
+        code="parameter_unsupported",
+    )
+
+
 def missing_param(name: str) -> StripeError:
     return param_error(f"Missing required param: {name}.", param=name, code="parameter_missing")
 

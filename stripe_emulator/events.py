@@ -1,7 +1,9 @@
 """Events: v1 snapshot events (``/v1/events``) and v2 thin events (``/v2/core/events``).
 
-Creating an event queues a delivery to every enabled webhook endpoint (or v2 event
-destination) whose ``enabled_events`` match it.
+Creating a v1 event queues a delivery to every enabled webhook endpoint and snapshot event
+destination whose ``enabled_events`` match it; a thin event goes to thin event destinations
+only (Stripe never sends thin events to v1 webhook endpoints, whose ``enabled_events`` cannot
+name them).
 """
 
 from __future__ import annotations
@@ -31,14 +33,29 @@ class RequestInfo:
 #: The API request being executed (events record it in ``request``), unset for clock work.
 current_request: ContextVar[RequestInfo | None] = ContextVar("current_request", default=None)
 
-#: Thin event types; v1 webhook endpoints receive them only when listed explicitly.
-THIN_EVENT_TYPES = frozenset({"v1.billing.meter.error_report_triggered"})
+#: Thin event types the emulator sends (to thin event destinations only).
+THIN_EVENT_TYPES = frozenset(
+    {
+        "v1.billing.meter.error_report_triggered",
+        "v1.billing.meter.no_meter_found",
+        "v2.core.event_destination.ping",
+    }
+)
+DESTINATION = "v2.core.event_destination"
 
 
 def endpoint_wants(enabled: list[str], event_type: str) -> bool:
-    if event_type in THIN_EVENT_TYPES:
-        return event_type in enabled
     return any(e == "*" or fnmatch.fnmatchcase(event_type, e) for e in enabled)
+
+
+def _destinations(em: Emulator, payload: str, event_type: str) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in em.store.all(DESTINATION)
+        if d["status"] == "enabled"
+        and d["event_payload"] == payload
+        and event_type in d["enabled_events"]
+    ]
 
 
 def emit(
@@ -72,10 +89,13 @@ def emit(
         for ep in em.store.all("webhook_endpoint")
         if ep["status"] == "enabled" and endpoint_wants(ep["enabled_events"], event_type)
     ]
-    event["pending_webhooks"] = len(targets)
+    destinations = _destinations(em, "snapshot", event_type)
+    event["pending_webhooks"] = len(targets) + len(destinations)
     body = orjson.dumps(event, option=orjson.OPT_INDENT_2)
     for endpoint in targets:
         em.webhooks.enqueue(event["id"], endpoint["id"], endpoint["url"], body)
+    for dest in destinations:
+        em.webhooks.enqueue(event["id"], dest["id"], dest["webhook_endpoint"]["url"], body)
     return event
 
 
@@ -84,8 +104,11 @@ def emit_thin(
     event_type: str,
     related: dict[str, Any] | None,
     data: dict[str, Any],
+    *,
+    only: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Record a v2 thin event about ``related`` (``{"id", "type", "url"}``) with ``data``."""
+    """Record a v2 thin event about ``related`` (``{"id", "type", "url"}``) with ``data`` and
+    send it to the thin destinations that enable its type (or to the destination ``only``)."""
     req = current_request.get()
     event: dict[str, Any] = {
         "id": new_id("evt_test", 28),
@@ -118,16 +141,9 @@ def emit_thin(
         )
     }
     body = orjson.dumps(notification, option=orjson.OPT_INDENT_2)
-    for endpoint in em.store.all("webhook_endpoint"):
-        if endpoint["status"] == "enabled" and endpoint_wants(
-            endpoint["enabled_events"], event_type
-        ):
-            em.webhooks.enqueue(event["id"], endpoint["id"], endpoint["url"], body)
-    for dest in em.store.all("v2.core.event_destination"):
-        if dest["status"] == "enabled" and event_type in dest["enabled_events"]:
-            url = (dest.get("webhook_endpoint") or {}).get("url")
-            if url:
-                em.webhooks.enqueue(event["id"], dest["id"], url, body)
+    targets = [only] if only is not None else _destinations(em, "thin", event_type)
+    for dest in targets:
+        em.webhooks.enqueue(event["id"], dest["id"], dest["webhook_endpoint"]["url"], body)
     return event
 
 

@@ -2,7 +2,9 @@
 
 * ``/emulator/i/{invoice}``: the hosted invoice page (``hosted_invoice_url``),
 * ``/emulator/i/{invoice}/pdf``: the invoice as a one-page PDF (``invoice_pdf``),
-* ``/emulator/p/session/{session}``: a customer portal session (``url``).
+* ``/emulator/p/session/{session}``: a customer portal session (``url``), where the customer
+  can save a card as their default payment method (the portal's payment method update) and pay
+  open invoices; both forms POST back to the session's page with its ``s`` token.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import html
 import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from .http import Response
 from .invoice_shapes import money
@@ -22,6 +25,14 @@ PREFIX = "/emulator/"
 _INVOICE = re.compile(r"^/emulator/i/([A-Za-z0-9_]+)$")
 _PDF = re.compile(r"^/emulator/i/([A-Za-z0-9_]+)/pdf$")
 _PORTAL = re.compile(r"^/emulator/p/session/([A-Za-z0-9_]+)$")
+_PORTAL_CARD = re.compile(r"^/emulator/p/session/([A-Za-z0-9_]+)/payment_method$")
+_PORTAL_PAY = re.compile(r"^/emulator/p/session/([A-Za-z0-9_]+)/pay/([A-Za-z0-9_]+)$")
+#: Test cards the portal page offers (a token from payments.TEST_CARDS and its label).
+PORTAL_CARDS = {
+    "pm_card_visa": "Visa ending 4242 (payments succeed)",
+    "pm_card_mastercard": "Mastercard ending 4444 (payments succeed)",
+    "pm_card_chargeCustomerFail": "Visa ending 0341 (payments are declined)",
+}
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;color:#1a1f36}"
     "table{border-collapse:collapse;width:100%}td,th{padding:.4rem;border-bottom:1px solid #ddd;"
@@ -29,7 +40,14 @@ _STYLE = (
 )
 
 
-def handle(em: Emulator, method: str, path: str, base_url: str) -> Response:
+def handle(
+    em: Emulator, method: str, path: str, base_url: str, query: str = "", body: bytes = b""
+) -> Response:
+    if method == "POST":
+        with em.store.lock:
+            response = _portal_post(em, path, query, body)
+            em.mark_dirty()
+        return response
     if method != "GET":
         return _not_found()
     with em.store.lock:
@@ -56,8 +74,73 @@ def handle(em: Emulator, method: str, path: str, base_url: str) -> Response:
     return _not_found()
 
 
-def _html(body: str) -> Response:
-    return Response(200, body.encode(), "text/html; charset=utf-8")
+def _portal_post(em: Emulator, path: str, query: str, body: bytes) -> Response:
+    """The portal page's forms: save a card (and make it the default), or pay an invoice."""
+    from .errors import StripeError
+
+    card, pay = _PORTAL_CARD.match(path), _PORTAL_PAY.match(path)
+    found = card or pay
+    if found is None:
+        return _not_found()
+    session = em.store.get("billing_portal.session", found.group(1))
+    token = dict(parse_qsl(query)).get("s")
+    if session is None or not token or em.store.aux(session["id"]).get("token") != token:
+        return _not_found()
+    back = f"{PREFIX}p/session/{session['id']}?s={token}"
+    try:
+        if card:
+            choice = dict(parse_qsl(body.decode("utf-8", "replace"))).get("card", "")
+            if choice not in PORTAL_CARDS:
+                return Response(400, b"Unknown card", "text/plain; charset=utf-8")
+            save_default_card(em, session["customer"], choice)
+            flow = session.get("flow") or {}
+            after = flow.get("after_completion") or {}
+            if after.get("type") == "redirect":
+                back = after["redirect"]["return_url"]
+        elif pay:
+            pay_invoice(em, session["customer"], pay.group(2))
+    except StripeError as err:
+        return _html(_message_page(err.message, back), status=402)
+    return Response(303, b"", "text/plain; charset=utf-8", {"Location": back})
+
+
+def save_default_card(em: Emulator, customer_id: str, token: str) -> dict[str, Any]:
+    """Attach a new card from a test token and make it the customer's default for invoices."""
+    from . import events, payments
+
+    customer = em.store.require("customer", customer_id)
+    pm = payments.create_from_token(em, token, customer_id)
+    events.emit(em, "payment_method.attached", pm)
+    before = dict(customer["invoice_settings"])
+    customer["invoice_settings"] = {**before, "default_payment_method": pm["id"]}
+    events.emit(em, "customer.updated", customer, {"invoice_settings": before})
+    return pm
+
+
+def pay_invoice(em: Emulator, customer_id: str, invoice_id: str) -> None:
+    """The customer pays an open invoice of theirs with their default payment method."""
+    from . import invoicing, payments
+    from .errors import StripeError, card_declined
+
+    invoice = em.store.get("invoice", invoice_id)
+    if invoice is None or invoice["customer"] != customer_id or invoice["status"] != "open":
+        raise StripeError(400, "This invoice cannot be paid.")
+    now = em.customer_now(customer_id)
+    decline = invoicing.attempt_payment(em, invoice, now, automatic=False)
+    if decline is not None:
+        raise card_declined(decline, payments.DECLINE_MESSAGES.get(decline, "Declined."))
+
+
+def _message_page(message: str, back: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Billing portal</title>"
+        f"<style>{_STYLE}</style></head><body><p>{_e(message)}</p>"
+        f"<p><a href='{_e(back)}'>Back</a></p></body></html>"
+    )
+
+
+def _html(body: str, status: int = 200) -> Response:
+    return Response(status, body.encode(), "text/html; charset=utf-8")
 
 
 def _not_found() -> Response:
@@ -115,11 +198,34 @@ def portal_page(em: Emulator, session: dict[str, Any]) -> str:
         f"<td>{'Cancels at period end' if s['cancel_at_period_end'] else ''}</td></tr>"
         for s in subs
     )
+    token = em.store.aux(session["id"]).get("token", "")
+    base = f"{PREFIX}p/session/{session['id']}"
     inv_rows = "".join(
         f"<tr><td><a href='{_e(i['hosted_invoice_url'])}'>{_e(i['number'])}</a></td>"
         f"<td>{_e(i['status'])}</td>"
-        f"<td class='amount'>{_e(money(i['total'], i['currency']))}</td></tr>"
+        f"<td class='amount'>{_e(money(i['total'], i['currency']))}</td><td>"
+        + (
+            f"<form method='post' action='{_e(base)}/pay/{_e(i['id'])}?s={_e(token)}'>"
+            "<button type='submit'>Pay</button></form>"
+            if i["status"] == "open" and i["amount_remaining"] > 0
+            else ""
+        )
+        + "</td></tr>"
         for i in invoices
+    )
+    pm_id = (customer.get("invoice_settings") or {}).get("default_payment_method")
+    pm = em.store.get("payment_method", pm_id) if pm_id else None
+    on_file = (
+        f"{_e(pm['card']['brand'].title())} ending {_e(pm['card']['last4'])}"
+        if pm
+        else "No payment method on file."
+    )
+    options = "".join(f"<option value='{k}'>{_e(v)}</option>" for k, v in PORTAL_CARDS.items())
+    card_form = (
+        f"<h2>Payment method</h2><p id='payment-method'>{on_file}</p>"
+        f"<form method='post' action='{_e(base)}/payment_method?s={_e(token)}'>"
+        f"<label>Card (test mode) <select name='card'>{options}</select></label> "
+        "<button type='submit'>Save card</button></form>"
     )
     who = customer.get("name") or customer.get("email") or customer["id"]
     return (
@@ -127,10 +233,11 @@ def portal_page(em: Emulator, session: dict[str, Any]) -> str:
         f"<style>{_STYLE}</style></head><body>"
         f"<p><a href='{_e(session['return_url'])}'>&larr; Return</a></p>"
         f"<h1>Billing for {_e(who)}</h1><p class='muted'>{_e(customer.get('email'))}</p>"
+        f"{card_form}"
         "<h2>Subscriptions</h2><table><tr><th>Subscription</th><th>Status</th><th>Prices</th>"
         f"<th>Current period</th><th></th></tr>{sub_rows}</table>"
         "<h2>Invoices</h2><table><tr><th>Number</th><th>Status</th>"
-        f"<th class='amount'>Total</th></tr>{inv_rows}</table></body></html>"
+        f"<th class='amount'>Total</th><th></th></tr>{inv_rows}</table></body></html>"
     )
 
 

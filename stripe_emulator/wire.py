@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import StripeError, missing_param, param_error, unknown_param
+from .errors import StripeError, missing_param, param_error, unknown_param, unsupported_param
 
 _KEY_RE = re.compile(r"\[([^\[\]]*)\]")
 
@@ -248,10 +248,13 @@ LIST_PARAMS: dict[str, Field] = {
 RANGE = Obj({"gt": Int(), "gte": Int(), "lt": Int(), "lte": Int()})
 
 
-def validate(raw: Mapping[str, Any], spec: Mapping[str, Field]) -> dict[str, Any]:
-    """Validate top-level parameters (``expand`` is always accepted)."""
+def validate(
+    raw: Mapping[str, Any], spec: Mapping[str, Field], *, expand: bool = True
+) -> dict[str, Any]:
+    """Validate top-level parameters (``expand`` is accepted unless ``expand=False``)."""
     full = dict(spec)
-    full.setdefault("expand", EXPAND)
+    if expand:
+        full.setdefault("expand", EXPAND)
     return _validate_mapping(raw, full, "")
 
 
@@ -333,8 +336,4 @@ class Unsupported(Field):
     """A real Stripe parameter the emulator does not implement: rejected, saying so."""
 
     def convert(self, value: Any, name: str) -> Any:
-        raise param_error(
-            f"The Stripe emulator does not support the parameter {name}. See FIDELITY.md.",
-            param=name,
-            code="parameter_unsupported",
-        )
+        raise unsupported_param(name)

@@ -152,9 +152,13 @@ def _require_schema_at_head(settings: Settings) -> None:
 def _stripe_settings() -> Settings:
     settings = _settings()
     configure_logging(settings.log_level)
-    if not settings.stripe_secret_key:
-        typer.echo("STRIPE_SECRET_KEY is not set: there is no Stripe account to talk to.", err=True)
-        raise typer.Exit(code=2)
+    if not settings.stripe_secret_key:  # the offline demo's emulator, if `make run` runs it
+        try:
+            settings = demo.offline_settings(settings)
+        except demo.DemoError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(code=2) from None
+        typer.echo(f"Using the offline Stripe emulator at {settings.stripe_api_base}.", err=True)
     return settings
 
 

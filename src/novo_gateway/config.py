@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     stripe_webhook_secret: Annotated[list[str], NoDecode] = Field(default_factory=list)
     stripe_price_id: str = ""
     stripe_product_id: str = ""
+    # The billing portal configuration `setup-stripe` made (empty: found by its metadata).
+    stripe_portal_configuration_id: str = ""
     stripe_api_base: str = ""
     stripe_rate_limit_per_second: float = Field(default=20.0, gt=0)
     stripe_timeout_seconds: float = Field(default=20.0, gt=0)

@@ -1,8 +1,12 @@
 """Customer portal: configurations and sessions (``/v1/billing_portal/...``).
 
 A session's ``url`` is a page served by the emulator showing the customer's subscriptions and
-invoices with a link back to ``return_url``. When no configuration exists, the first session
-creates a default one (in Stripe test mode the dashboard's saved settings play that role).
+invoices with a link back to ``return_url``.
+
+Default configuration, as in Stripe: configurations created through the API are never the
+default; the default is the one saved in the Dashboard's portal settings (here
+``POST /_emulator/portal/default``). A session without ``configuration`` uses the default, and
+fails in test mode while none was saved.
 """
 
 from __future__ import annotations
@@ -13,7 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import invalid, param_error
 from ..ids import new_id, random_token
-from ..wire import LIST_PARAMS, AnyValue, Bool, Meta, Obj, Str, Unsupported, as_list, validate
+from ..wire import (
+    LIST_PARAMS,
+    AnyValue,
+    Bool,
+    Enum,
+    Meta,
+    Obj,
+    Str,
+    Unsupported,
+    as_list,
+    validate,
+)
 from .common import merge_metadata, not_found_in_params, page, show
 
 if TYPE_CHECKING:
@@ -118,8 +133,23 @@ def _new_config(em: Emulator, p: dict[str, Any], *, is_default: bool) -> dict[st
 
 def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**CONFIG_PARAMS, "features": AnyValue(required=True)})
-    is_default = not em.store.all(CONFIG)
-    return show(em, req, _new_config(em, p, is_default=is_default))
+    return show(em, req, _new_config(em, p, is_default=False))
+
+
+NO_DEFAULT_MESSAGE = (
+    "No configuration provided and your test mode default configuration has not been created. "
+    "Provide a configuration or create your default by saving your customer portal settings in "
+    "test mode at https://dashboard.stripe.com/test/settings/billing/portal."
+)
+
+
+def save_dashboard_default(em: Emulator) -> dict[str, Any]:
+    """What saving the portal settings in the Dashboard does: the default configuration."""
+    for config in em.store.all(CONFIG):
+        if config["is_default"]:
+            return config
+    features = {"invoice_history": {"enabled": True}, "payment_method_update": {"enabled": True}}
+    return _new_config(em, {"features": features}, is_default=True)
 
 
 def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
@@ -165,7 +195,22 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             "configuration": Str(),
             "locale": Str(),
             "on_behalf_of": Unsupported(),
-            "flow_data": Unsupported(),
+            "flow_data": Obj(
+                {
+                    "type": Enum("payment_method_update", required=True),
+                    "after_completion": Obj(
+                        {
+                            "type": Enum("portal_homepage", "redirect", required=True),
+                            "redirect": Obj({"return_url": Str(required=True)}),
+                            "hosted_confirmation": Unsupported(),
+                        }
+                    ),
+                    "subscription_cancel": Unsupported(),
+                    "subscription_pause": Unsupported(),
+                    "subscription_update": Unsupported(),
+                    "subscription_update_confirm": Unsupported(),
+                }
+            ),
             "customer_account": Unsupported(),
             "after_expiration": Unsupported(),
         },
@@ -187,7 +232,10 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             raise invalid("The configuration is inactive.", param="configuration")
     else:
         defaults = [c for c in em.store.all(CONFIG) if c["is_default"]]
-        config = defaults[0] if defaults else _new_config(em, {}, is_default=True)
+        if not defaults:
+            raise invalid(NO_DEFAULT_MESSAGE)
+        config = defaults[0]
+    flow = _flow(config, p.get("flow_data"))
     return_url = p.get("return_url") or config.get("default_return_url")
     if not return_url:
         raise param_error(
@@ -202,7 +250,7 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "created": em.now(),
         "customer": customer["id"],
         "customer_account": None,
-        "flow": None,
+        "flow": flow,
         "livemode": False,
         "locale": p.get("locale"),
         "on_behalf_of": None,
@@ -212,6 +260,37 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     em.store.put(SESSION, session)
     em.store.aux(session_id)["token"] = token
     return show(em, req, session)
+
+
+def _flow(config: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A deep link (``flow_data``): only ``payment_method_update``, which the configuration's
+    ``payment_method_update`` feature must allow."""
+    if data is None:
+        return None
+    if not config["features"]["payment_method_update"]["enabled"]:
+        raise invalid(
+            "The payment_method_update flow requires the payment_method_update feature to be "
+            "enabled in the portal configuration.",
+            param="flow_data[type]",
+        )
+    after = data.get("after_completion") or {"type": "portal_homepage"}
+    if after["type"] == "redirect" and not (after.get("redirect") or {}).get("return_url"):
+        raise param_error(
+            "Missing required param: flow_data[after_completion][redirect][return_url].",
+            param="flow_data[after_completion][redirect][return_url]",
+            code="parameter_missing",
+        )
+    return {
+        "after_completion": {
+            "hosted_confirmation": None,
+            "redirect": after.get("redirect"),
+            "type": after["type"],
+        },
+        "subscription_cancel": None,
+        "subscription_update": None,
+        "subscription_update_confirm": None,
+        "type": data["type"],
+    }
 
 
 def register(router: Router) -> None:

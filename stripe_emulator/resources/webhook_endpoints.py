@@ -9,9 +9,21 @@ from urllib.parse import urlparse
 
 from ..clock import rfc3339
 from ..errors import invalid, param_error
-from ..events import matches_type
+from ..events import THIN_EVENT_TYPES, emit_thin, matches_type
 from ..ids import new_id, random_token
-from ..wire import LIST_PARAMS, RANGE, Bool, Enum, List, Meta, Str, Unsupported, validate
+from ..wire import (
+    LIST_PARAMS,
+    RANGE,
+    AnyValue,
+    Bool,
+    Enum,
+    List,
+    Meta,
+    Obj,
+    Str,
+    Unsupported,
+    validate,
+)
 from .common import deleted, merge_metadata, page, show
 
 if TYPE_CHECKING:
@@ -149,7 +161,14 @@ def _event(em: Emulator, req: ApiRequest) -> dict[str, Any]:
 def _v2_events(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     p = validate(
         req.params,
-        {"limit": LIST_PARAMS["limit"], "page": Str(), "object_id": Str(), "types": List(Str())},
+        {
+            "limit": LIST_PARAMS["limit"],
+            "page": Str(),
+            "object_id": Str(),
+            "types": List(Str()),
+            "created": Unsupported(),
+        },
+        expand=False,
     )
     items = [
         e
@@ -169,44 +188,87 @@ def _v2_events(em: Emulator, req: ApiRequest) -> dict[str, Any]:
 
 
 def _v2_event(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    validate(req.params, {}, expand=False)
     event = em.store.thin_events.get(req.arg("id"))
     if event is None:
         raise invalid(f"No such event: '{req.arg('id')}'", code="resource_missing")
     return event
 
 
-# -- v2 event destinations (thin events only) ---------------------------------------------
+# -- v2 event destinations -------------------------------------------------------------------
 DEST = "v2.core.event_destination"
+INCLUDE = List(Str())
+DEST_CREATE = {
+    "name": Str(required=True),
+    "type": Enum("webhook_endpoint", required=True),
+    "event_payload": Enum("thin", "snapshot", required=True),
+    "enabled_events": List(Str(), required=True),
+    "description": Str(),
+    "webhook_endpoint": Obj({"url": Str(required=True)}),
+    "metadata": Meta(),
+    "events_from": List(Str()),
+    "snapshot_api_version": Str(),
+    "include": INCLUDE,
+    "amazon_eventbridge": Unsupported(),
+    "azure_event_grid": Unsupported(),
+}
+DEST_UPDATE = {
+    "name": Str(),
+    "description": Str(),
+    "enabled_events": List(Str()),
+    "webhook_endpoint": Obj({"url": Str(required=True)}),
+    "metadata": AnyValue(),
+    "include": INCLUDE,
+}
+
+
+def _check_dest_events(payload: str, enabled: list[str]) -> None:
+    """A thin destination takes thin event types, a snapshot one v1 (snapshot) event types."""
+    if not enabled:
+        raise param_error("enabled_events must contain at least one event.", param="enabled_events")
+    for i, name in enumerate(enabled):
+        thin = name in THIN_EVENT_TYPES
+        if (payload == "thin") != thin:
+            raise param_error(
+                f"Invalid enabled_events[{i}]: {name} is not available for "
+                f"event_payload {payload}.",
+                param=f"enabled_events[{i}]",
+            )
+
+
+def _dest_view(em: Emulator, dest: dict[str, Any], include: list[str]) -> dict[str, Any]:
+    """The destination as Stripe shows it: URL and signing secret redacted unless included."""
+    secret = em.store.aux(dest["id"]).get("secret")
+    url = dest["webhook_endpoint"]["url"]
+    return {
+        **dest,
+        "webhook_endpoint": {
+            "signing_secret": secret if "webhook_endpoint.signing_secret" in include else None,
+            "url": url if "webhook_endpoint.url" in include else None,
+        },
+    }
+
+
+def _include(p: dict[str, Any]) -> list[str]:
+    return list(p.get("include") or [])
 
 
 def _dest_create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
-    p = validate(
-        req.params,
-        {
-            "name": Str(required=True),
-            "type": Enum("webhook_endpoint", required=True),
-            "event_payload": Enum("thin", "snapshot", required=True),
-            "enabled_events": List(Str(), required=True),
-            "description": Str(),
-            "webhook_endpoint": AnyDict(),
-            "metadata": Meta(),
-            "events_from": List(Str()),
-            "snapshot_api_version": Str(),
-            "include": List(Str()),
-            "amazon_eventbridge": Unsupported(),
-            "azure_event_grid": Unsupported(),
-        },
-    )
+    p = validate(req.params, DEST_CREATE, expand=False)
     url = (p.get("webhook_endpoint") or {}).get("url")
     if not url:
         raise param_error(
-            "Missing required param: webhook_endpoint.url.",
+            "Missing required param: webhook_endpoint.",
             param="webhook_endpoint",
             code="parameter_missing",
         )
-    _check({"url": url, "enabled_events": p["enabled_events"]})
+    _check({"url": url})
+    _check_dest_events(p["event_payload"], p["enabled_events"])
+    if p["event_payload"] == "thin" and p.get("snapshot_api_version"):
+        raise param_error(
+            "snapshot_api_version is only for snapshot events.", param="snapshot_api_version"
+        )
     now = rfc3339(em.now())
-    secret = f"whsec_{random_token(32)}"
     dest = {
         "id": new_id("ed_test", 24),
         "object": DEST,
@@ -214,11 +276,12 @@ def _dest_create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "description": p.get("description") or "",
         "enabled_events": p["enabled_events"],
         "event_payload": p["event_payload"],
-        "events_from": p.get("events_from"),
+        "events_from": p.get("events_from") or ["@self"],
         "livemode": False,
         "metadata": merge_metadata({}, p.get("metadata") or {}),
         "name": p["name"],
-        "snapshot_api_version": p.get("snapshot_api_version"),
+        "snapshot_api_version": p.get("snapshot_api_version")
+        or (em.config.api_version if p["event_payload"] == "snapshot" else None),
         "status": "enabled",
         "status_details": None,
         "type": "webhook_endpoint",
@@ -226,25 +289,54 @@ def _dest_create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "webhook_endpoint": {"signing_secret": None, "url": url},
     }
     em.store.put(DEST, dest)
-    em.store.aux(dest["id"])["secret"] = secret
-    return {**dest, "webhook_endpoint": {"signing_secret": secret, "url": url}}
+    em.store.aux(dest["id"])["secret"] = f"whsec_{random_token(32)}"
+    return _dest_view(em, dest, _include(p))
 
 
 def _dest_get(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, {"include": INCLUDE}, expand=False)
+    return _dest_view(em, em.store.require(DEST, req.arg("id")), _include(p))
+
+
+def _dest_update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, DEST_UPDATE, expand=False)
     dest = em.store.require(DEST, req.arg("id"))
-    secret = em.store.aux(dest["id"]).get("secret")
-    include = req.params.get("include") or {}
-    values = include.values() if isinstance(include, dict) else [include]
-    if "webhook_endpoint.signing_secret" in values:
-        return {**dest, "webhook_endpoint": {**dest["webhook_endpoint"], "signing_secret": secret}}
-    return dest
+    if "enabled_events" in p:
+        _check_dest_events(dest["event_payload"], p["enabled_events"])
+        dest["enabled_events"] = p["enabled_events"]
+    if "webhook_endpoint" in p:
+        _check({"url": p["webhook_endpoint"]["url"]})
+        dest["webhook_endpoint"] = {"signing_secret": None, "url": p["webhook_endpoint"]["url"]}
+    for key in ("name", "description"):
+        if key in p:
+            dest[key] = p[key]
+    if isinstance(p.get("metadata"), dict):
+        update = {k: (None if v in (None, "") else str(v)) for k, v in p["metadata"].items()}
+        dest["metadata"] = merge_metadata(dest["metadata"], update)
+    dest["updated"] = rfc3339(em.now())
+    return _dest_view(em, dest, _include(p))
 
 
 def _dest_list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
-    return {"data": em.store.all(DEST), "next_page_url": None, "previous_page_url": None}
+    p = validate(
+        req.params,
+        {"include": INCLUDE, "limit": LIST_PARAMS["limit"], "page": Str()},
+        expand=False,
+    )
+    items = [_dest_view(em, d, _include(p)) for d in reversed(em.store.all(DEST))]
+    limit = p.get("limit") or 20
+    page_token = str(p.get("page") or "0")
+    start = int(page_token) if page_token.isdigit() else 0
+    more = start + limit < len(items)
+    return {
+        "data": items[start : start + limit],
+        "next_page_url": f"/v2/core/event_destinations?page={start + limit}" if more else None,
+        "previous_page_url": None,
+    }
 
 
 def _dest_delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    validate(req.params, {}, expand=False)
     em.store.require(DEST, req.arg("id"))
     em.store.delete(DEST, req.arg("id"))
     return {"id": req.arg("id"), "object": DEST, "deleted": True}
@@ -252,19 +344,25 @@ def _dest_delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
 
 def _dest_toggle(status: str) -> Any:
     def handler(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+        validate(req.params, {}, expand=False)
         dest = em.store.require(DEST, req.arg("id"))
         dest["status"] = status
         dest["updated"] = rfc3339(em.now())
-        return dest
+        return _dest_view(em, dest, [])
 
     return handler
 
 
-class AnyDict(Str):
-    def convert_value(self, value: Any, name: str) -> Any:
-        if not isinstance(value, dict):
-            raise param_error(f"Invalid object: {name}", param=name)
-        return value
+def _dest_ping(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    """Send a ``v2.core.event_destination.ping`` thin event to this destination only."""
+    validate(req.params, {}, expand=False)
+    dest = em.store.require(DEST, req.arg("id"))
+    related = {
+        "id": dest["id"],
+        "type": DEST,
+        "url": f"/v2/core/event_destinations/{dest['id']}",
+    }
+    return emit_thin(em, "v2.core.event_destination.ping", related, {}, only=dest)
 
 
 def register(router: Router) -> None:
@@ -280,6 +378,8 @@ def register(router: Router) -> None:
     router.post("/v2/core/event_destinations", _dest_create)
     router.get("/v2/core/event_destinations", _dest_list)
     router.get("/v2/core/event_destinations/{id}", _dest_get)
+    router.post("/v2/core/event_destinations/{id}", _dest_update)
     router.delete("/v2/core/event_destinations/{id}", _dest_delete)
+    router.post("/v2/core/event_destinations/{id}/ping", _dest_ping)
     router.post("/v2/core/event_destinations/{id}/enable", _dest_toggle("enabled"))
     router.post("/v2/core/event_destinations/{id}/disable", _dest_toggle("disabled"))

@@ -19,6 +19,8 @@ from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.metering.models import UsageEvent
 from stripe_emulator import EmulatorServer
+from stripe_emulator.errors import StripeError
+from stripe_emulator.sdk_params import check_params
 from tests.factories import create_api_key, create_user
 
 EMULATOR_KEY = "sk_test_emulator"
@@ -59,6 +61,16 @@ class Emulator:
         body = {"kind": kind, "path": path, "method": method, "count": count, **extra}
         self.http.post("/_emulator/faults", json=body).raise_for_status()
 
+    def requests(self, method: str | None = None, template: str | None = None) -> list[Any]:
+        """The API requests the emulator received since the reset (its request log)."""
+        log: list[dict[str, Any]] = self.http.get("/_emulator/requests").json()["requests"]
+        return [
+            e
+            for e in log
+            if (method is None or e["method"] == method)
+            and (template is None or e["template"] == template)
+        ]
+
     def advance(self, seconds: float) -> None:
         self.http.post("/_emulator/clock/advance", json={"seconds": seconds}).raise_for_status()
 
@@ -74,12 +86,56 @@ def emulator_server() -> Iterator[EmulatorServer]:
 
 
 @pytest.fixture
-def emulator(emulator_server: EmulatorServer) -> Iterator[Emulator]:
-    """A freshly reset emulator for this test."""
+def emulator(emulator_server: EmulatorServer, request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A freshly reset emulator for this test. Afterwards, the conformance net: every request
+    the stripe SDK sent (the gateway's client, or test code through it) is checked against the
+    SDK's own parameter types, so a request real Stripe would refuse fails the test even when
+    the code that sent it swallowed the error or the emulator let it through."""
     control = Emulator(emulator_server.url)
     control.reset()
     yield control
-    control.http.close()
+    try:
+        if request.node.get_closest_marker("stripe_refusals_expected") is None:
+            refused = nonconforming(control.requests())
+            assert not refused, "Stripe would refuse these requests:\n" + "\n".join(refused)
+    finally:
+        control.http.close()
+
+
+#: Refusals that say the request itself is wrong (not the state it met).
+PARAMETER_CODES = frozenset(
+    {
+        "parameter_unknown",
+        "parameter_missing",
+        "parameter_invalid_empty",
+        "parameter_invalid_integer",
+        "parameter_invalid_string_empty",
+        "parameters_exclusive",
+        "parameter_unsupported",
+    }
+)
+
+
+def nonconforming(log: list[dict[str, Any]]) -> list[str]:
+    """The SDK-sent requests of the emulator's log that break Stripe's parameter types."""
+    found = []
+    for entry in log:
+        if "PythonBindings" not in entry["user_agent"]:
+            continue  # raw HTTP from test code, not a Stripe client
+        where = f"{entry['method']} {entry['path']} {entry['params']}"
+        try:
+            check_params(
+                entry["method"],
+                entry["template"],
+                entry["params"],
+                v2=entry["path"].startswith("/v2/"),
+            )
+        except StripeError as exc:
+            found.append(f"{where}: {exc.message}")
+            continue
+        if entry["code"] in PARAMETER_CODES:
+            found.append(f"{where}: {entry['message']}")
+    return found
 
 
 @pytest.fixture
@@ -116,6 +172,20 @@ async def stripe_billing(stripe_settings: Settings) -> Any:
 METER_EVENT = "novo_api_calls"
 
 
+async def attach_card(stripe: StripeBilling, customer_id: str, card: str = "pm_card_visa") -> str:
+    """Give a customer a default payment method, as adding a card in the portal does: without
+    one Stripe cannot charge the invoices past the free tier."""
+    pm = await stripe.call(
+        stripe.sdk.v1.payment_methods.attach_async, card, params={"customer": customer_id}
+    )
+    await stripe.call(
+        stripe.sdk.v1.customers.update_async,
+        customer_id,
+        params={"invoice_settings": {"default_payment_method": pm.id}},
+    )
+    return str(pm.id)
+
+
 class Ledger:
     """Test access to the gateway's database: accounts, ledger events and reports."""
 
@@ -132,6 +202,7 @@ class Ledger:
         customer_id = await stripe.create_customer(
             email=email, name="Test", account_id=user_id, idempotency_key=f"test-cus-{email}"
         )
+        await attach_card(stripe, customer_id)
         async with session_scope(self.sessions) as session:
             user = await session.get_one(User, user_id)
             user.stripe_customer_id = customer_id
@@ -176,6 +247,14 @@ class Ledger:
     async def reports(self) -> list[UsageReport]:
         async with session_scope(self.sessions) as session:
             return list((await session.scalars(select(UsageReport))).all())
+
+
+async def remove_card(stripe: StripeBilling, customer_id: str) -> None:
+    """Detach the customer's default payment method (the customer has none left)."""
+    customer = await stripe.call(stripe.sdk.v1.customers.retrieve_async, customer_id)
+    card = customer.invoice_settings.default_payment_method
+    if card:
+        await stripe.call(stripe.sdk.v1.payment_methods.detach_async, card)
 
 
 @pytest.fixture

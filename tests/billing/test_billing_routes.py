@@ -185,6 +185,7 @@ async def test_without_stripe_configured_billing_calls_are_503(
     [
         ("GET", "/billing/invoices"),
         ("POST", "/billing/portal"),
+        ("POST", "/billing/payment-method"),
         ("GET", "/billing/subscription"),
         ("POST", "/billing/subscription/cancel"),
         ("POST", "/billing/subscription/resume"),

@@ -12,7 +12,7 @@ from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.errors import BadRequest
-from tests.billing.conftest import Emulator
+from tests.billing.conftest import Emulator, remove_card
 from tests.billing.webhook_helpers import (
     Account,
     create_metered_price,
@@ -61,6 +61,43 @@ async def test_a_portal_link_is_given_for_a_local_return_url_by_default(
 
     assert response.status_code == 200
     assert response.json()["url"].startswith(emulator.url)
+
+
+async def test_a_portal_session_carries_our_configuration_not_stripes_default(
+    start: Callable[..., Any], emulator: Emulator, stripe_billing: StripeBilling
+) -> None:
+    emulator.http.post("/_emulator/portal/default").raise_for_status()  # the Dashboard's
+    app, ada = await start()
+    [ours] = [
+        c.id
+        for c in (
+            await stripe_billing.call(
+                stripe_billing.sdk.v1.billing_portal.configurations.list_async
+            )
+        ).data
+        if c.to_dict()["metadata"].get("novo_gateway") == "billing"
+    ]
+
+    response = await portal(app, ada, {"returnUrl": "http://localhost:3000/"})
+
+    assert response.status_code == 200
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    assert sent["params"]["configuration"] == ours
+
+
+async def test_the_configured_portal_configuration_id_is_used(
+    start: Callable[..., Any], emulator: Emulator, stripe_billing: StripeBilling
+) -> None:
+    other = await stripe_billing.create_portal_configuration(
+        {"features": {"invoice_history": {"enabled": True}}}
+    )
+    app, ada = await start(stripe_portal_configuration_id=other)
+
+    response = await portal(app, ada, {"returnUrl": "http://localhost:3000/"})
+
+    assert response.status_code == 200
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    assert sent["params"]["configuration"] == other
 
 
 async def test_without_a_return_url_the_portal_returns_to_the_first_allowed_origin(
@@ -178,3 +215,63 @@ def test_the_local_default_origin_on_port_80_has_no_port(port: int, scheme_defau
     )
     with pytest.raises(BadRequest):
         checked_return_url("http://localhost:9999/", settings)
+
+
+async def test_the_subscription_says_whether_a_payment_method_is_on_file(
+    start: Callable[..., Any], stripe_billing: StripeBilling
+) -> None:
+    app, ada = await start()
+    assert ada.customer_id is not None
+
+    with_card = (await app.get("/billing/subscription", headers=ada.auth)).json()
+    await remove_card(stripe_billing, ada.customer_id)
+    without = (await app.get("/billing/subscription", headers=ada.auth)).json()
+
+    assert with_card["paymentMethodOnFile"] is True
+    assert without["paymentMethodOnFile"] is False
+    assert without["status"] == "active" and without["apiAccess"] is True
+
+
+async def test_the_subscription_still_answers_when_stripe_is_down(
+    start: Callable[..., Any], emulator: Emulator
+) -> None:
+    app, ada = await start()
+    emulator.fault("500", f"/v1/customers/{ada.customer_id}", method="GET", count=5)
+
+    response = await app.get("/billing/subscription", headers=ada.auth)
+
+    assert response.status_code == 200
+    assert response.json()["paymentMethodOnFile"] is None
+
+
+async def test_payment_method_link_goes_straight_to_adding_a_card(
+    start: Callable[..., Any], emulator: Emulator
+) -> None:
+    app, ada = await start()
+
+    response = await app.post(
+        "/billing/payment-method", headers=ada.auth, json={"returnUrl": "http://localhost:3000/"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["url"].startswith(f"{emulator.url}/emulator/p/session/")
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    flow = sent["params"]["flow_data"]
+    assert flow["type"] == "payment_method_update"
+    assert flow["after_completion"] == {
+        "type": "redirect",
+        "redirect": {"return_url": "http://localhost:3000/"},
+    }
+
+
+async def test_payment_method_link_refuses_a_foreign_return_url(
+    start: Callable[..., Any],
+) -> None:
+    app, ada = await start()
+
+    response = await app.post(
+        "/billing/payment-method", headers=ada.auth, json={"returnUrl": "https://evil.example/"}
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "Bad Request"

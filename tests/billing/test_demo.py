@@ -226,3 +226,50 @@ def test_the_demo_writes_its_secrets_readable_by_the_owner_only(serve: Any, tmp_
         for path in (state, tmp_path / "data" / "gateway.db")
     }
     assert modes == {"stripe-emulator.json": "0o600", "gateway.db": "0o600"}
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """An operator command in the demo's directory, with no Stripe settings at all."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STRIPE_", "DATABASE_", "REDIS_", "PUBLIC_URL"))
+    }
+    env.update(DATABASE_PATH=str(tmp_path / "data" / "gateway.db"), LOG_LEVEL="warning")
+    return subprocess.run(
+        [COMMAND, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_operator_commands_reach_the_emulator_that_serve_started(
+    serve: Any, tmp_path: Path
+) -> None:
+    gateway: Serve = serve()
+    gateway.wait_until_up()
+    settings_file = tmp_path / "data" / "stripe-emulator.env"
+    assert settings_file.stat().st_mode & 0o777 == 0o600
+    emulator_url = f"http://127.0.0.1:{gateway.emulator_port}"
+
+    for args in (["setup-stripe"], ["report-usage"], ["reconcile"]):
+        result = _cli(tmp_path, *args)
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        assert f"Using the offline Stripe emulator at {emulator_url}." in result.stderr
+    setup = _cli(tmp_path, "setup-stripe")
+    assert "nothing was created" in setup.stderr  # `serve` set Stripe up already
+    assert "STRIPE_PRICE_ID=price_" in setup.stdout
+
+    assert gateway.terminate() == 0
+    assert not settings_file.exists()
+    stopped = _cli(tmp_path, "report-usage")
+    assert stopped.returncode == 2
+    [line] = stopped.stderr.strip().splitlines()
+    assert "make run" in line and "STRIPE_SECRET_KEY" in line
+
+
+def test_operator_commands_without_stripe_or_the_demo_say_what_to_run(tmp_path: Path) -> None:
+    for args in (["setup-stripe"], ["report-usage"], ["reconcile"]):
+        result = _cli(tmp_path, *args)
+        assert result.returncode == 2
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("STRIPE_SECRET_KEY is not set and the offline Stripe emulator")
+        assert "`make run`" in line

@@ -11,6 +11,7 @@ import pytest
 
 from novo_gateway.billing.setup import (
     DEFAULT_PRODUCT_ID,
+    METER_ERROR_EVENT,
     PRICE_LOOKUP_KEY,
     WEBHOOK_EVENTS,
     Pricing,
@@ -29,6 +30,7 @@ SETUP_KINDS = (
     "price",
     "billing_portal.configuration",
     "webhook_endpoint",
+    "v2.core.event_destination",
 )
 
 
@@ -43,6 +45,16 @@ async def run_setup(settings: Settings, webhook_url: str | None = WEBHOOK_URL) -
         return await setup_stripe(stripe, settings, webhook_url=webhook_url)
     finally:
         await stripe.close()
+
+
+async def event_destination(stripe: StripeBilling, destination_id: str) -> dict[str, Any]:
+    found = await stripe.call(
+        stripe.sdk.v2.core.event_destinations.retrieve_async,
+        destination_id,
+        params={"include": ["webhook_endpoint.url"]},
+    )
+    data: dict[str, Any] = found.to_dict()
+    return data
 
 
 async def raw_price(stripe: StripeBilling, price_id: str) -> dict[str, Any]:
@@ -93,11 +105,21 @@ async def test_setup_creates_meter_product_tiered_price_portal_and_webhook(
     ).to_dict()
     assert endpoint["url"] == WEBHOOK_URL
     assert sorted(endpoint["enabled_events"]) == sorted(WEBHOOK_EVENTS)
+    assert METER_ERROR_EVENT not in endpoint["enabled_events"]
     assert result.webhook_secret and result.webhook_secret.startswith("whsec_")
+    destination = await event_destination(stripe_billing, result.event_destination_id)
+    assert destination["event_payload"] == "thin"
+    assert destination["type"] == "webhook_endpoint"
+    assert destination["enabled_events"] == [METER_ERROR_EVENT]
+    assert destination["webhook_endpoint"]["url"] == WEBHOOK_URL
+    assert destination["status"] == "enabled"
+    assert result.destination_secret and result.destination_secret.startswith("whsec_")
+    assert result.destination_secret != result.webhook_secret
     assert result.env_lines() == [
         f"STRIPE_PRODUCT_ID={DEFAULT_PRODUCT_ID}",
         f"STRIPE_PRICE_ID={result.price_id}",
-        f"STRIPE_WEBHOOK_SECRET={result.webhook_secret}",
+        f"STRIPE_PORTAL_CONFIGURATION_ID={result.portal_configuration_id}",
+        f"STRIPE_WEBHOOK_SECRET={result.webhook_secret},{result.destination_secret}",
     ]
 
 
@@ -117,8 +139,9 @@ async def test_second_setup_run_creates_nothing_and_finds_the_same_objects(
     )
     assert second.portal_configuration_id == first.portal_configuration_id
     assert second.webhook_endpoint_id == first.webhook_endpoint_id
+    assert second.event_destination_id == first.event_destination_id
     # Stripe shows a webhook secret once: the second run says so instead of printing one.
-    assert second.webhook_secret is None
+    assert second.webhook_secret is None and second.destination_secret is None
     assert "STRIPE_WEBHOOK_SECRET" not in "\n".join(second.env_lines())
     assert any("signing secret" in note for note in second.notes)
 
@@ -203,9 +226,22 @@ async def test_existing_webhook_endpoint_missing_events_is_updated(
             stripe_billing.sdk.v1.webhook_endpoints.retrieve_async, result.webhook_endpoint_id
         )
     ).to_dict()
-    assert set(WEBHOOK_EVENTS) - {"v1.billing.meter.error_report_triggered"} <= set(
-        endpoint["enabled_events"]
+    assert set(WEBHOOK_EVENTS) <= set(endpoint["enabled_events"])
+
+
+async def test_a_disabled_event_destination_is_enabled_again(
+    stripe_settings: Settings, stripe_billing: StripeBilling, emulator: Emulator
+) -> None:
+    first = await run_setup(stripe_settings)
+    await stripe_billing.call(
+        stripe_billing.sdk.v2.core.event_destinations.disable_async, first.event_destination_id
     )
+    second = await run_setup(stripe_settings)
+    assert second.event_destination_id == first.event_destination_id
+    assert second.changed == [f"event destination {first.event_destination_id} (enabled)"]
+    destination = await event_destination(stripe_billing, first.event_destination_id)
+    assert destination["status"] == "enabled"
+    assert counts(emulator)["v2.core.event_destination"] == 1
 
 
 @pytest.mark.parametrize(

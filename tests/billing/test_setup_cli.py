@@ -79,10 +79,23 @@ def test_setup_stripe_takes_the_webhook_url_as_an_option(
     url = "https://hooks.example.com/webhooks/stripe"
     result = run(["setup-stripe", "--webhook-url", url], cli_env(stripe_settings))
     assert result.exit_code == 0, result.output
-    endpoints = emulator.http.get(
-        "/v1/webhook_endpoints", headers={"Authorization": "Bearer sk_test_emulator"}
-    ).json()["data"]
+    auth = {"Authorization": "Bearer sk_test_emulator"}
+    endpoints = emulator.http.get("/v1/webhook_endpoints", headers=auth).json()["data"]
     assert [e["url"] for e in endpoints] == [url]
+    assert "v1.billing.meter.error_report_triggered" not in endpoints[0]["enabled_events"]
+    destinations = emulator.http.get(
+        "/v2/core/event_destinations",
+        params={"include[0]": "webhook_endpoint.url"},
+        headers=auth,
+    ).json()["data"]
+    assert [(d["webhook_endpoint"]["url"], d["event_payload"]) for d in destinations] == [
+        (url, "thin")
+    ]
+    assert destinations[0]["enabled_events"] == ["v1.billing.meter.error_report_triggered"]
+    lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    secrets = lines["STRIPE_WEBHOOK_SECRET"].split(",")
+    assert len(secrets) == 2 and all(s.startswith("whsec_") for s in secrets)
+    assert lines["STRIPE_PORTAL_CONFIGURATION_ID"].startswith("bpc_")
 
 
 def test_setup_stripe_without_a_secret_key_says_so(stripe_settings: Settings) -> None:

@@ -364,6 +364,7 @@ async def test_a_meter_error_report_marks_the_usage_reports_it_names(app: AppCli
     assert response.status_code == 200
     async with session_scope(runtime.sessions) as session:
         report = await session.get_one(UsageReport, "nvr_1_1")
+    assert report.status == "dead"
     assert report.last_error is not None
     assert "meter_event_customer_not_found" in report.last_error
     [stored] = await stored_events(app)

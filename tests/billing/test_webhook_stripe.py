@@ -202,5 +202,6 @@ async def test_stripes_meter_error_report_is_read_in_full_and_marks_the_report(
     assert stored.status == "processed"
     async with session_scope(runtime.sessions) as session:
         report = await session.get_one(UsageReport, "nvr_test_unknown_customer")
+    assert report.status == "dead"
     assert report.last_error is not None
     assert "meter_event_customer_not_found" in report.last_error

@@ -17,6 +17,7 @@ from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.db import session_scope
 from novo_gateway.runtime import Runtime
 from stripe_emulator import sign_webhook
+from tests.billing.conftest import attach_card
 from tests.conftest import AppClient
 from tests.factories import create_api_key, create_user
 
@@ -167,7 +168,17 @@ class StripeProduct:
 
 
 async def create_metered_price(stripe: StripeBilling, event_name: str) -> StripeProduct:
-    """A meter and a graduated price at Stripe: 1000 calls free, then $0.001 per call."""
+    """A meter and a graduated price at Stripe: 1000 calls free, then $0.001 per call; and our
+    portal configuration (found by its metadata), as `setup-stripe` makes them."""
+    await stripe.create_portal_configuration(
+        {
+            "features": {
+                "invoice_history": {"enabled": True},
+                "payment_method_update": {"enabled": True},
+            },
+            "metadata": {"novo_gateway": "billing"},
+        }
+    )
     meter = await stripe.call(
         stripe.sdk.v1.billing.meters.create_async,
         params={
@@ -199,11 +210,13 @@ async def create_metered_price(stripe: StripeBilling, event_name: str) -> Stripe
 async def subscribed_account(
     client: AppClient, stripe: StripeBilling, price_id: str, email: str = "ada@example.com"
 ) -> Account:
-    """An account provisioned at Stripe: a customer with an active subscription to the price."""
+    """An account provisioned at Stripe: a customer with a card and an active subscription to
+    the price."""
     account = await make_account(client, email, customer_id=None, status="pending")
     customer = await stripe.create_customer(
         email=email, name="Ada", account_id=account.user_id, idempotency_key=f"cus-{email}"
     )
+    await attach_card(stripe, customer)
     sub = await stripe.create_subscription(
         customer_id=customer,
         price_id=price_id,

@@ -10,7 +10,7 @@ import pytest
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
-from tests.billing.conftest import Emulator
+from tests.billing.conftest import Emulator, remove_card
 from tests.billing.webhook_helpers import (
     Account,
     StripeProduct,
@@ -118,3 +118,30 @@ async def test_stripe_failing_on_cancel_shows_the_reason_on_the_page(
     assert response.status_code in (502, 503)
     assert 'role="alert"' in response.text
     assert (await load_user(app, ada.user_id)).cancel_at_period_end is False
+
+
+async def test_without_a_card_a_banner_offers_to_add_one_before_the_free_tier_runs_out(
+    app: AppClient, ada: Account, stripe_billing: StripeBilling, emulator: Emulator
+) -> None:
+    assert ada.customer_id is not None
+    await remove_card(stripe_billing, ada.customer_id)
+
+    page = (await app.get("/dashboard")).text
+
+    assert 'id="payment-method-banner"' in page
+    assert "Add a payment method before your free calls run out." in page
+    response = await app.post("/dashboard/payment-method", data={"csrf": await dashboard_csrf(app)})
+    assert response.status_code == 303
+    assert response.headers["location"].startswith(f"{emulator.url}/emulator/p/session/")
+    [sent] = emulator.requests("POST", "/v1/billing_portal/sessions")
+    assert sent["params"]["flow_data"]["type"] == "payment_method_update"
+    assert sent["params"]["flow_data"]["after_completion"]["redirect"]["return_url"] == (
+        "http://localhost:3000/dashboard"
+    )
+
+
+async def test_with_a_card_on_file_there_is_no_banner(app: AppClient, ada: Account) -> None:
+    page = (await app.get("/dashboard")).text
+
+    assert 'id="payment-method-banner"' not in page
+    assert 'id="open-portal"' in page

@@ -23,6 +23,7 @@ CONTRACT_PATHS = [
     "/billing/usage",
     "/billing/invoices",
     "/billing/portal",
+    "/billing/payment-method",
     "/billing/subscription",
     "/health",
 ]

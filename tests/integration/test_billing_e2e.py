@@ -8,9 +8,12 @@ gateway over HTTP.
 from __future__ import annotations
 
 import asyncio
+import html
+import re
+import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +21,19 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from novo_gateway.billing.models import WebhookEvent
+from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport, WebhookEvent
 from novo_gateway.billing.setup import run_setup
 from novo_gateway.config import Settings
 from novo_gateway.db import create_engine, create_session_factory, session_scope
 from tests.billing.conftest import EMULATOR_KEY, Emulator
-from tests.integration.processes import GatewayProcess, free_port, settings_env, wait_for
+from tests.integration.processes import (
+    COMMAND,
+    GatewayProcess,
+    free_port,
+    settings_env,
+    wait_for,
+)
 
 PASSWORD = "correct horse battery staple"
 GRACE = 3600 + 120  # Stripe keeps a renewal invoice in draft for an hour for late usage
@@ -38,14 +48,30 @@ class Gateway:
         self.emulator = emulator
         self.http = httpx.Client(base_url=process.url, timeout=30)
 
-    def register(self, email: str = "ada@example.com") -> str:
+    def register(self, email: str = "ada@example.com", *, card: bool = True) -> str:
+        """A new account, provisioned at Stripe; `card`: the customer then saves a card."""
         reply = self.http.post(
             "/auth/register", json={"email": email, "password": PASSWORD, "name": "Ada"}
         )
         assert reply.status_code == 201, reply.text
         key: str = reply.json()["apiKey"]["key"]
         wait_for(lambda: self.subscription(key)["status"] == "active", seconds=30)
+        if card:
+            self.save_card(key)
         return key
+
+    def save_card(self, key: str, card: str = "pm_card_visa") -> None:
+        """What a customer does: open the payment-method link and save a card on that page."""
+        reply = self.http.post("/billing/payment-method", headers={"X-API-Key": key}, json={})
+        assert reply.status_code == 200, reply.text
+        url: str = reply.json()["url"]
+        page = httpx.get(url).text
+        found = re.search(r"action='([^']*/payment_method\?s=[^']*)'", page)
+        assert found is not None, page
+        base = url.split("/emulator/")[0]
+        saved = httpx.post(base + html.unescape(found.group(1)), data={"card": card})
+        assert saved.status_code == 303, saved.text
+        wait_for(lambda: self.subscription(key)["paymentMethodOnFile"] is True, seconds=10)
 
     def subscription(self, key: str) -> dict[str, Any]:
         reply = self.http.get("/billing/subscription", headers={"X-API-Key": key})
@@ -119,7 +145,8 @@ def start_gateway(
         env.update(
             STRIPE_PRICE_ID=setup.price_id,
             STRIPE_PRODUCT_ID=setup.product_id,
-            STRIPE_WEBHOOK_SECRET=setup.webhook_secret or "",
+            STRIPE_WEBHOOK_SECRET=",".join(setup.webhook_secrets),
+            STRIPE_PORTAL_CONFIGURATION_ID=setup.portal_configuration_id,
             FREE_TIER_CALLS=str(settings.free_tier_calls),
             COST_PER_CALL=str(settings.cost_per_call),
             RATE_LIMIT_PER_MINUTE="100000",
@@ -205,6 +232,36 @@ def test_a_declined_payment_blocks_calls_until_the_invoice_is_paid(
     wait_for(lambda: gateway.call(key).status_code == 200, seconds=10)
 
 
+def test_a_customer_without_a_card_goes_past_due_and_recovers_after_adding_one(
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    """As on Stripe: no payment method, no payment. The free tier is used up, the period
+    closes, the charge fails, past_due, 402 after the grace period; the customer saves a card
+    through POST /billing/payment-method and Stripe's next attempt pays: 200 again."""
+    gateway = start_gateway(free_tier_calls=10, cost_per_call="0.05")
+    key = gateway.register(card=False)
+    assert gateway.subscription(key)["paymentMethodOnFile"] is False
+    assert gateway.calls(key, 20) == [200] * 20
+    wait_for(lambda: gateway.stripe_total() == 20, seconds=60)
+
+    gateway.close_period(key)
+
+    wait_for(lambda: gateway.subscription(key)["status"] == "past_due", seconds=30)
+    wait_for(lambda: gateway.call(key).status_code == 402, seconds=10)
+    invoices = gateway.stripe("GET", "/v1/invoices")["data"]
+    [failed] = [i for i in invoices if i["status"] == "open" and i["amount_due"] > 0]
+    assert (failed["amount_due"], failed["attempt_count"]) == (50, 1)  # 10 calls at 5 cents
+
+    gateway.save_card(key)
+    gateway.emulator.advance(3 * 86400 + 60)  # Stripe's next automatic attempt
+    gateway.emulator.http.post("/_emulator/webhooks/flush").raise_for_status()
+
+    wait_for(lambda: gateway.subscription(key)["status"] == "active", seconds=30)
+    wait_for(lambda: gateway.call(key).status_code == 200, seconds=10)
+    paid = gateway.stripe("GET", f"/v1/invoices/{failed['id']}")
+    assert (paid["status"], paid["amount_paid"]) == ("paid", 50)
+
+
 @pytest.mark.parametrize(
     ("kind", "extra"),
     [("429", {"retry_after": 0}), ("500", {}), ("delay", {"delay": 3}), ("drop", {})],
@@ -222,3 +279,74 @@ def test_stripe_faults_while_reporting_leave_the_totals_exact(
     wait_for(lambda: gateway.stripe_total() == 120, seconds=60)
     identifiers = Counter(gateway.emulator.identifiers())
     assert max(identifiers.values()) == 1
+
+
+def test_a_meter_error_reaches_the_gateway_through_the_event_destination_and_dead_letters(
+    start_gateway: Callable[..., Gateway], tmp_path: Path
+) -> None:
+    """Stripe sends `v1.billing.meter.error_report_triggered` only to a thin event destination:
+    the gateway verifies the delivery with the destination's secret, reads the event from
+    `GET /v2/core/events/{id}` and dead-letters the report it names, for `reports` to show."""
+    gateway = start_gateway()
+    key = gateway.register()
+    assert gateway.call(key).status_code == 200
+    user_id = asyncio.run(_user_id(gateway.settings))
+    asyncio.run(_pending_report(gateway.settings, user_id, "nvr_cus_gone_1", "cus_gone"))
+
+    wait_for(
+        lambda: gateway.webhook_processed("v1.billing.meter.error_report_triggered"), seconds=30
+    )
+
+    [delivery] = [
+        d
+        for d in gateway.emulator.http.get("/_emulator/webhooks").json()["deliveries"]
+        if d["endpoint"].startswith("ed_")
+    ]
+    assert delivery["status"] == "succeeded"
+    env = {**settings_env(gateway.settings), "LOG_LEVEL": "warning"}
+    listed = subprocess.run(
+        [COMMAND, "reports", "--status", "dead"], env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    [line] = [row for row in listed.stdout.splitlines() if row.startswith("nvr_cus_gone_1")]
+    assert "meter_event_customer_not_found: No customer cus_gone was found." in line
+    retried = subprocess.run(
+        [COMMAND, "retry-report", "nvr_cus_gone_1"], env=env, capture_output=True, text=True
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert "1 reports queued" in retried.stdout
+
+
+async def _user_id(settings: Settings) -> int:
+    engine = create_engine(settings)
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            return int((await session.scalars(select(User.id))).one())
+    finally:
+        await engine.dispose()
+
+
+async def _pending_report(settings: Settings, user_id: int, report_id: str, customer: str) -> None:
+    """A report for a customer Stripe does not know (deleted there, say): Stripe accepts the
+    meter event and reports it later as not counted."""
+    engine = create_engine(settings)
+    now = datetime.now(UTC)
+    try:
+        async with session_scope(create_session_factory(engine)) as session:
+            session.add(
+                UsageReport(
+                    id=report_id,
+                    user_id=user_id,
+                    stripe_customer_id=customer,
+                    period_start=now,
+                    window_start=now,
+                    window_end=now,
+                    event_timestamp=now,
+                    units=7,
+                    event_count=7,
+                    status="pending",
+                    next_attempt_at=now,
+                )
+            )
+    finally:
+        await engine.dispose()

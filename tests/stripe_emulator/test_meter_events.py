@@ -150,8 +150,15 @@ def test_unknown_customer_is_accepted_and_reported_later(
     receiver: WebhookReceiver,
     meter: stripe.billing.Meter,
 ) -> None:
-    endpoint = client.v1.webhook_endpoints.create(
-        {"url": receiver.url, "enabled_events": ["v1.billing.meter.error_report_triggered"]}
+    destination = client.v2.core.event_destinations.create(
+        {
+            "name": "meter errors",
+            "type": "webhook_endpoint",
+            "event_payload": "thin",
+            "enabled_events": ["v1.billing.meter.error_report_triggered"],
+            "webhook_endpoint": {"url": receiver.url},
+            "include": ["webhook_endpoint.signing_secret"],
+        }
     )
     event = send_usage(client, "cus_unknown", 9, identifier="orphan")
     assert event.identifier == "orphan"
@@ -161,7 +168,7 @@ def test_unknown_customer_is_accepted_and_reported_later(
     assert receiver.wait_for(lambda got: len(got) == 1)
     received = receiver.bodies()[0]
     notification = client.parse_event_notification(
-        received.body, received.signature, endpoint.secret
+        received.body, received.signature, destination.webhook_endpoint.signing_secret
     )
     assert notification.type == "v1.billing.meter.error_report_triggered"
     full = notification.fetch_event()

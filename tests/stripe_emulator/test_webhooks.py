@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from typing import Any
 
 import pytest
 import stripe
@@ -141,6 +142,7 @@ def test_thin_events_go_to_event_destinations(
             "event_payload": "thin",
             "enabled_events": ["v1.billing.meter.error_report_triggered"],
             "webhook_endpoint": {"url": receiver.url},
+            "include": ["webhook_endpoint.signing_secret"],
         }
     )
     secret = destination.webhook_endpoint.signing_secret
@@ -167,3 +169,117 @@ def test_signature_can_use_the_emulator_clock(
     stripe.WebhookSignature.verify_header(
         received.body.decode(), received.signature, endpoint.secret, tolerance=None
     )
+
+
+def _destination(client: stripe.StripeClient, url: str, **extra: Any) -> Any:
+    return client.v2.core.event_destinations.create(
+        {
+            "name": "errors",
+            "type": "webhook_endpoint",
+            "event_payload": "thin",
+            "enabled_events": ["v1.billing.meter.error_report_triggered"],
+            "webhook_endpoint": {"url": url},
+            "include": ["webhook_endpoint.signing_secret"],
+            **extra,
+        }
+    )
+
+
+def test_thin_events_never_reach_a_v1_endpoint_even_with_star(
+    client: stripe.StripeClient, receiver: WebhookReceiver, control: Control
+) -> None:
+    _endpoint(client, receiver.url)  # enabled_events ["*"]
+    client.v1.billing.meters.create(
+        {"display_name": "x", "event_name": "api_call", "default_aggregation": {"formula": "sum"}}
+    )
+    client.v1.billing.meter_events.create(
+        {"event_name": "api_call", "payload": {"stripe_customer_id": "cus_missing", "value": "1"}}
+    )
+    control.flush()
+    assert client.v2.core.events.list().data[0].type == "v1.billing.meter.error_report_triggered"
+    assert receiver.bodies() == []
+
+
+def test_destination_redacts_url_and_secret_unless_included(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    created = _destination(client, receiver.url)
+    assert created.webhook_endpoint.signing_secret.startswith("whsec_")
+    assert created.webhook_endpoint.url is None
+    plain = client.v2.core.event_destinations.retrieve(created.id)
+    assert (plain.webhook_endpoint.url, plain.webhook_endpoint.signing_secret) == (None, None)
+    shown = client.v2.core.event_destinations.retrieve(
+        created.id, {"include": ["webhook_endpoint.url"]}
+    )
+    assert shown.webhook_endpoint.url == receiver.url
+    without = client.v2.core.event_destinations.create(
+        {
+            "name": "x",
+            "type": "webhook_endpoint",
+            "event_payload": "thin",
+            "enabled_events": ["v1.billing.meter.error_report_triggered"],
+            "webhook_endpoint": {"url": receiver.url},
+        }
+    )
+    assert without.webhook_endpoint.signing_secret is None
+
+
+def test_destination_update_and_ping(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    destination = _destination(client, "http://127.0.0.1:9/nowhere")
+    updated = client.v2.core.event_destinations.update(
+        destination.id,
+        {
+            "name": "meter errors",
+            "webhook_endpoint": {"url": receiver.url},
+            "include": ["webhook_endpoint.url"],
+        },
+    )
+    assert (updated.name, updated.webhook_endpoint.url) == ("meter errors", receiver.url)
+
+    ping = client.v2.core.event_destinations.ping(destination.id)
+
+    assert ping.type == "v2.core.event_destination.ping"
+    assert receiver.wait_for(lambda got: len(got) == 1)
+    received = receiver.bodies()[0]
+    secret = destination.webhook_endpoint.signing_secret
+    notification = client.parse_event_notification(received.body, received.signature, secret)
+    assert notification.id == ping.id
+    assert notification.related_object.id == destination.id
+
+
+def test_destination_takes_only_types_of_its_payload(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as caught:
+        client.v2.core.event_destinations.create(
+            {
+                "name": "x",
+                "type": "webhook_endpoint",
+                "event_payload": "thin",
+                "enabled_events": ["invoice.paid"],
+                "webhook_endpoint": {"url": "https://example.invalid/hooks"},
+            }
+        )
+    assert "enabled_events[0]" in str(caught.value.user_message)
+
+
+def test_a_snapshot_destination_receives_v1_events(
+    client: stripe.StripeClient, receiver: WebhookReceiver
+) -> None:
+    destination = client.v2.core.event_destinations.create(
+        {
+            "name": "customers",
+            "type": "webhook_endpoint",
+            "event_payload": "snapshot",
+            "enabled_events": ["customer.created"],
+            "webhook_endpoint": {"url": receiver.url},
+            "include": ["webhook_endpoint.signing_secret"],
+        }
+    )
+    client.v1.customers.create({"email": "a@example.com"})
+    assert receiver.wait_for(lambda got: len(got) == 1)
+    received = receiver.bodies()[0]
+    event = stripe.Webhook.construct_event(
+        received.body.decode(), received.signature, destination.webhook_endpoint.signing_secret
+    )
+    assert event.type == "customer.created"

@@ -8,6 +8,11 @@ variables, which uvicorn's worker processes inherit. The emulator keeps its stat
 to the SQLite database, so accounts and their Stripe customers survive a restart together.
 It is stopped when `serve` exits, also on SIGTERM.
 
+While it runs, `serve` writes the emulator's address, key and set-up ids to `stripe-emulator.env`
+in the same directory (mode 0600), and removes it on exit: the operator commands that talk to
+Stripe (`setup-stripe`, `report-usage`, `reconcile`) read it when STRIPE_SECRET_KEY is not set,
+so they reach the emulator that `make run` started (`offline_settings`).
+
 The gateway never imports the emulator: it only runs it as a program.
 """
 
@@ -156,6 +161,56 @@ def _state_dir(settings: Settings) -> Path:
     return settings.database_path.parent if settings.is_sqlite else Path("./data")
 
 
+OFFLINE_FILE = "stripe-emulator.env"
+# What the operator commands need to reach the offline emulator (env name → setting).
+OFFLINE_SETTINGS = {
+    "STRIPE_SECRET_KEY": "stripe_secret_key",
+    "STRIPE_API_BASE": "stripe_api_base",
+    "STRIPE_PRICE_ID": "stripe_price_id",
+    "STRIPE_PRODUCT_ID": "stripe_product_id",
+    "STRIPE_PORTAL_CONFIGURATION_ID": "stripe_portal_configuration_id",
+}
+NOT_RUNNING = (
+    "STRIPE_SECRET_KEY is not set and the offline Stripe emulator is not running: start "
+    "`make run` (or `novo-gateway serve`) in another terminal, or set STRIPE_SECRET_KEY."
+)
+
+
+def offline_file(settings: Settings) -> Path:
+    return _state_dir(settings) / OFFLINE_FILE
+
+
+def _write_offline_file(path: Path, env: dict[str, str]) -> None:
+    """The emulator's settings for the CLI, readable by this user only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{k}={env[k]}\n" for k in OFFLINE_SETTINGS if k in env)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def offline_settings(settings: Settings) -> Settings:
+    """`settings` pointed at the emulator `serve` is running (no STRIPE_SECRET_KEY given);
+    DemoError (saying what to run) when none runs."""
+    path = offline_file(settings)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        raise DemoError(NOT_RUNNING) from None
+    values = dict(line.split("=", 1) for line in lines if "=" in line)
+    url = values.get("STRIPE_API_BASE", "")
+    if not values.get("STRIPE_SECRET_KEY") or not url or not _is_emulator(url):
+        raise DemoError(NOT_RUNNING)
+    update = {"stripe_secret_key": values["STRIPE_SECRET_KEY"], "stripe_api_base": url}
+    for name, field in OFFLINE_SETTINGS.items():
+        if field not in update and values.get(name) and not getattr(settings, field):
+            update[field] = values[name]  # what the settings give wins
+    return settings.model_copy(update=update)
+
+
 def webhook_url(host: str, port: int) -> str:
     """Where the emulator sends webhooks: the gateway on this machine."""
     reachable = EMULATOR_HOST if host in {"0.0.0.0", "::", "", "localhost"} else host  # noqa: S104
@@ -178,6 +233,9 @@ async def _set_up(settings: Settings, url: str) -> SetupResult:
         for old in await stripe.webhook_endpoints():
             if old.url == url or _is_local_gateway(old.url):
                 await stripe.delete_webhook_endpoint(old.id)
+        for destination in await stripe.event_destinations():
+            if destination.url and (destination.url == url or _is_local_gateway(destination.url)):
+                await stripe.delete_event_destination(destination.id)
         return await setup_stripe(stripe, settings, webhook_url=url)
     finally:
         await stripe.close()
@@ -204,14 +262,18 @@ def offline_stripe(settings: Settings, *, host: str, port: int) -> Iterator[dict
         result = asyncio.run(_set_up(local, webhook_url(host, port)))
         env["STRIPE_PRICE_ID"] = result.price_id
         env["STRIPE_PRODUCT_ID"] = result.product_id
-        if result.webhook_secret:
-            env["STRIPE_WEBHOOK_SECRET"] = result.webhook_secret
+        env["STRIPE_PORTAL_CONFIGURATION_ID"] = result.portal_configuration_id
+        if result.webhook_secrets:
+            env["STRIPE_WEBHOOK_SECRET"] = ",".join(result.webhook_secrets)
         os.environ.update(env)
+        _write_offline_file(offline_file(settings), env)
         pid = f" (pid {emulator.pid})" if emulator.pid else " (already running)"
         log.info(
             "offline demo: Stripe emulator at %s%s, price %s", emulator.url, pid, result.price_id
         )
         yield env
     finally:
+        with contextlib.suppress(OSError):
+            offline_file(settings).unlink()
         emulator.stop()
         signal.signal(signal.SIGTERM, previous)

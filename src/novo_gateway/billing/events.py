@@ -11,9 +11,11 @@ exactly once. Handlers are safe in any order: Stripe does not promise one.
 - `invoice.paid`, `invoice.payment_failed`: the subscription they belong to is re-read from
   Stripe, so an account leaves (or enters) `past_due` without waiting for the subscription event.
 - `invoice.finalized`: logged (the invoices endpoint reads Stripe directly).
-- `v1.billing.meter.error_report_triggered` (a v2 thin event): meter events Stripe accepted but
-  could not count. Logged with the error codes, counted, and the usage reports Stripe names are
-  marked with the error (`usage_reports.last_error`) for an operator.
+- `v1.billing.meter.error_report_triggered` (a v2 thin event, sent by Stripe only to an event
+  destination; the delivery carries ids only and the event itself is read from
+  `GET /v2/core/events/{id}`): meter events Stripe accepted but could not count. Logged with the
+  error codes, counted, and the usage reports Stripe names are dead-lettered with Stripe's
+  message (`novo-gateway reports` lists them, `retry-report` sends them again).
 
 An event about a customer we do not know is a logged no-op.
 """
@@ -184,7 +186,7 @@ async def on_invoice_finalized(
 async def on_meter_error_report(
     session: AsyncSession, event: dict[str, Any], ctx: EventContext
 ) -> str:
-    """Meter events Stripe could not count: log, and mark the usage reports it names."""
+    """Meter events Stripe could not count: log, and dead-letter the usage reports it names."""
     meter = (event.get("related_object") or {}).get("id")
     data = event.get("data")
     if not isinstance(data, dict) and ctx.stripe is not None:
@@ -213,8 +215,11 @@ async def on_meter_error_report(
         ", ".join(codes) or "no error types",
     )
     for identifier, message in marks.items():
+        # Stripe did not count it: dead until an operator fixes the cause and retries it.
         await session.execute(
-            update(UsageReport).where(UsageReport.id == identifier).values(last_error=message)
+            update(UsageReport)
+            .where(UsageReport.id == identifier, UsageReport.status != "expired")
+            .values(status="dead", last_error=message[:1000])
         )
     return "recorded"
 

@@ -67,13 +67,29 @@ async def create_portal_session(
     return PortalSession(url=url)
 
 
+@router.post("/payment-method", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
+async def create_payment_method_session(
+    user: CurrentAccount,
+    runtime: RuntimeDep,
+    body: Annotated[PortalRequest | None, Body()] = None,
+) -> PortalSession:
+    """A Stripe link where the customer adds a payment method (saved as the default for their
+    invoices), coming back to `returnUrl` (an allowed origin)."""
+    return_url = body.return_url if body is not None else None
+    url = await service.payment_method_url(runtime.stripe, runtime.settings, user, return_url)
+    return PortalSession(url=url)
+
+
 @router.get("/subscription", responses=error_responses(*_AUTH_ERRORS))
 async def get_subscription(
     user: CurrentAccount, runtime: RuntimeDep
 ) -> Subscription | NoSubscription:
-    """The account's subscription as last heard from Stripe, and whether it may call the API."""
+    """The account's subscription as last heard from Stripe, whether it may call the API, and
+    (read from Stripe) whether a payment method is on file."""
     grace = timedelta(days=runtime.settings.stripe_past_due_grace_days)
-    view = service.subscription_view(user, now=runtime.clock.now(), grace=grace)
+    view = await service.subscription_details(
+        runtime.stripe, user, now=runtime.clock.now(), grace=grace
+    )
     return Subscription.of(view) if user.subscription_id else NoSubscription.of(view)
 
 

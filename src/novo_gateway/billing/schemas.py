@@ -179,6 +179,11 @@ class Subscription(CamelModel):
         description="When a past-due account stops being allowed to call the API."
     )
     api_access: bool = Field(description="Whether the account may call the metered API now.")
+    payment_method_on_file: bool | None = Field(
+        default=None,
+        description="Whether Stripe holds a payment method to charge invoices past the free "
+        "tier (null when it cannot be known now). Add one with POST /billing/payment-method.",
+    )
 
     @classmethod
     def of(cls, view: SubscriptionView) -> Subscription:
@@ -192,6 +197,7 @@ class Subscription(CamelModel):
             past_due_since=user.past_due_since,
             grace_ends_at=view.grace_ends_at,
             api_access=view.api_access,
+            payment_method_on_file=view.payment_method_on_file,
         )
 
 

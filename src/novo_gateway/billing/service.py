@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
@@ -110,6 +110,28 @@ async def portal_url(
     return await guarded(require_stripe(stripe).portal_url(customer, back))
 
 
+async def payment_method_url(
+    stripe: StripeBilling | None, settings: Settings, user: User, return_url: str | None
+) -> str:
+    """A portal link that goes straight to adding a payment method, then back to an allowed
+    URL: a customer without one cannot pay for usage past the free tier."""
+    back = portal.checked_return_url(return_url, settings)
+    customer = customer_of(user)
+    return await guarded(require_stripe(stripe).payment_method_url(customer, back))
+
+
+async def payment_method_on_file(stripe: StripeBilling | None, user: User) -> bool | None:
+    """Whether Stripe holds a payment method to charge the account's invoices; None when that
+    cannot be known now (Stripe not configured, unreachable, or no customer yet)."""
+    if stripe is None or not user.stripe_customer_id:
+        return None
+    try:
+        return await stripe.has_payment_method(user.stripe_customer_id, user.subscription_id)
+    except (StripeFailure, StripeRejected) as exc:
+        log.warning("payment method of customer %s unknown: %s", user.stripe_customer_id, exc)
+        return None
+
+
 # --- The subscription -------------------------------------------------------------------------
 
 
@@ -120,6 +142,7 @@ class SubscriptionView:
     user: User
     api_access: bool
     grace_ends_at: datetime | None
+    payment_method_on_file: bool | None = None
 
 
 def subscription_view(user: User, *, now: datetime, grace: timedelta) -> SubscriptionView:
@@ -136,6 +159,16 @@ def _changed(session: AsyncSession, user: User, forget: AccessChanged) -> None:
     the change commits, so its next call is judged on the new state (others within a second)."""
     user_id = user.id
     after_commit(session, lambda: forget(user_id))
+
+
+async def subscription_details(
+    stripe: StripeBilling | None, user: User, *, now: datetime, grace: timedelta
+) -> SubscriptionView:
+    """`subscription_view`, plus whether a payment method is on file (read from Stripe)."""
+    view = subscription_view(user, now=now, grace=grace)
+    if not user.subscription_id:
+        return view
+    return replace(view, payment_method_on_file=await payment_method_on_file(stripe, user))
 
 
 async def cancel(

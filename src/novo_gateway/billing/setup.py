@@ -1,9 +1,18 @@
-"""Stripe set-up: the meter, product, price, portal configuration and webhook endpoint we bill with.
+"""Stripe set-up: the meter, product, price, portal configuration, webhook endpoint and event
+destination we bill with.
 
 Idempotent: each object is found first (the meter by `event_name`, the product by its fixed id,
-the price by `lookup_key`, the portal configuration by a metadata marker, the webhook endpoint by
-its URL) and created only when missing, so a second run changes nothing. No idempotency keys are
-needed: every object is found again by these handles if a run stops halfway.
+the price by `lookup_key`, the portal configuration by a metadata marker, the webhook endpoint and
+the event destination by their URL) and created only when missing, so a second run changes
+nothing. No idempotency keys are needed: every object is found again by these handles if a run
+stops halfway.
+
+Two receivers share the gateway's webhook URL: a v1 webhook endpoint for the snapshot events
+(subscriptions, invoices) and a v2 event destination (`event_payload: thin`) for
+`v1.billing.meter.error_report_triggered`, a thin event that Stripe sends only to event
+destinations (a v1 endpoint's `enabled_events` cannot name it). Each has its own signing secret;
+STRIPE_WEBHOOK_SECRET takes both, comma-separated. Stripe shows a secret only when the object is
+created.
 
 Pricing changes: a price cannot be edited, so when FREE_TIER_CALLS or COST_PER_CALL no longer
 match the price holding the lookup key, a new price is created with `transfer_lookup_key=true`.
@@ -22,8 +31,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from novo_gateway.billing.stripe_client import API_VERSION, StripeBilling, StripeRejected
-from novo_gateway.billing.stripe_types import MeterInfo, PriceInfo, PriceTier
+from novo_gateway.billing.stripe_client import (
+    API_VERSION,
+    SETUP_MARKER,
+    StripeBilling,
+    StripeRejected,
+)
+from novo_gateway.billing.stripe_types import (
+    EventDestinationInfo,
+    MeterInfo,
+    PriceInfo,
+    PriceTier,
+)
 from novo_gateway.config import Settings
 
 DEFAULT_PRODUCT_ID = "prod_novo_api"
@@ -32,7 +51,7 @@ PRICE_LOOKUP_KEY = "novo_api_calls_monthly"
 CURRENCY = "usd"
 CUSTOMER_PAYLOAD_KEY = "stripe_customer_id"
 VALUE_PAYLOAD_KEY = "value"
-MARKER = {"novo_gateway": "billing"}
+MARKER = SETUP_MARKER
 WEBHOOK_PATH = "/webhooks/stripe"
 METER_ERROR_EVENT = "v1.billing.meter.error_report_triggered"
 WEBHOOK_EVENTS = (
@@ -43,8 +62,9 @@ WEBHOOK_EVENTS = (
     "invoice.finalized",
     "invoice.paid",
     "invoice.payment_failed",
-    METER_ERROR_EVENT,
 )
+# Thin events: through the event destination only.
+DESTINATION_EVENTS = (METER_ERROR_EVENT,)
 # Stripe keeps at most 12 decimal places of a cent in `unit_amount_decimal`.
 MAX_CENT_DECIMALS = 12
 
@@ -108,14 +128,25 @@ class SetupResult:
     portal_configuration_id: str
     webhook_endpoint_id: str | None = None
     webhook_secret: str | None = field(default=None, repr=False)
+    event_destination_id: str | None = None
+    destination_secret: str | None = field(default=None, repr=False)
     changed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """The signing secrets shown this run: the endpoint's and the destination's."""
+        return [s for s in (self.webhook_secret, self.destination_secret) if s]
+
     def env_lines(self) -> list[str]:
         """The settings to paste into `.env`."""
-        lines = [f"STRIPE_PRODUCT_ID={self.product_id}", f"STRIPE_PRICE_ID={self.price_id}"]
-        if self.webhook_secret:
-            lines.append(f"STRIPE_WEBHOOK_SECRET={self.webhook_secret}")
+        lines = [
+            f"STRIPE_PRODUCT_ID={self.product_id}",
+            f"STRIPE_PRICE_ID={self.price_id}",
+            f"STRIPE_PORTAL_CONFIGURATION_ID={self.portal_configuration_id}",
+        ]
+        if self.webhook_secrets:
+            lines.append(f"STRIPE_WEBHOOK_SECRET={','.join(self.webhook_secrets)}")
         return lines
 
 
@@ -151,6 +182,7 @@ async def setup_stripe(
     )
     if webhook_url:
         await _ensure_webhook(stripe, webhook_url, result)
+        await _ensure_destination(stripe, webhook_url, result)
     return result
 
 
@@ -277,33 +309,19 @@ async def _ensure_portal(stripe: StripeBilling, settings: Settings, changed: lis
 async def _ensure_webhook(stripe: StripeBilling, url: str, result: SetupResult) -> None:
     endpoint = await stripe.find_webhook_endpoint(url)
     if endpoint is None:
-        params: dict[str, Any] = {
-            "url": url,
-            "enabled_events": list(WEBHOOK_EVENTS),
-            "api_version": API_VERSION,
-            "description": "Novo Gateway billing",
-            "metadata": MARKER,
-        }
-        try:
-            endpoint = await stripe.create_webhook_endpoint(params)
-        except StripeRejected as exc:
-            # Stripe may only send thin (v2) events to an event destination: subscribe to the
-            # rest here and say how to get meter error reports.
-            if exc.status != 400 or METER_ERROR_EVENT not in str(exc):
-                raise
-            params["enabled_events"] = [e for e in WEBHOOK_EVENTS if e != METER_ERROR_EVENT]
-            endpoint = await stripe.create_webhook_endpoint(params)
-            result.notes.append(
-                f"Stripe refused {METER_ERROR_EVENT} on a webhook endpoint; add an event "
-                f"destination for it (Workbench → Event destinations) sending to {url}."
-            )
+        endpoint = await stripe.create_webhook_endpoint(
+            {
+                "url": url,
+                "enabled_events": list(WEBHOOK_EVENTS),
+                "api_version": API_VERSION,
+                "description": "Novo Gateway billing",
+                "metadata": MARKER,
+            }
+        )
         result.changed.append(f"webhook endpoint {endpoint.id}")
         result.webhook_secret = endpoint.secret
     else:
-        # The thin meter-error event is optional here: Stripe may want an event destination.
-        missing = [
-            e for e in WEBHOOK_EVENTS if e not in endpoint.enabled_events and e != METER_ERROR_EVENT
-        ]
+        missing = [e for e in WEBHOOK_EVENTS if e not in endpoint.enabled_events]
         changes: dict[str, Any] = {}
         if missing and "*" not in endpoint.enabled_events:
             changes["enabled_events"] = sorted({*endpoint.enabled_events, *missing})
@@ -314,10 +332,51 @@ async def _ensure_webhook(stripe: StripeBilling, url: str, result: SetupResult) 
             result.changed.append(f"webhook endpoint {endpoint.id} (updated)")
         result.notes.append(
             f"The webhook endpoint {endpoint.id} for {url} already exists. Stripe shows its "
-            "signing secret only when it is created: keep STRIPE_WEBHOOK_SECRET from that run, "
-            "or roll the secret in the Dashboard."
+            "signing secret only when it is created: keep it in STRIPE_WEBHOOK_SECRET from that "
+            "run, or roll the secret in the Dashboard."
         )
     result.webhook_endpoint_id = endpoint.id
+
+
+def _ours(destination: EventDestinationInfo, url: str) -> bool:
+    return destination.url == url and destination.event_payload == "thin"
+
+
+async def _ensure_destination(stripe: StripeBilling, url: str, result: SetupResult) -> None:
+    """The thin-event destination for meter error reports, sending to the same URL."""
+    found = [d for d in await stripe.event_destinations() if _ours(d, url)]
+    if not found:
+        destination = await stripe.create_event_destination(
+            {
+                "name": "Novo Gateway meter errors",
+                "description": "Meter events Stripe could not count",
+                "type": "webhook_endpoint",
+                "event_payload": "thin",
+                "enabled_events": list(DESTINATION_EVENTS),
+                "webhook_endpoint": {"url": url},
+                "metadata": MARKER,
+            }
+        )
+        result.changed.append(f"event destination {destination.id}")
+        result.destination_secret = destination.secret
+        result.event_destination_id = destination.id
+        return
+    destination = found[0]
+    missing = [e for e in DESTINATION_EVENTS if e not in destination.enabled_events]
+    if missing:
+        events = sorted({*destination.enabled_events, *missing})
+        destination = await stripe.update_event_destination(
+            destination.id, {"enabled_events": events}
+        )
+        result.changed.append(f"event destination {destination.id} (updated)")
+    if destination.status != "enabled":
+        await stripe.enable_event_destination(destination.id)
+        result.changed.append(f"event destination {destination.id} (enabled)")
+    result.notes.append(
+        f"The event destination {destination.id} for {url} already exists. Stripe shows its "
+        "signing secret only when it is created: keep it in STRIPE_WEBHOOK_SECRET from that run."
+    )
+    result.event_destination_id = destination.id
 
 
 async def run_setup(settings: Settings, *, webhook_url: str | None = None) -> SetupResult:

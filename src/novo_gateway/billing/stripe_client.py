@@ -23,6 +23,7 @@ from novo_gateway.billing.stripe_types import (
     ITEM_SOURCE,
     ITEM_UNITS,
     CarriedItem,
+    EventDestinationInfo,
     InvoiceInfo,
     MeterEvent,
     MeterInfo,
@@ -34,6 +35,7 @@ from novo_gateway.billing.stripe_types import (
     WebhookEndpointInfo,
     as_dict,
     carried_item,
+    event_destination_info,
     invoice_info,
     meter_info,
     period_invoice,
@@ -47,6 +49,8 @@ from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 
 API_VERSION = "2026-10-28.endive"
+# Metadata on the objects `setup-stripe` creates, to find them again.
+SETUP_MARKER: Mapping[str, str] = {"novo_gateway": "billing"}
 WEBHOOK_TOLERANCE_SECONDS = 300
 
 
@@ -119,6 +123,7 @@ class StripeBilling:
         self._limit = _RateLimit(settings.stripe_rate_limit_per_second)
         self._meter_ids: dict[str, str] = {}
         self._stream_token: tuple[str, float] | None = None
+        self._portal_configuration: str | None = None
 
     @property
     def sdk(self) -> stripe.StripeClient:
@@ -424,12 +429,57 @@ class StripeBilling:
         return upcoming_invoice(preview)
 
     async def portal_url(self, customer_id: str, return_url: str) -> str:
-        """A billing portal session's URL for the customer, coming back to `return_url`."""
+        """A billing portal session's URL for the customer, coming back to `return_url`, with
+        our portal configuration (Stripe's default one is the Dashboard's, not ours)."""
+        params = {"customer": customer_id, "return_url": return_url}
+        configuration = await self.portal_configuration()
+        if configuration:
+            params["configuration"] = configuration
         session = await self.call(
-            self._client.v1.billing_portal.sessions.create_async,
-            params={"customer": customer_id, "return_url": return_url},
+            self._client.v1.billing_portal.sessions.create_async, params=params
         )
         return str(session.url)
+
+    async def payment_method_url(self, customer_id: str, return_url: str) -> str:
+        """A portal session that goes straight to adding a payment method (saved as the
+        customer's default), then back to `return_url`."""
+        params: dict[str, Any] = {
+            "customer": customer_id,
+            "return_url": return_url,
+            "flow_data": {
+                "type": "payment_method_update",
+                "after_completion": {"type": "redirect", "redirect": {"return_url": return_url}},
+            },
+        }
+        configuration = await self.portal_configuration()
+        if configuration:
+            params["configuration"] = configuration
+        session = await self.call(
+            self._client.v1.billing_portal.sessions.create_async, params=params
+        )
+        return str(session.url)
+
+    async def has_payment_method(self, customer_id: str, subscription_id: str | None) -> bool:
+        """Whether Stripe can charge the customer's invoices: a default payment method on the
+        customer (`invoice_settings`) or on the subscription."""
+        customer = as_dict(await self.call(self._client.v1.customers.retrieve_async, customer_id))
+        if (customer.get("invoice_settings") or {}).get("default_payment_method"):
+            return True
+        if subscription_id is None:
+            return False
+        sub = as_dict(
+            await self.call(self._client.v1.subscriptions.retrieve_async, subscription_id)
+        )
+        return bool(sub.get("default_payment_method"))
+
+    async def portal_configuration(self) -> str | None:
+        """STRIPE_PORTAL_CONFIGURATION_ID, else the configuration `setup-stripe` made, found by
+        its metadata (once, then cached); None when there is none."""
+        if self._settings.stripe_portal_configuration_id:
+            return self._settings.stripe_portal_configuration_id
+        if self._portal_configuration is None:
+            self._portal_configuration = await self.find_portal_configuration(SETUP_MARKER)
+        return self._portal_configuration
 
     async def thin_event(self, event_id: str) -> dict[str, Any]:
         """A v2 event with its `data` (webhooks carry thin events without it)."""
@@ -535,6 +585,40 @@ class StripeBilling:
 
     async def delete_webhook_endpoint(self, endpoint_id: str) -> None:
         await self.call(self._client.v1.webhook_endpoints.delete_async, endpoint_id)
+
+    # --- v2 event destinations (thin events such as meter error reports) ---------------------
+
+    async def event_destinations(self) -> list[EventDestinationInfo]:
+        """The account's event destinations, with their URLs (redacted unless asked for)."""
+        page = await self.call(
+            self._client.v2.core.event_destinations.list_async,
+            params={"include": ["webhook_endpoint.url"], "limit": 100},
+        )
+        return [event_destination_info(d) for d in page.data]
+
+    async def create_event_destination(self, params: Mapping[str, Any]) -> EventDestinationInfo:
+        """Create a destination; its signing secret is in this answer only."""
+        destination = await self.call(
+            self._client.v2.core.event_destinations.create_async,
+            params={**params, "include": ["webhook_endpoint.signing_secret"]},
+        )
+        return event_destination_info(destination)
+
+    async def update_event_destination(
+        self, destination_id: str, params: Mapping[str, Any]
+    ) -> EventDestinationInfo:
+        destination = await self.call(
+            self._client.v2.core.event_destinations.update_async,
+            destination_id,
+            params={**params, "include": ["webhook_endpoint.url"]},
+        )
+        return event_destination_info(destination)
+
+    async def enable_event_destination(self, destination_id: str) -> None:
+        await self.call(self._client.v2.core.event_destinations.enable_async, destination_id)
+
+    async def delete_event_destination(self, destination_id: str) -> None:
+        await self.call(self._client.v2.core.event_destinations.delete_async, destination_id)
 
     async def find_customer(self, *, email: str, account_id: int) -> str | None:
         """Our customer for an account: listed by email (consistent, unlike search), then

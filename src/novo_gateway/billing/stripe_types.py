@@ -347,3 +347,30 @@ def carried_item(item: Any) -> CarriedItem | None:
         source=metadata.get(ITEM_SOURCE),
         invoice_id=invoice if isinstance(invoice, str) or invoice is None else invoice["id"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EventDestinationInfo:
+    """A v2 event destination (thin events reach us only through one)."""
+
+    id: str
+    url: str | None
+    status: str
+    event_payload: str
+    enabled_events: tuple[str, ...]
+    metadata: dict[str, str]
+    secret: str | None = field(default=None, repr=False)
+
+
+def event_destination_info(destination: Any) -> EventDestinationInfo:
+    data = as_dict(destination)
+    endpoint = data.get("webhook_endpoint") or {}
+    return EventDestinationInfo(
+        id=str(data["id"]),
+        url=endpoint.get("url"),
+        status=str(data.get("status") or "enabled"),
+        event_payload=str(data.get("event_payload") or ""),
+        enabled_events=tuple(data.get("enabled_events") or ()),
+        metadata=dict(data.get("metadata") or {}),
+        secret=endpoint.get("signing_secret"),
+    )

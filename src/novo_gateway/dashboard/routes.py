@@ -330,6 +330,19 @@ async def resume_subscription(
     return await _act(request, session, runtime, viewer, resume)
 
 
+@router.post("/payment-method")
+async def add_payment_method(
+    request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer
+) -> Response:
+    async def open_form(viewer: Viewer) -> Response:
+        back = service.portal_return_url(str(request.base_url), runtime)
+        return _redirect(
+            await billing.payment_method_url(runtime.stripe, runtime.settings, viewer.user, back)
+        )
+
+    return await _act(request, session, runtime, viewer, open_form)
+
+
 @router.post("/portal")
 async def billing_portal(
     request: Request, session: Session, runtime: RuntimeDep, viewer: FormViewer

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Final
 
@@ -19,6 +19,7 @@ from novo_gateway.billing import portal
 from novo_gateway.billing import service as billing
 from novo_gateway.billing.carryover import carried_into
 from novo_gateway.billing.schemas import Invoice, Upcoming
+from novo_gateway.billing.subscription_state import ENDED
 from novo_gateway.dashboard.chart import UsageChart, usage_chart
 from novo_gateway.errors import GatewayError
 from novo_gateway.keys import service as keys
@@ -126,9 +127,24 @@ async def dashboard(session: AsyncSession, runtime: Runtime, user: User) -> Dash
             ApiKeyInfo.of(k, now=now, pending_last_use=runtime.keys.pending_last_use(k.id))
             for k in reversed(rows)
         ],
-        subscription=billing.subscription_view(user, now=now, grace=grace),
+        subscription=replace(
+            billing.subscription_view(user, now=now, grace=grace),
+            payment_method_on_file=await load_payment_method(runtime, user),
+        ),
         invoices=await load_invoices(runtime, user),
     )
+
+
+async def load_payment_method(runtime: Runtime, user: User) -> bool | None:
+    """Whether Stripe holds a card for the account (None: unknown, so no banner)."""
+    if not user.subscription_id or user.subscription_status in ENDED:
+        return None
+    try:
+        async with asyncio.timeout(INVOICES_TIMEOUT_SECONDS):
+            return await billing.payment_method_on_file(runtime.stripe, user)
+    except TimeoutError:
+        log.warning("the payment method for the dashboard took too long")
+        return None
 
 
 def portal_return_url(base_url: str, runtime: Runtime) -> str | None:

@@ -67,6 +67,7 @@ ENDPOINTS: Final[tuple[tuple[str, tuple[Endpoint, ...]], ...]] = (
             Endpoint("GET", "/billing/usage/endpoints?days=30", "Usage by endpoint", "key"),
             Endpoint("GET", "/billing/invoices", "Invoice history", "key"),
             Endpoint("POST", "/billing/portal", "A Stripe billing portal link", "key"),
+            Endpoint("POST", "/billing/payment-method", "A Stripe link to add a card", "key"),
             Endpoint("GET", "/billing/subscription", "Subscription details", "key"),
             Endpoint("POST", "/billing/subscription/cancel", "Cancel at period end", "key"),
         ),
