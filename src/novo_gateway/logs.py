@@ -33,9 +33,14 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # Our own access log (http_middleware) redacts keys in query strings; uvicorn's would not,
+    # and it writes whenever its logger has a handler, wherever this runs (each worker too).
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
     # Client libraries log every request at INFO; our own access log and errors say what matters.
     for name in ("httpx", "httpcore", "stripe", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

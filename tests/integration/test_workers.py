@@ -20,11 +20,14 @@ _LIVE_200 = re.compile(
 )
 
 
+def _all(log_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+
+
 def _access(log_path: Path, request: str) -> list[dict[str, Any]]:
-    entries = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     return [
         e
-        for e in entries
+        for e in _all(log_path)
         if e["logger"] == "novo_gateway.access" and e["message"].startswith(request + " 200")
     ]
 
@@ -57,11 +60,18 @@ def test_two_workers_write_json_access_lines_and_serve_one_metrics_view(
             assert found is not None
             counts.append(float(found.group(1)))
 
+        secret = "nk_" + "s" * 40
+        for _ in range(8):  # whichever worker answers logs the query redacted, once
+            httpx.get(f"{gateway.url}/api/v1/insights?api_key={secret}", timeout=10)
         calls = _until_both_workers_answer(log_path, "GET /health/live", live)
         scrapes = _until_both_workers_answer(log_path, "GET /metrics", scrape)
 
     # Every scrape, whichever worker answered it, counts both workers' requests.
     assert set(counts) == {float(calls)}
-    # Every line of both workers is JSON, and each request has its access line.
+    # Every line of both workers is JSON, and each request has its access line, ours only:
+    # uvicorn's own would show the key.
+    assert secret not in log_path.read_text()
+    redacted = [e for e in _all(log_path) if "api_key=[REDACTED]" in e["message"]]
+    assert len(redacted) == 8
     assert len(_access(log_path, "GET /health/live")) == calls
     assert len(_access(log_path, "GET /metrics")) == scrapes
