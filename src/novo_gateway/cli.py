@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import sys
+import time
 from datetime import timedelta
 from typing import Annotated, NoReturn
 
@@ -32,6 +35,33 @@ app = typer.Typer(
     rich_markup_mode="markdown",  # paragraphs reflow to the terminal's width
 )
 log = logging.getLogger("novo_gateway.cli")
+
+
+class _Progress:
+    """A running count on stderr while a long command works: one line rewritten in place on a
+    terminal, else (a log, a pipe) a line a second at most."""
+
+    def __init__(self, command: str) -> None:
+        self._prefix = f"{command}: "
+        self._tty = sys.stderr.isatty()
+        self._last = -math.inf
+        self._shown = False
+
+    def __call__(self, text: str) -> None:
+        if self._tty:
+            sys.stderr.write(f"\r\033[K{self._prefix}{text}")
+            sys.stderr.flush()
+            self._shown = True
+        elif time.monotonic() - self._last >= 1.0:
+            self._last = time.monotonic()
+            typer.echo(self._prefix + text, err=True)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._shown:  # end the rewritten line before the command's own output
+            sys.stderr.write("\n")
 
 
 def _print_version(value: bool) -> None:
@@ -168,7 +198,10 @@ def report_usage(
 ) -> None:
     """Report every pending billable call to Stripe now; exit 0 when nothing is left."""
     settings = _stripe_settings()
-    run, left, dead = asyncio.run(billing_ops.report_all(settings, max_seconds=max_seconds))
+    with _Progress("report-usage") as progress:
+        run, left, dead = asyncio.run(
+            billing_ops.report_all(settings, max_seconds=max_seconds, progress=progress)
+        )
     typer.echo(
         f"Claimed {run.claimed_events} events into {run.reports_created} reports; "
         f"sent {run.sent}, carried over {run.carried}, retried {run.retried}, "
@@ -230,7 +263,10 @@ def reconcile(
     reports are too recent to judge)."""
     settings = _stripe_settings()
     settle = timedelta(minutes=settle_minutes)
-    lines, drifting = asyncio.run(billing_ops.reconcile(settings, fix=fix, settle=settle))
+    with _Progress("reconcile") as progress:
+        lines, drifting = asyncio.run(
+            billing_ops.reconcile(settings, fix=fix, settle=settle, progress=progress)
+        )
     for line in lines:
         typer.echo(line)
     if drifting:

@@ -39,7 +39,17 @@ _API_KEY: list[dict[str, list[str]]] = [
     {"ApiKeyQuery": []},
 ]
 _PUBLIC = frozenset(
-    {"/health", "/auth/register", "/auth/login", "/webhooks/stripe", "/api/v1/health"}
+    {
+        "/health",
+        "/health/live",
+        "/health/ready",
+        "/auth/register",
+        "/auth/login",
+        "/auth/password-reset",
+        "/auth/password-reset/confirm",
+        "/webhooks/stripe",
+        "/api/v1/health",
+    }
 )
 
 
@@ -54,7 +64,9 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
         "billed again; the key with another request is 422; a retry while the first runs "
         "waits for its answer, else 409."
     ),
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    # Printable ASCII, not starting or ending with a space or a quote (the gateway also takes
+    # the draft's quoted form, `"abc"`, and other printable characters).
+    "schema": {"type": "string", "pattern": "^[!#-~]([ -~]{0,253}[!#-~])?$"},
 }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from novo_gateway.accounts.models import User
+from novo_gateway.billing import operations
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import UsageReporter
@@ -259,3 +260,29 @@ async def test_units_reported_after_the_invoice_was_final_are_drift_that_fix_car
         3
     ]
     assert await invoiced_units(stripe_billing, ada.customer) == 13 == closed.ledger_units
+
+
+async def test_report_usage_and_reconcile_tell_their_progress(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    stripe_settings: Settings,
+    emulator: Emulator,
+    meter_id: str,
+) -> None:
+    for email in ("ada@example.com", "bob@example.com"):
+        user_id, key_id, _customer = await ledger.customer(stripe_billing, email)
+        await ledger.record(user_id, key_id, 3)
+    said: list[str] = []
+    run, left, _dead = await operations.report_all(
+        stripe_settings, max_seconds=30, progress=said.append
+    )
+    assert (run.claimed_events, left) == (6, 0)
+    assert said[-1] == f"6 events claimed, {run.sent} reports sent"
+
+    said.clear()
+    lines, drifting = await operations.reconcile(
+        stripe_settings, fix=False, settle=timedelta(0), progress=said.append
+    )
+    assert drifting == 0 and len(lines) == 2
+    assert said[:2] == ["invoices of 1/2 customers read", "invoices of 2/2 customers read"]
+    assert said[-1] == "meter totals of 2/2 periods read"

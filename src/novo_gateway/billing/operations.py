@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -15,6 +15,9 @@ from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+
+# A running count for the operator while a long command works (cli.py prints it).
+Progress = Callable[[str], None]
 
 
 @asynccontextmanager
@@ -35,11 +38,18 @@ async def _stripe(settings: Settings) -> AsyncIterator[StripeBilling]:
         await stripe.close()
 
 
-async def report_all(settings: Settings, *, max_seconds: float) -> tuple[ReporterRun, int, int]:
+async def report_all(
+    settings: Settings, *, max_seconds: float, progress: Progress | None = None
+) -> tuple[ReporterRun, int, int]:
     """Report everything pending; returns the run, what is still pending, and dead reports."""
     async with _database(settings) as sessions, _stripe(settings) as stripe:
         reporter = UsageReporter(sessions, stripe, settings, Clock())
-        run = await reporter.drain(max_seconds=max_seconds)
+
+        def tell(total: ReporterRun) -> None:
+            if progress is not None:
+                progress(f"{total.claimed_events} events claimed, {total.sent} reports sent")
+
+        run = await reporter.drain(max_seconds=max_seconds, progress=tell)
         left = await reporter.pending()
         async with session_scope(sessions) as session:
             dead = await session.scalar(select(func.count()).where(UsageReport.status == "dead"))
@@ -93,14 +103,14 @@ async def requeue_dead(sessions: SessionFactory, clock: Clock, report_id: str) -
 
 
 async def reconcile(
-    settings: Settings, *, fix: bool, settle: timedelta = SETTLE
+    settings: Settings, *, fix: bool, settle: timedelta = SETTLE, progress: Progress | None = None
 ) -> tuple[list[str], int]:
     """Lines describing each customer's drift, and how many customers drift (and, with `fix`,
     how many positive drifts were left because their latest reports are too recent to judge)."""
     async with _database(settings) as sessions, _stripe(settings) as stripe:
         reconciler = Reconciler(sessions, stripe, settings, Clock(), settle=settle)
         lines, drifting = [], 0
-        for d in await reconciler.check():
+        for d in await reconciler.check(progress=progress):
             state = "ok" if d.drift == 0 else f"DRIFT {d.drift:+}"
             if d.closed and d.drift > 0:
                 state += " reported but not invoiced"

@@ -28,6 +28,7 @@ units, the units of reports sent to Stripe's meter, and those carried over to a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -141,8 +142,12 @@ class Reconciler:
         self._settle = settle
         self._carry = CarryOver(stripe, settings)
 
-    async def check(self, *, user_id: int | None = None) -> list[Drift]:
-        """The drift of every provisioned customer (or one) in each of its periods."""
+    async def check(
+        self, *, user_id: int | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[Drift]:
+        """The drift of every provisioned customer (or one) in each of its periods; `progress`
+        hears how far the questions to Stripe have come."""
+        tell = progress or (lambda _: None)
         meter_id = await self._stripe.meter_id(self._settings.stripe_meter_event_name)
         now = self._clock.now()
         async with session_scope(self._sessions) as session:
@@ -162,6 +167,7 @@ class Reconciler:
                 since = min(i.period_start for i in invoices)
                 items = await self._stripe.carried_items(customer.customer_id, since=since)
             customers[index] = replace(customer, invoices=tuple(invoices), items=tuple(items))
+            tell(f"invoices of {index + 1}/{len(customers)} customers read")
         pending: list[Drift] = []
         async with session_scope(self._sessions) as session:
             for customer in customers:
@@ -176,6 +182,7 @@ class Reconciler:
                 end=_minute_ceil(drift.period_end),
             )
             drifts.append(replace(drift, stripe_units=held))
+            tell(f"meter totals of {len(drifts)}/{len(pending)} periods read")
         return drifts
 
     async def _ledger_side(

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -585,8 +586,11 @@ class UsageReporter:
             log.info("pruned %d usage reports of periods before %s", deleted, cutoff.date())
         return deleted
 
-    async def drain(self, *, max_seconds: float = 300.0) -> ReporterRun:
-        """Report everything pending and wait for Stripe's answers (the `report-usage` command)."""
+    async def drain(
+        self, *, max_seconds: float = 300.0, progress: Callable[[ReporterRun], None] | None = None
+    ) -> ReporterRun:
+        """Report everything pending and wait for Stripe's answers (the `report-usage` command);
+        `progress` sees the running totals after each run."""
         total = ReporterRun()
         deadline = self._clock.monotonic() + max_seconds
         while self._clock.monotonic() < deadline:
@@ -602,6 +606,8 @@ class UsageReporter:
                 ):
                     setattr(total, name, getattr(total, name) + getattr(run, name))
                 total.expired += run.expired
+                if progress is not None:
+                    progress(total)
             if not await self.pending():
                 break
             await asyncio.sleep(min(1.0, max(0.05, await self._seconds_until_due())))
