@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.reconcile import Reconciler
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import FrozenClock
+from novo_gateway.clock import Clock, FrozenClock
 from novo_gateway.config import Settings
 from novo_gateway.db import session_scope
 from novo_gateway.metering.service import usage_summary
@@ -192,6 +193,12 @@ async def test_usage_of_a_pending_account_is_reported_into_its_first_period(
         )
         assert (await summary).billable_units == 10
     assert emulator.total(customer, meter_id) == 10
+    # reconcile counts the first period as /billing/usage does: no drift.
+    reconciler = Reconciler(
+        ledger.sessions, stripe_billing, stripe_settings, Clock(), settle=timedelta(0)
+    )
+    [drift] = await reconciler.check(user_id=user_id)
+    assert (drift.ledger_units, drift.reported_units, drift.drift) == (10, 10, 0)
 
 
 async def test_usage_before_a_later_period_is_not_moved_into_it(

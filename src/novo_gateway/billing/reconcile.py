@@ -44,7 +44,7 @@ from novo_gateway.billing.stripe_types import CarriedItem, MeterEvent, PeriodInv
 from novo_gateway.clock import Clock
 from novo_gateway.config import Settings
 from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.metering.service import calendar_month, period_totals
+from novo_gateway.metering.service import calendar_month, counted_from, period_totals
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ class _Customer:
     user_id: int
     customer_id: str
     current: tuple[datetime, datetime]
+    # Where the ledger counts its first period from (calls made while it was pending).
+    first_period: tuple[datetime, datetime] | None = None
     invoices: tuple[PeriodInvoice, ...] = ()
     items: tuple[CarriedItem, ...] = ()
 
@@ -155,7 +157,16 @@ class Reconciler:
             if user_id is not None:
                 query = query.where(User.id == user_id)
             customers = [
-                _Customer(user.id, str(user.stripe_customer_id), _period(user, now))
+                _Customer(
+                    user.id,
+                    str(user.stripe_customer_id),
+                    _period(user, now),
+                    first_period=(
+                        (user.billing_started_at, counted_from(user, user.billing_started_at))
+                        if user.billing_started_at is not None
+                        else None
+                    ),
+                )
                 for user in (await session.scalars(query)).all()
             ]
         for index, customer in enumerate(customers):  # Stripe is asked outside the session
@@ -203,7 +214,10 @@ class Reconciler:
             invoiced = invoice.metered_units + sum(
                 item.units for item in customer.items if item.period_start == start
             )
-        totals = await period_totals(session, customer.user_id, start, end)
+        counted = start
+        if customer.first_period is not None and customer.first_period[0] == start:
+            counted = customer.first_period[1]
+        totals = await period_totals(session, customer.user_id, counted, end)
         return Drift(
             customer.user_id,
             customer.customer_id,

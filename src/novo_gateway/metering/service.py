@@ -93,10 +93,17 @@ def billing_period(user: User, now: datetime) -> Period:
     """
     renews = not user.cancel_at_period_end and user.subscription_status not in _ENDED
     period = period_at(user.current_period_start, user.current_period_end, now, renews=renews)
+    return Period(counted_from(user, period.start), period.end)
+
+
+def counted_from(user: User, period_start: datetime) -> datetime:
+    """Where the ledger's count of a period starting at `period_start` begins: the account's
+    creation for its first period (calls made while it was pending belong there), else the
+    period's start."""
     first = user.billing_started_at
-    if first is not None and period.start == first and user.created_at < first:
-        return Period(user.created_at, period.end)
-    return period
+    if first is not None and period_start == first and user.created_at < first:
+        return user.created_at
+    return period_start
 
 
 # Subscription statuses that never renew (billing.subscription_state.ENDED; metering cannot
