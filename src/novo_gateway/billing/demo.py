@@ -164,7 +164,7 @@ def _state_dir(settings: Settings) -> Path:
 OFFLINE_FILE = "stripe-emulator.env"
 # What the operator commands need to reach the offline emulator (env name → setting).
 OFFLINE_SETTINGS = {
-    "STRIPE_SECRET_KEY": "stripe_secret_key",
+    "STRIPE_SECRET_KEY": "stripe_secret_key",  # nosec B105: a setting's name, not its value
     "STRIPE_API_BASE": "stripe_api_base",
     "STRIPE_PRICE_ID": "stripe_price_id",
     "STRIPE_PRODUCT_ID": "stripe_product_id",
