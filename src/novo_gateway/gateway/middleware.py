@@ -42,6 +42,7 @@ from novo_gateway.errors import (
 from novo_gateway.gateway.body import read_body, replay
 from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.idempotency import (
+    NO_IDEMPOTENCY,
     Tap,
     fingerprint,
     parse_key,
@@ -129,7 +130,9 @@ class MeteredPath:
         )
         limit_headers = account.headers()
         try:
-            idempotency_key = parse_key(scope["headers"])
+            idempotency_key = (
+                None if scope["method"] in NO_IDEMPOTENCY else parse_key(scope["headers"])
+            )
         except GatewayError as err:
             raise Refused(_with_headers(err, limit_headers)) from err
         try:
