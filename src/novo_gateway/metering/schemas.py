@@ -65,6 +65,11 @@ class CurrentPeriod(_Camel):
         description="`estimatedCost` rounded to whole cents (half up), as Stripe charges it.",
     )
 
+    @property
+    def charge_is_exact(self) -> bool:
+        """Whether the charge in cents is the exact estimate (no need to show both)."""
+        return _amount(self.estimated_charge) == _amount(self.estimated_cost)
+
 
 class DailyUsage(BaseModel):
     date: date
@@ -83,6 +88,11 @@ def _dollars(cents: int) -> str:
     return pricing.format_cost(Decimal(cents) / 100)
 
 
+def _amount(text: str) -> Decimal:
+    """The amount of a money string of these views (`"$0.1030"`)."""
+    return Decimal(text.removeprefix("$"))
+
+
 class CarriedOver(_Camel):
     """Usage of earlier periods that reached Stripe after their invoice was final: charged on
     the invoice that closes this period, at the price it had in its own period."""
@@ -90,6 +100,11 @@ class CarriedOver(_Camel):
     total_calls: int = 0
     amount: str = Field(default="$0.0000", examples=["$0.0050"])
     periods: list[CarriedOverPeriod] = Field(default_factory=list)
+
+    @property
+    def charge(self) -> str:
+        """The amount as the invoice shows it, in cents (it is whole cents already)."""
+        return pricing.format_charge(_amount(self.amount))
 
     @classmethod
     def of(cls, carried: Sequence[CarriedPeriod]) -> CarriedOver:
