@@ -88,6 +88,7 @@ _PAGE: Final = Template("""<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Novo Gateway</title>
+<link rel="icon" href="/favicon.ico" sizes="16x16">
 <link rel="stylesheet" href="$css">
 </head>
 <body>
