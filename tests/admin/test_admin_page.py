@@ -95,9 +95,31 @@ async def test_customers_are_listed_with_status_usage_and_estimated_cost(
     assert cell(page, "total-customers") == "2"
     assert cell(page, "total-units") == "1,520"
     assert cell(page, "total-revenue") == "$0.50"  # Ada's 500 calls past the free tier
+    assert 'id="total-revenue-exact"' not in page  # the charge is exact: shown once
     rows = re.findall(r"<tr>\s*<td class=\"wrap\"><strong class=\"customer-name\">(\w+)", page)
     assert rows == ["Ada", "Bob"]  # heaviest first
     assert "ada@example.com" in page and "bob@example.com" in page
+
+
+async def test_units_and_charges_are_named_as_billing_usage_names_them(
+    admin_app: AppClient,
+) -> None:
+    """Units this period (free tiers included) and the billable units apart, as the API's
+    `units` and `billableUnits`; each customer's charge rounded to cents as Stripe charges it,
+    with the exact estimate beside it where it differs."""
+    ada, _ = await customer(admin_app, "ada@example.com", "Ada")
+    bob, _ = await customer(admin_app, "bob@example.com", "Bob")
+    await record(admin_app, ada, 1005)
+    await record(admin_app, bob, 1005)
+
+    page = (await admin_app.get("/admin", headers=BEARER)).text
+
+    assert cell(page, "total-units") == "2,010"
+    assert cell(page, "total-billable-units") == "10"
+    assert "Billable calls" not in page and "Units this period" in page
+    assert cell(page, "total-revenue") == "$0.02"  # two invoices of 5 units: $0.005 each, $0.01
+    assert cell(page, "total-revenue-exact") == "$0.0100"
+    assert page.count("$0.0050") == 2  # each customer's exact estimate, beside its $0.01
 
 
 async def test_customer_names_with_markup_are_shown_as_text(admin_app: AppClient) -> None:

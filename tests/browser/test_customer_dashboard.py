@@ -60,7 +60,7 @@ async def test_customer_signs_in_sees_usage_manages_keys_opens_an_invoice_and_si
     # The figures are /billing/usage's, and the plot has one point per day of the period so far.
     assert number(await page.inner_text("#stat-total")) == usage["totalCalls"]
     assert number(await page.inner_text("#stat-free-left")) == usage["freeTierRemaining"]
-    assert (await page.inner_text("#stat-cost")).strip() == usage["estimatedCost"]
+    assert (await page.inner_text("#stat-cost")).strip() == usage["estimatedCharge"]
     period_start = datetime.fromisoformat(usage["start"]).astimezone(UTC).date()
     days_so_far = (datetime.now(UTC).date() - period_start).days + 1
     points = page.locator("#usage-chart circle.point")

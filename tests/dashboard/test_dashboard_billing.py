@@ -129,7 +129,7 @@ async def test_without_a_card_a_banner_offers_to_add_one_before_the_free_tier_ru
     page = (await app.get("/dashboard")).text
 
     assert 'id="payment-method-banner"' in page
-    assert "Add a payment method before your free calls run out." in page
+    assert "Add a payment method before your free units run out." in page
     response = await app.post("/dashboard/payment-method", data={"csrf": await dashboard_csrf(app)})
     assert response.status_code == 303
     assert response.headers["location"].startswith(f"{emulator.url}/emulator/p/session/")

@@ -59,9 +59,10 @@ def figure(html: str, element_id: str) -> str:
 
 
 async def test_the_figures_are_those_of_billing_usage(march: AppClient) -> None:
+    """Units and calls named apart, and the charge in cents beside the exact estimate."""
     user_id, key = await customer(march)
     await record(march, user_id, NOW - timedelta(days=9), 700)
-    await record(march, user_id, NOW - timedelta(days=2), 450)
+    await record(march, user_id, NOW - timedelta(days=2), 453)
     await record(march, user_id, NOW - timedelta(hours=1), 3, status=500)
     await sign_in(march)
 
@@ -69,9 +70,23 @@ async def test_the_figures_are_those_of_billing_usage(march: AppClient) -> None:
     usage = (await march.get("/billing/usage", headers={"X-API-Key": key})).json()
 
     period = usage["currentPeriod"]
-    assert figure(page, "stat-total") == f"{period['totalCalls']:,}" == "1,150"
+    assert figure(page, "stat-total") == f"{period['units']:,}" == "1,153"
+    assert figure(page, "stat-calls") == f"{period['calls']:,}" == "1,156"
     assert figure(page, "stat-free-left") == str(period["freeTierRemaining"]) == "0"
-    assert figure(page, "stat-cost") == period["estimatedCost"] == "$0.1500"
+    assert figure(page, "stat-cost") == period["estimatedCharge"] == "$0.15"
+    assert figure(page, "stat-cost-exact") == period["estimatedCost"] == "$0.1530"
+    assert "Units this period" in page and "Calls this period" not in page
+
+
+async def test_the_exact_estimate_is_shown_only_where_it_differs(march: AppClient) -> None:
+    user_id, _key = await customer(march)
+    await record(march, user_id, NOW - timedelta(days=2), 1150)
+    await sign_in(march)
+
+    page = (await march.get("/dashboard")).text
+
+    assert figure(page, "stat-cost") == "$0.15"
+    assert 'id="stat-cost-exact"' not in page
 
 
 async def test_the_plot_has_one_point_per_day_of_the_period_so_far(march: AppClient) -> None:
@@ -210,4 +225,4 @@ async def test_late_usage_carried_over_to_this_period_is_shown_with_its_price(
     usage = (await march.get("/billing/usage", headers={"X-API-Key": key})).json()
 
     assert usage["carriedOver"]["totalCalls"] == 7 and usage["carriedOver"]["amount"] == "$0.0500"
-    assert figure(page, "stat-carried") == ("plus 7 calls of earlier periods carried over: $0.0500")
+    assert figure(page, "stat-carried") == ("plus 7 units of earlier periods carried over: $0.05")

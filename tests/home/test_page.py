@@ -42,9 +42,17 @@ async def test_home_shows_pricing_from_settings(
 ) -> None:
     settings = make_settings(cost_per_call=Decimal("0.0025"), free_tier_calls=2500)
     page = (await (await start_app(settings)).get("/")).text
-    assert "<strong>2,500</strong> calls free every month" in page
-    assert "<strong>$0.0025</strong> per call" in page
-    assert "25,000 calls in a month cost $56.2500" in page
+    assert "<strong>2,500</strong> units free every month" in page
+    assert "<strong>$0.0025</strong> per unit" in page
+    assert "25,000 one-unit calls in a\nmonth cost $56.25." in page  # in cents, as charged
+
+
+async def test_home_shows_the_exact_example_cost_only_where_cents_round_it(
+    make_settings: Callable[..., Settings], start_app: Callable[..., Any]
+) -> None:
+    settings = make_settings(cost_per_call=Decimal("0.0001234"), free_tier_calls=1000)
+    page = (await (await start_app(settings)).get("/")).text
+    assert "cost $1.11 ($1.1106 before rounding to cents)." in page
 
 
 async def test_home_quick_start_shows_each_way_to_pass_a_key(client: AppClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -105,6 +106,11 @@ async def test_totals_and_cost_at_the_free_tier_boundary(
         "freeTierRemaining": remaining,
         "estimatedCost": cost,
         "costPerCall": "$0.001",
+        "calls": units + 7,
+        "units": units,
+        "freeTierUnits": 1000,
+        "billableUnits": beyond,
+        "estimatedCharge": f"${Decimal(cost[1:]).quantize(Decimal('0.01'), ROUND_HALF_UP)}",
     }
 
 
@@ -117,6 +123,33 @@ async def test_units_not_calls_are_billed(
     period = (await usage(client, account))["currentPeriod"]
     assert (period["totalCalls"], period["billableCalls"]) == (1500, 500)
     assert period["estimatedCost"] == "$0.5000"
+
+
+async def test_calls_and_units_are_named_apart(
+    settings: Settings, start_app: Start, clock: FrozenClock
+) -> None:
+    """A 5-unit route: `calls` counts the requests, `units` what is charged; the original's
+    `totalCalls` keeps its value (units) for the clients that read it."""
+    client = await started(start_app, settings, clock)
+    account = await make_account(client)
+    await add_events(client, account, 300, units=5)
+    await add_events(client, account, 2, billable=False)
+    period = (await usage(client, account))["currentPeriod"]
+    assert (period["calls"], period["failedCalls"]) == (302, 2)
+    assert (period["units"], period["totalCalls"]) == (1500, 1500)
+    assert (period["billableUnits"], period["billableCalls"]) == (500, 500)
+    assert (period["freeTierUnits"], period["freeTierCalls"]) == (1000, 1000)
+    assert (period["estimatedCharge"], period["estimatedCost"]) == ("$0.50", "$0.5000")
+
+
+async def test_estimated_charge_is_the_cost_rounded_half_up_to_cents(
+    make_settings: Callable[..., Settings], start_app: Start, clock: FrozenClock
+) -> None:
+    client = await started(start_app, make_settings(free_tier_calls=0), clock)
+    account = await make_account(client)
+    await add_events(client, account, 105)
+    period = (await usage(client, account))["currentPeriod"]
+    assert (period["estimatedCost"], period["estimatedCharge"]) == ("$0.1050", "$0.11")
 
 
 async def test_zero_free_tier_bills_every_unit(

@@ -38,15 +38,22 @@ class CustomerRow:
     provisioned: bool
     cancel_at_period_end: bool
     units: int
-    estimated_cost: Decimal
+    estimated_cost: Decimal  # exact, to 4 decimal places
+
+    @property
+    def estimated_charge(self) -> Decimal:
+        """What Stripe will charge: the estimate rounded to cents."""
+        return pricing.to_cents(self.estimated_cost)
 
 
 @dataclass(frozen=True, slots=True)
 class Totals:
     customers: int
     by_status: dict[str, int]
-    units: int
-    estimated_revenue: Decimal
+    units: int  # counted toward the bills, free tiers included
+    estimated_revenue: Decimal  # exact, to 4 decimal places
+    billable_units: int = 0  # beyond each customer's free tier: what is charged
+    estimated_charge: Decimal = Decimal(0)  # each customer's charge rounded to cents, added up
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +140,7 @@ async def customers(
     """The most recent customers (heaviest users first) and totals over every customer."""
     units = await period_units(session, now=now)
     free, price = settings.free_tier_calls, settings.cost_per_call
-    revenue = sum(
-        (pricing.estimated_cost(u, free, price) for u in units.values()), start=Decimal(0)
-    )
+    costs = [pricing.estimated_cost(u, free, price) for u in units.values()]
     by_status = {
         status: int(count)
         for status, count in (
@@ -166,7 +171,9 @@ async def customers(
         customers=sum(by_status.values()),
         by_status=dict(sorted(by_status.items())),
         units=sum(units.values()),
-        estimated_revenue=revenue,
+        estimated_revenue=sum(costs, start=Decimal(0)),
+        billable_units=sum(pricing.billable_units(u, free) for u in units.values()),
+        estimated_charge=sum((pricing.to_cents(c) for c in costs), start=Decimal(0)),
     )
     return rows, totals
 

@@ -25,6 +25,7 @@ from novo_gateway.dashboard.security import (
     security_headers,
     set_cookie,
 )
+from novo_gateway.metering import pricing
 
 
 def _when(value: datetime | None) -> str:
@@ -62,8 +63,9 @@ def _number(value: int | float | Decimal) -> str:
 
 
 def _amount(value: Decimal | int | float, currency: str = "USD") -> str:
-    """An amount in currency units: `$1.50`, or `1.50 EUR` for other currencies."""
-    text = f"{Decimal(value):,.2f}"
+    """An amount in currency units, in cents rounded half up as Stripe rounds: `$1.50`, or
+    `1.50 EUR` for other currencies."""
+    text = f"{pricing.to_cents(Decimal(value)):,f}"
     return f"${text}" if currency.upper() == "USD" else f"{text} {currency.upper()}"
 
 
@@ -88,7 +90,13 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=_when, day=_day, duration=_duration, number=_number, amount=_amount, safe_url=safe_url
+        when=_when,
+        day=_day,
+        duration=_duration,
+        number=_number,
+        amount=_amount,
+        exact=pricing.format_cost,  # an estimate to 4 decimal places, beside its charge in cents
+        safe_url=safe_url,
     )
     env.globals["version"] = __version__
     return env

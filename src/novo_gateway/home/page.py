@@ -14,6 +14,7 @@ from string import Template
 from typing import Final
 
 from novo_gateway.config import Settings
+from novo_gateway.metering import pricing
 
 CSS_PATH: Final = "/static/home.css"
 
@@ -87,6 +88,7 @@ _PAGE: Final = Template("""<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Novo Gateway</title>
+<link rel="icon" href="/favicon.ico" sizes="16x16">
 <link rel="stylesheet" href="$css">
 </head>
 <body>
@@ -103,11 +105,12 @@ _PAGE: Final = Template("""<!doctype html>
 <section id="pricing">
 <h2>Pricing</h2>
 <ul class="pricing">
-<li><strong>$free_calls</strong> calls free every month</li>
-<li>then <strong>$cost_per_call</strong> per call</li>
+<li><strong>$free_calls</strong> units free every month</li>
+<li>then <strong>$cost_per_call</strong> per unit</li>
 </ul>
-<p>Example: $example_calls calls in a month cost $example_cost.
-Calls answered with an error (status above $billable_max) are not billed.</p>
+<p>A plain call is one unit; some routes count more. Example: $example_calls one-unit calls in a
+month cost $example_cost. Calls answered with an error (status above $billable_max) are not
+billed.</p>
 </section>
 
 <section id="quick-start">
@@ -196,16 +199,17 @@ def render_home(settings: Settings, base_url: str, version: str) -> str:
     """The page for these settings; `base_url` is the gateway's address used in the examples."""
     free = settings.free_tier_calls
     example_calls = max(10_000, free * 10)
-    example_cost = (Decimal(example_calls - free) * settings.cost_per_call).quantize(
-        Decimal("0.0001")
-    )
+    exact = pricing.estimated_cost(example_calls, free, settings.cost_per_call)
+    example_cost = pricing.format_charge(exact)
+    if pricing.to_cents(exact) != exact:  # the exact estimate beside the charge, only then
+        example_cost += f" ({pricing.format_cost(exact)} before rounding to cents)"
     return _PAGE.substitute(
         css=escape(CSS_PATH),
         version=escape(version),
         free_calls=escape(f"{free:,}"),
         cost_per_call=escape(money(settings.cost_per_call)),
         example_calls=escape(f"{example_calls:,}"),
-        example_cost=escape(f"${example_cost}"),
+        example_cost=escape(example_cost),
         billable_max=escape(str(settings.billable_status_max)),
         base=escape(base_url.rstrip("/")),
         endpoints=_TABLES,

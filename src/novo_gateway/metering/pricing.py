@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 COST_PLACES = Decimal("0.0001")
+CENTS = Decimal("0.01")
 
 
 def billable_units(total_units: int, free_tier_units: int) -> int:
@@ -35,3 +36,13 @@ def format_unit_price(cost_per_unit: Decimal) -> str:
     """The configured price per unit without trailing zeros: `$0.001`."""
     text = f"{cost_per_unit.normalize():f}"
     return f"${text}"
+
+
+def to_cents(amount: Decimal) -> Decimal:
+    """An amount in dollars rounded to whole cents, half up, as Stripe rounds an invoice line."""
+    return amount.quantize(CENTS, rounding=ROUND_HALF_UP)
+
+
+def format_charge(amount: Decimal) -> str:
+    """What Stripe will charge for `amount`: dollars rounded to cents, `$0.10`."""
+    return f"${to_cents(amount):f}"

@@ -25,17 +25,50 @@ class _Camel(BaseModel):
 
 
 class CurrentPeriod(_Camel):
+    """This period's figures. Calls are requests; units are what is charged (a plain call is one
+    unit, some routes bill more). The original's fields (`totalCalls`, `billableCalls`,
+    `freeTierCalls`) keep their values, which are units; the unit fields name them plainly."""
+
     start: datetime
     end: datetime
     total_calls: int = Field(
-        description="Units that count toward the bill this period (a plain call is one unit)."
+        description="Kept for existing clients: the same value as `units` (units, not calls)."
     )
-    billable_calls: int = Field(description="Units beyond the free tier: what is charged.")
+    billable_calls: int = Field(
+        description="Kept for existing clients: the same value as `billableUnits`."
+    )
     failed_calls: int = Field(description="Calls recorded but not billed (errors, retries).")
-    free_tier_calls: int
-    free_tier_remaining: int
-    estimated_cost: str = Field(examples=["$0.5000"])
-    cost_per_call: str = Field(examples=["$0.001"])
+    free_tier_calls: int = Field(
+        description="Kept for existing clients: the same value as `freeTierUnits`."
+    )
+    free_tier_remaining: int = Field(description="Free units left this period.")
+    estimated_cost: str = Field(
+        examples=["$0.5000"],
+        description="`billableUnits` times `costPerCall`, exact to 4 decimal places.",
+    )
+    cost_per_call: str = Field(examples=["$0.001"], description="The price of one unit.")
+    calls: int = Field(
+        default=0, description="Calls (requests) recorded this period, billed or not."
+    )
+    units: int = Field(
+        default=0,
+        description="Units that count toward the bill this period: each billed call's units "
+        "added up (a plain call is one unit; some routes bill more).",
+    )
+    free_tier_units: int = Field(default=0, description="Units free each period.")
+    billable_units: int = Field(
+        default=0, description="Units beyond the free tier: what is charged."
+    )
+    estimated_charge: str = Field(
+        default="$0.00",
+        examples=["$0.50"],
+        description="`estimatedCost` rounded to whole cents (half up), as Stripe charges it.",
+    )
+
+    @property
+    def charge_is_exact(self) -> bool:
+        """Whether the charge in cents is the exact estimate (no need to show both)."""
+        return _amount(self.estimated_charge) == _amount(self.estimated_cost)
 
 
 class DailyUsage(BaseModel):
@@ -55,6 +88,11 @@ def _dollars(cents: int) -> str:
     return pricing.format_cost(Decimal(cents) / 100)
 
 
+def _amount(text: str) -> Decimal:
+    """The amount of a money string of these views (`"$0.1030"`)."""
+    return Decimal(text.removeprefix("$"))
+
+
 class CarriedOver(_Camel):
     """Usage of earlier periods that reached Stripe after their invoice was final: charged on
     the invoice that closes this period, at the price it had in its own period."""
@@ -62,6 +100,11 @@ class CarriedOver(_Camel):
     total_calls: int = 0
     amount: str = Field(default="$0.0000", examples=["$0.0050"])
     periods: list[CarriedOverPeriod] = Field(default_factory=list)
+
+    @property
+    def charge(self) -> str:
+        """The amount as the invoice shows it, in cents (it is whole cents already)."""
+        return pricing.format_charge(_amount(self.amount))
 
     @classmethod
     def of(cls, carried: Sequence[CarriedPeriod]) -> CarriedOver:
@@ -103,6 +146,11 @@ class UsageResponse(_Camel):
                 free_tier_remaining=usage.free_tier_remaining,
                 estimated_cost=pricing.format_cost(usage.estimated_cost),
                 cost_per_call=pricing.format_unit_price(usage.cost_per_unit),
+                calls=usage.calls,
+                units=usage.billable_units,
+                free_tier_units=usage.free_tier_units,
+                billable_units=usage.units_beyond_free_tier,
+                estimated_charge=pricing.format_charge(usage.estimated_cost),
             ),
             daily_breakdown=[
                 DailyUsage(date=d.day, call_count=d.calls, billable_units=d.billable_units)

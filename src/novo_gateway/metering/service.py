@@ -75,6 +75,7 @@ class UsageSummary:
     cost_per_unit: Decimal
     days: list[DayUsage]
     subscription_status: str
+    calls: int = 0  # every call recorded in the period (requests), billed or not
 
 
 def calendar_month(now: datetime) -> Period:
@@ -184,6 +185,7 @@ async def usage_summary(
         cost_per_unit=settings.cost_per_call,
         days=await daily_usage(session, user.id, now=now),
         subscription_status=user.subscription_status,
+        calls=totals.calls,
     )
 
 
