@@ -194,16 +194,25 @@ async def test_key_reused_for_another_request_is_422_not_run_and_not_billed(
     assert await billed(client) == [True]
 
 
-@pytest.mark.parametrize("method", ["TRACE", "OPTIONS"])
-async def test_a_method_no_endpoint_serves_is_405_whatever_its_key(
-    gateway: Callable[..., Any], method: str
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("TRACE", NOTIFY, 405),
+        ("QUERY", NOTIFY, 405),
+        ("GET", NOTIFY, 405),
+        ("POST", "/api/v1/insights", 405),
+        ("GET", "/api/v1/nowhere", 404),
+    ],
+)
+async def test_a_request_no_endpoint_serves_keeps_its_404_or_405_whatever_its_key(
+    gateway: Callable[..., Any], method: str, path: str, status: int
 ) -> None:
     client = await gateway()
     account = await make_account(client)
     assert (await client.post(NOTIFY, json=NOTE, headers=keyed(account, "k"))).status_code == 200
-    refused = await client.request(method, NOTIFY, headers=keyed(account, "k"))
-    assert refused.status_code == 405
-    assert await billed(client) == [True, False]
+    refused = await client.request(method, path, headers=keyed(account, "k"))
+    assert refused.status_code == status
+    assert (await billed(client))[0] is True and not any((await billed(client))[1:])
 
 
 async def test_api_key_in_the_query_is_not_part_of_the_fingerprint(

@@ -50,9 +50,6 @@ from novo_gateway.metering.writer import IDEMPOTENCY_WINDOW
 log = logging.getLogger("novo_gateway.gateway.idempotency")
 
 MAX_KEY = 255
-# Methods whose requests never do work worth naming (no endpoint serves them: 405), so their
-# Idempotency-Key is not looked at and cannot turn that 405 into a 422.
-NO_IDEMPOTENCY = frozenset({"TRACE", "CONNECT", "OPTIONS"})
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 # Headers that describe the body, kept with it (content-length is recomputed; the rate-limit
 # headers and the request id are the retry's own).

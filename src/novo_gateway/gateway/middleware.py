@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novo_gateway import metrics
@@ -42,7 +43,6 @@ from novo_gateway.errors import (
 from novo_gateway.gateway.body import read_body, replay
 from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.idempotency import (
-    NO_IDEMPOTENCY,
     Tap,
     fingerprint,
     parse_key,
@@ -54,6 +54,7 @@ from novo_gateway.gateway.routes_table import Route
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError
 
 if TYPE_CHECKING:
+    from novo_gateway.gateway.proxy import UpstreamProxy
     from novo_gateway.keys.cache import KeyIdentity
     from novo_gateway.runtime import Runtime
 
@@ -130,9 +131,8 @@ class MeteredPath:
         )
         limit_headers = account.headers()
         try:
-            idempotency_key = (
-                None if scope["method"] in NO_IDEMPOTENCY else parse_key(scope["headers"])
-            )
+            served = _served(scope, runtime.proxy)
+            idempotency_key = parse_key(scope["headers"]) if served else None
         except GatewayError as err:
             raise Refused(_with_headers(err, limit_headers)) from err
         try:
@@ -398,6 +398,18 @@ def _without_api_key(query: bytes) -> bytes:
         return query
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     return urlencode([(k, v) for k, v in pairs if k != "api_key"]).encode("latin-1")
+
+
+def _served(scope: Scope, proxy: UpstreamProxy) -> bool:
+    """Whether an upstream route (any method) or an endpoint serves this method at this path:
+    the key of a request the router answers 404 or 405 is not looked at, so a reused one cannot
+    turn that answer into a 422."""
+    if proxy.match(scope["path"]) is not None:
+        return True
+    router = getattr(scope.get("app"), "router", None)
+    if router is None:  # the fast path: it serves only what it matched
+        return True
+    return any(route.matches(scope)[0] is Match.FULL for route in router.routes)
 
 
 def _endpoint(inner: Scope, outer: Scope) -> tuple[str, bool, int]:
