@@ -310,7 +310,14 @@ def run_jobs(
     """Run queued jobs (Stripe provisioning, ...); `serve` does this too."""
     settings = _settings()
     configure_logging(settings.log_level)
-    summary = asyncio.run(job_handlers.run_jobs(settings, once=once))
+    with _Progress("run-jobs") as progress:
+        summary = asyncio.run(
+            job_handlers.run_jobs(
+                settings,
+                once=once,
+                progress=lambda s: progress(f"{s.succeeded} jobs done, {s.failed} failed"),
+            )
+        )
     if once:
         typer.echo(f"{summary.succeeded} jobs done, {summary.failed} failed (retried later).")
         if summary.failed:

@@ -45,6 +45,28 @@ async def add_job(
         return job.id
 
 
+async def test_run_once_tells_its_running_totals_after_each_batch(
+    sessions: SessionFactory, clock: FrozenClock
+) -> None:
+    async def greet(job: JobContext) -> None:
+        if job.payload["name"] == "bad":
+            raise RuntimeError("refused")
+
+    runner = make_runner(sessions, clock, batch_size=2)
+    runner.register("greet", greet)
+    for name in ("a", "b", "bad", "c", "d"):
+        await add_job(sessions, clock, name=name)
+    said: list[tuple[int, int]] = []
+
+    summary = await runner.run_once(lambda s: said.append((s.succeeded, s.failed)))
+
+    assert (summary.succeeded, summary.failed) == (4, 1)
+    assert said[-1] == (4, 1)  # after the last batch: the summary's totals
+    # A running count: it only grows, one report a batch.
+    counts = [done + failed for done, failed in said]
+    assert counts == sorted(set(counts)) and counts[0] > 0
+
+
 async def load(sessions: SessionFactory, job_id: int) -> Job:
     async with session_scope(sessions) as session:
         return await session.get_one(Job, job_id)

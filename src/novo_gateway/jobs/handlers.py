@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable
 
 from novo_gateway.billing.provisioning import Provisioner
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -24,15 +25,18 @@ def build_job_runner(
     return runner
 
 
-async def run_jobs(settings: Settings, *, once: bool) -> RunSummary:
-    """Run due jobs: those due now (`once`), or until SIGINT/SIGTERM."""
+async def run_jobs(
+    settings: Settings, *, once: bool, progress: Callable[[RunSummary], None] | None = None
+) -> RunSummary:
+    """Run due jobs: those due now (`once`, telling `progress` after each batch), or until
+    SIGINT/SIGTERM."""
     clock = Clock()
     engine = create_engine(settings)
     stripe = StripeBilling(settings, clock) if settings.stripe_secret_key else None
     runner = build_job_runner(settings, create_session_factory(engine), clock, stripe)
     try:
         if once:
-            return await runner.run_once()
+            return await runner.run_once(progress)
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -256,8 +256,9 @@ class JobRunner:
         task.add_done_callback(forget)
         return task
 
-    async def run_once(self) -> RunSummary:
-        """Run every job due now, batch after batch, until none is left."""
+    async def run_once(self, progress: Callable[[RunSummary], None] | None = None) -> RunSummary:
+        """Run every job due now, batch after batch, until none is left; `progress` sees the
+        running totals after each batch."""
         summary = RunSummary()
         while not self._stopping:
             claimed = await self._claim(limit=self.batch_size)
@@ -269,6 +270,8 @@ class JobRunner:
                     summary.succeeded += 1
                 else:
                     summary.failed += 1
+            if progress is not None:
+                progress(summary)
         return summary
 
     async def run_now(self, job_id: int, *, wait_seconds: float) -> bool:
