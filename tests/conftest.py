@@ -14,6 +14,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +74,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
+@contextmanager
+def new_pg_database(prefix: str) -> Iterator[str]:
+    """An empty PostgreSQL database of its own (its URL), dropped at the end."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    name = f"novo_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin_url = PG_URL.rsplit("/", 1)[0] + "/postgres"
 
     async def admin(sql: str) -> None:
@@ -88,10 +89,18 @@ def pg_database() -> Iterator[str]:
             await conn.close()
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(make_test_settings(database_url=url))
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test run, migrated once, dropped at the end."""
+    with new_pg_database("novo_test") as url:
+        upgrade(make_test_settings(database_url=url))
+        yield url
 
 
 async def _truncate_all(url: str) -> None:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from novo_gateway import __version__
 from novo_gateway.migrate import head_revision
-from tests.conftest import PG_URL, require_service
+from tests.conftest import new_pg_database
 from tests.integration.processes import free_port
 
 COMMAND = str(Path(sys.executable).with_name("novo-gateway"))
@@ -78,20 +75,8 @@ def test_retry_report_of_an_unknown_report_is_a_usage_error(tmp_path: Path) -> N
 @pytest.fixture
 def empty_pg_database() -> Iterator[str]:
     """A PostgreSQL database that was never migrated, dropped after the test."""
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    name = f"novo_empty_{uuid.uuid4().hex[:10]}"
-    admin_url = PG_URL.rsplit("/", 1)[0] + "/postgres"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_pg_database("novo_empty") as url:
+        yield url
 
 
 @pytest.mark.postgres
