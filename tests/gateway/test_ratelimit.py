@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from novo_gateway.clock import FrozenClock
 from novo_gateway.errors import ServiceUnavailable
 from novo_gateway.gateway.lease_store import Grant
-from novo_gateway.gateway.ratelimit import RateLimiter
+from novo_gateway.gateway.ratelimit import REDIS_POOL_SIZE, RateLimiter
 from tests.adversarial.harness import PrivateRedis, private_redis
 from tests.conftest import make_test_settings
 
@@ -131,6 +131,17 @@ async def test_limit_is_exact_under_concurrency_across_limiters_sharing_redis(
     results = await asyncio.gather(*calls)
     assert sum(r.allowed for r in results) == 40
     assert first.shared and second.shared
+
+
+async def test_more_concurrent_hits_than_redis_connections_wait_for_one_not_fail(
+    make_limiter: Callable[..., RateLimiter], clock: FrozenClock, redis_url: str
+) -> None:
+    limiter = make_limiter(clock, redis_url=redis_url, rate_limit_key_prefix=unique_prefix())
+    # Three times the pool's connections, all at once (a login burst: `hit` asks Redis each time).
+    results = await asyncio.gather(
+        *(limiter.hit("login", str(i), 5) for i in range(3 * REDIS_POOL_SIZE))
+    )
+    assert all(r.allowed for r in results)
 
 
 async def test_redis_window_follows_the_injected_clock(

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 from limits.aio.storage import RedisStorage
 from limits.errors import StorageError
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import RedisError
 
 from novo_gateway.clock import Clock
@@ -58,6 +58,9 @@ log = logging.getLogger("novo_gateway.ratelimit")
 
 # Short timeouts so a stalled Redis turns into a quick 503 (or a fail-open admit), not a hang.
 _REDIS_TIMEOUT_SECONDS = 2.0
+# Connections to Redis per process. More requests than this at once wait (up to the timeout
+# above) for a free one rather than fail: a burst of logins must not turn into 503s.
+REDIS_POOL_SIZE = 100
 _UNAVAILABLE_LOG_EVERY_SECONDS = 60.0
 
 
@@ -119,8 +122,10 @@ class RateLimiter:
         self._stopping = asyncio.Event()
         self._local = LocalCounters()
         if settings.redis_url:
-            self._pool = ConnectionPool.from_url(
+            self._pool = BlockingConnectionPool.from_url(
                 settings.redis_url,
+                max_connections=REDIS_POOL_SIZE,
+                timeout=_REDIS_TIMEOUT_SECONDS,
                 socket_timeout=_REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=_REDIS_TIMEOUT_SECONDS,
             )
