@@ -162,13 +162,16 @@ def _state_dir(settings: Settings) -> Path:
 
 
 OFFLINE_FILE = "stripe-emulator.env"
-# What the operator commands need to reach the offline emulator (env name → setting).
+# What the operator commands need to reach the offline emulator: setting → its env name.
 OFFLINE_SETTINGS = {
-    "STRIPE_SECRET_KEY": "stripe_secret_key",  # nosec B105: a setting's name, not its value
-    "STRIPE_API_BASE": "stripe_api_base",
-    "STRIPE_PRICE_ID": "stripe_price_id",
-    "STRIPE_PRODUCT_ID": "stripe_product_id",
-    "STRIPE_PORTAL_CONFIGURATION_ID": "stripe_portal_configuration_id",
+    field: field.upper()
+    for field in (
+        "stripe_secret_key",
+        "stripe_api_base",
+        "stripe_price_id",
+        "stripe_product_id",
+        "stripe_portal_configuration_id",
+    )
 }
 NOT_RUNNING = (
     "STRIPE_SECRET_KEY is not set and the offline Stripe emulator is not running: start "
@@ -183,7 +186,7 @@ def offline_file(settings: Settings) -> Path:
 def _write_offline_file(path: Path, env: dict[str, str]) -> None:
     """The emulator's settings for the CLI, readable by this user only."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"{k}={env[k]}\n" for k in OFFLINE_SETTINGS if k in env)
+    text = "".join(f"{k}={env[k]}\n" for k in OFFLINE_SETTINGS.values() if k in env)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -205,7 +208,7 @@ def offline_settings(settings: Settings) -> Settings:
     if not values.get("STRIPE_SECRET_KEY") or not url or not _is_emulator(url):
         raise DemoError(NOT_RUNNING)
     update = {"stripe_secret_key": values["STRIPE_SECRET_KEY"], "stripe_api_base": url}
-    for name, field in OFFLINE_SETTINGS.items():
+    for field, name in OFFLINE_SETTINGS.items():
         if field not in update and values.get(name) and not getattr(settings, field):
             update[field] = values[name]  # what the settings give wins
     return settings.model_copy(update=update)
