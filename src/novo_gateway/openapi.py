@@ -64,9 +64,8 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
         "billed again; the key with another request is 422; a retry while the first runs "
         "waits for its answer, else 409."
     ),
-    # Printable ASCII, not starting or ending with a space or a quote (the gateway also takes
-    # the draft's quoted form, `"abc"`, and other printable characters).
-    "schema": {"type": "string", "pattern": "^[!#-~]([ -~]{0,253}[!#-~])?$"},
+    # gateway/idempotency.py's KEY_PATTERN: printable ASCII, no space at either end.
+    "schema": {"type": "string", "pattern": "^[!-~]([ -~]{0,253}[!-~])?$"},
 }
 
 

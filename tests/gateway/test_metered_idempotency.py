@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,11 +11,12 @@ import pytest
 
 from novo_gateway.clock import FrozenClock
 from novo_gateway.config import Settings
+from novo_gateway.openapi import IDEMPOTENCY_KEY
 from tests.conftest import AppClient
 from tests.gateway.helpers import Account, ledger, make_account
 
 
-def with_key(account: Account, key: str) -> dict[str, str]:
+def with_key(account: Account, key: str | bytes) -> dict[str, str | bytes]:
     return {**account.auth, "Idempotency-Key": key}
 
 
@@ -64,9 +66,9 @@ async def test_different_keys_are_each_billed(client_at: AppClient) -> None:
     assert [e.billable for e in await ledger(client_at)] == [True, True]
 
 
-@pytest.mark.parametrize("bad", ["x" * 256, "", "tab\there"])
+@pytest.mark.parametrize("bad", ["x" * 256, "", "tab\there", b"caf\xe9", "\x7f"])
 async def test_bad_idempotency_key_is_400_naming_the_header_and_not_recorded(
-    client_at: AppClient, bad: str
+    client_at: AppClient, bad: str | bytes
 ) -> None:
     account = await make_account(client_at)
     response = await client_at.get("/api/v1/insights", headers=with_key(account, bad))
@@ -75,6 +77,17 @@ async def test_bad_idempotency_key_is_400_naming_the_header_and_not_recorded(
     assert body["error"] == "Bad Request"
     assert "Idempotency-Key" in body["message"]
     assert await ledger(client_at) == []
+
+
+@pytest.mark.parametrize("key", ['""', '"', "a b", "~!#", "x" * 255])
+async def test_every_key_the_openapi_pattern_allows_is_accepted(
+    client_at: AppClient, key: str
+) -> None:
+    pattern = IDEMPOTENCY_KEY["schema"]["pattern"]
+    assert re.fullmatch(pattern, key)
+    account = await make_account(client_at)
+    response = await client_at.get("/api/v1/insights", headers=with_key(account, key))
+    assert response.status_code == 200
 
 
 async def test_idempotency_key_of_255_characters_is_accepted(client_at: AppClient) -> None:

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 import secrets
 import weakref
 from collections.abc import Iterable
@@ -50,6 +51,7 @@ from novo_gateway.metering.writer import IDEMPOTENCY_WINDOW
 log = logging.getLogger("novo_gateway.gateway.idempotency")
 
 MAX_KEY = 255
+KEY_PATTERN = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 REPLAYED_HEADER = (b"idempotent-replayed", b"true")
 # Headers that describe the body, kept with it (content-length is recomputed; the rate-limit
 # headers and the request id are the retry's own).
@@ -91,8 +93,9 @@ IN_FLIGHT = (
 def parse_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
     """The request's Idempotency-Key; raises `BadRequest` for a bad or repeated one.
 
-    The draft's form is a structured-field string (`"abc"`); a bare token (`abc`, as Stripe
-    takes it) names the same key.
+    A key is 1 to 255 printable ASCII characters, not starting or ending with a space (the
+    OpenAPI document gives the same rule as a pattern). The draft's form is a structured-field
+    string (`"abc"`); a bare token (`abc`, as Stripe takes it) names the same key.
     """
     found: str | None = None
     for name, value in headers:
@@ -101,12 +104,12 @@ def parse_key(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         if found is not None:
             raise BadRequest("Send one 'Idempotency-Key' header, not several.")
         key = value.decode("latin-1").strip()
-        if len(key) >= 2 and key[0] == key[-1] == '"':
-            key = key[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        if not 0 < len(key) <= MAX_KEY or not key.isprintable():
+        if len(key) > MAX_KEY or not KEY_PATTERN.fullmatch(key):
             raise BadRequest(
-                f"Invalid header 'Idempotency-Key': use 1 to {MAX_KEY} printable characters."
+                f"Invalid header 'Idempotency-Key': use 1 to {MAX_KEY} printable ASCII characters."
             )
+        if len(key) > 2 and key[0] == key[-1] == '"':
+            key = key[1:-1].replace('\\"', '"').replace("\\\\", "\\")
         found = key
     return found
 
