@@ -27,8 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from novo_gateway.app import create_app
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.migrate import upgrade
 
 PROXIED = "/api/v1/upstream/x"
@@ -40,7 +40,7 @@ async def make_key(app: Any, email: str = "micro@example.com") -> str:
     from novo_gateway.accounts.models import User
     from novo_gateway.keys.models import ApiKey
     from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
-    from novo_gateway.models_base import utcnow
+    from novo_gateway.kit.models_base import utcnow
 
     runtime = app.state.runtime
     async with session_scope(runtime.sessions) as session:

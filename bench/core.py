@@ -99,11 +99,11 @@ def seed_customers(database: str, count: int) -> list[str]:
     from argon2 import PasswordHasher
 
     from novo_gateway.accounts.models import User
-    from novo_gateway.config import Settings
-    from novo_gateway.db import create_engine, create_session_factory, session_scope
     from novo_gateway.keys.models import ApiKey
     from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
-    from novo_gateway.models_base import utcnow
+    from novo_gateway.kit.config import Settings
+    from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
+    from novo_gateway.kit.models_base import utcnow
 
     is_url = "://" in database
     settings = Settings(

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.ledger import make_customers
 from bench.servers import PG_ADMIN, _psql
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory, session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
 from novo_gateway.metering import counters, daily, endpoint_daily, endpoints, service
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent

@@ -26,8 +26,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from novo_gateway.app import create_app
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.migrate import upgrade
 from tests.factories import create_api_key, create_user
 

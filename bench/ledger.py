@@ -51,11 +51,11 @@ from novo_gateway.accounts.models import User
 from novo_gateway.billing import demo
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory, session_scope
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
 from novo_gateway.metering import service
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
 from novo_gateway.migrate import upgrade

@@ -8,8 +8,8 @@ from alembic import context
 from alembic.runtime.migration import MigrationInfo
 from sqlalchemy.engine import Connection
 
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine
 from novo_gateway.models import Base
 
 target_metadata = Base.metadata

@@ -24,9 +24,9 @@ import pytest
 from sqlalchemy import text
 
 from novo_gateway.app import create_app
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine
 from novo_gateway.migrate import upgrade
 from novo_gateway.models import Base
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import User
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
-from novo_gateway.models_base import utcnow
+from novo_gateway.kit.models_base import utcnow
 
 # Hashed once per test run so users made here can log in.
 PASSWORD = "correct horse battery"

@@ -14,8 +14,6 @@ from novo_gateway.accounts.routes import router as accounts_router
 from novo_gateway.admin.routes import router as admin_router
 from novo_gateway.billing.routes import router as billing_router
 from novo_gateway.billing.webhook_routes import router as webhook_router
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
 from novo_gateway.dashboard.assets import router as assets_router
 from novo_gateway.dashboard.reset_routes import router as dashboard_reset_router
 from novo_gateway.dashboard.routes import router as dashboard_router
@@ -27,7 +25,9 @@ from novo_gateway.home.routes import router as home_router
 from novo_gateway.host_split import HostSplit, HostSplitMiddleware
 from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from novo_gateway.keys.routes import router as keys_router
-from novo_gateway.logs import configure_logging
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.logs import configure_logging
 from novo_gateway.metering.routes import router as usage_router
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router

@@ -20,7 +20,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Response
 
-from novo_gateway import jsonbody
 from novo_gateway.accounts import service as accounts
 from novo_gateway.accounts.models import LoginSession, User
 from novo_gateway.accounts.passwords import MAX_LENGTH
@@ -28,9 +27,10 @@ from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.accounts.session_tokens import is_session_token
 from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import BadRequest, RateLimitExceeded, Unauthorized
-from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED
+from novo_gateway.kit import jsonbody
+from novo_gateway.kit.client_ip import ClientIpResolver
+from novo_gateway.kit.errors import BadRequest, RateLimitExceeded, Unauthorized
 from novo_gateway.runtime import Runtime
 
 # Apart from the metered path's "account" bucket: using up API calls leaves these endpoints open.

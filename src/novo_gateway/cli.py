@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from novo_gateway import __version__, metrics, startup_checks
+from novo_gateway import __version__, startup_checks
 from novo_gateway.billing import demo
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
@@ -23,10 +23,11 @@ from novo_gateway.billing.models import ReportStatus
 from novo_gateway.billing.reconcile import SETTLE
 from novo_gateway.billing.setup import SetupError, webhook_url_for
 from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
-from novo_gateway.config import Settings
 from novo_gateway.connection_guard import guarded_protocol
 from novo_gateway.jobs import handlers as job_handlers
-from novo_gateway.logs import configure_logging
+from novo_gateway.kit import metrics
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.logs import configure_logging
 from novo_gateway.migrate import database_revision, head_revision, schema_state
 
 app = typer.Typer(

@@ -36,8 +36,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from novo_gateway.config import Settings
-from novo_gateway.errors import GatewayError, RequestTimeout, TooManyRequests
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import GatewayError, RequestTimeout, TooManyRequests
 
 # Set in a request's scope state when the guard cut it off: the status the client was sent.
 CUT_OFF: Final = "novo_cut_off_status"

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.runtime import Runtime
 
 

@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from novo_gateway.connection_guard import CUT_OFF
-from novo_gateway.errors import (
+from novo_gateway.gateway.middleware import LIMIT_HEADERS
+from novo_gateway.kit.errors import (
     BadRequest,
     GatewayError,
     NotFound,
@@ -24,7 +25,6 @@ from novo_gateway.errors import (
     ServiceUnavailable,
     error_response,
 )
-from novo_gateway.gateway.middleware import LIMIT_HEADERS
 
 log = logging.getLogger("novo_gateway.errors")
 

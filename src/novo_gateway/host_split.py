@@ -24,7 +24,7 @@ from typing import Final
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from novo_gateway.errors import NotFound, error_response
+from novo_gateway.kit.errors import NotFound, error_response
 
 PAGE_PREFIXES: Final = ("/dashboard", "/admin", "/docs", "/redoc")
 SHARED_PREFIXES: Final = ("/static", "/openapi.json", "/health")

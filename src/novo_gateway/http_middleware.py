@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from novo_gateway import metrics
-from novo_gateway.errors import (
+from novo_gateway.kit import metrics
+from novo_gateway.kit.errors import (
     PayloadTooLarge,
     RequestHeaderFieldsTooLarge,
     RequestTimeout,

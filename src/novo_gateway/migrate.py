@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,10 +3,10 @@
 from novo_gateway.accounts.models import LoginSession, PasswordResetToken, User
 from novo_gateway.admin.models import AdminSession
 from novo_gateway.billing.models import UsageReport, WebhookEvent, WorkerLease
-from novo_gateway.db import Base
 from novo_gateway.gateway.models import IdempotentRequest
 from novo_gateway.jobs.models import Job
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.db import Base
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from novo_gateway.errors import ErrorBody
+from novo_gateway.kit.errors import ErrorBody
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 

@@ -12,16 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.webhooks import WebhookWorker
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory
 from novo_gateway.gateway.access import AccessPolicy
 from novo_gateway.gateway.idempotency import Idempotency
 from novo_gateway.gateway.proxy import UpstreamProxy
-from novo_gateway.gateway.ratelimit import RateLimiter
 from novo_gateway.jobs.handlers import build_job_runner
 from novo_gateway.jobs.worker import JobRunner
 from novo_gateway.keys.cache import KeyCache
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory
+from novo_gateway.kit.limiter import RateLimiter
 from novo_gateway.metering.reads import AccountReads
 from novo_gateway.metering.writer import UsageWriter
 

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from sqlalchemy.exc import SQLAlchemyError
 
-from novo_gateway.config import Settings, error_lines
 from novo_gateway.gateway.routes_table import RoutesFileError, RouteTable, upstream_url
+from novo_gateway.kit.config import Settings, error_lines
 from novo_gateway.migrate import upgrade
 
 

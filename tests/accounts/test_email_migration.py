@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import insert, select
 
 from novo_gateway.accounts.models import User
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine
 from novo_gateway.migrate import upgrade
 from tests.metering.test_usage_daily import downgrade
 from tests.metering.test_usage_daily import empty_database as empty_database  # the fixture

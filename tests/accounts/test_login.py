@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from novo_gateway.accounts.models import User
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.accounts.helpers import PASSWORD, login, register, runtime_of
 from tests.conftest import AppClient
 from tests.factories import PASSWORD as FACTORY_PASSWORD

@@ -16,9 +16,9 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from novo_gateway.accounts.models import PasswordResetToken
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.accounts.helpers import PASSWORD, login, register, runtime_of
 from tests.accounts.smtp import Inbox, reset_settings, smtp_server
 from tests.conftest import AppClient, make_test_settings

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 
 from novo_gateway.accounts import service
 from novo_gateway.accounts.models import User
-from novo_gateway.db import session_scope
-from novo_gateway.errors import Conflict
 from novo_gateway.jobs.models import Job
 from novo_gateway.keys import tokens
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.db import session_scope
+from novo_gateway.kit.errors import Conflict
 from novo_gateway.runtime import Runtime
 from tests.accounts.helpers import PASSWORD, register, runtime_of
 from tests.conftest import AppClient

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.accounts.helpers import PASSWORD, register
 from tests.conftest import AppClient
 

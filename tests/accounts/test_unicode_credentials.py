@@ -9,7 +9,7 @@ from argon2 import PasswordHasher
 
 from novo_gateway.accounts.models import User
 from novo_gateway.accounts.schemas import normalise_email
-from novo_gateway.db import session_scope
+from novo_gateway.kit.db import session_scope
 from tests.accounts.helpers import PASSWORD, login, register, runtime_of
 from tests.conftest import AppClient
 from tests.factories import create_user

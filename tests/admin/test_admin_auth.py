@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from novo_gateway.admin.auth import new_admin_cookie
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
 from novo_gateway.dashboard.security import ADMIN_COOKIE
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
 from tests.accounts.helpers import login
 from tests.admin.helpers import ADMIN_TOKEN, BEARER, admin_sign_in
 from tests.conftest import AppClient, make_test_settings

@@ -13,10 +13,10 @@ from sqlalchemy import select
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport, WebhookEvent
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.admin.helpers import ADMIN_TOKEN, BEARER, admin_sign_in
 from tests.conftest import AppClient

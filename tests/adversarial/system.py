@@ -18,8 +18,8 @@ import httpx
 from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory
 from novo_gateway.metering.models import UsageEvent
 from tests.adversarial.harness import PASSWORD, PYTHON
 from tests.adversarial.stripe_side import EmulatorProcess

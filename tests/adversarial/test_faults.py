@@ -266,7 +266,7 @@ async def test_redis_stopped_under_load_holds_the_configured_choice_without_500s
         answers = await load
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
             # Redis came back empty: failing closed, the limiter answers 503 for up to 2 s
-            # more while the processes put their leased tokens back (gateway/lease_store.py).
+            # more while the processes put their leased tokens back (kit/lease_store.py).
             deadline = time.monotonic() + 10
             while (
                 after := await client.get("/api/v1/insights", headers=accounts[0].auth)

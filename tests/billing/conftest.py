@@ -14,9 +14,9 @@ from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.metering.models import UsageEvent
 from stripe_emulator import EmulatorServer
 from stripe_emulator.errors import StripeError

@@ -9,7 +9,7 @@ from typing import Any
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.db import session_scope
+from novo_gateway.kit.db import session_scope
 from tests.billing.conftest import Emulator, Ledger
 
 GRACE = 3600

@@ -11,8 +11,8 @@ import pytest
 
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
 from tests.billing.conftest import Emulator
 from tests.billing.webhook_helpers import (
     Account,

@@ -9,9 +9,9 @@ import pytest
 
 from novo_gateway.billing.portal import checked_return_url
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.errors import BadRequest
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import BadRequest
 from tests.billing.conftest import Emulator, remove_card
 from tests.billing.webhook_helpers import (
     Account,

@@ -16,7 +16,7 @@ from novo_gateway.billing.carryover import (
     takes_usage,
 )
 from novo_gateway.billing.stripe_types import PeriodInvoice, PriceInfo, PriceTier
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 
 def _price(*tiers: PriceTier, mode: str = "graduated") -> PriceInfo:

@@ -17,9 +17,9 @@ from novo_gateway.billing.instance import instance_name
 from novo_gateway.billing.models import UsageReport, WorkerLease
 from novo_gateway.billing.reporter import LEASE_NAME, REPORT_RETENTION
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.billing.conftest import Ledger
 
 # A reporter process that takes the lease and dies without a word (as after SIGKILL or a power
@@ -29,8 +29,8 @@ _CRASHING_REPORTER = textwrap.dedent(
     import asyncio, os, sys
     from novo_gateway.billing.reporter import UsageReporter
     from novo_gateway.billing.stripe_client import StripeBilling
-    from novo_gateway.clock import Clock
-    from novo_gateway.config import Settings
+    from novo_gateway.kit.clock import Clock
+    from novo_gateway.kit.config import Settings
 
     async def main():
         settings = Settings(_env_file=None, database_url=sys.argv[1], database_path=sys.argv[2])

@@ -11,8 +11,8 @@ from novo_gateway.billing.carryover import CarryOver
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
 from tests.billing.conftest import Emulator, Ledger
 from tests.billing.subscriptions import (
     GRACE,

@@ -15,9 +15,9 @@ from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reconcile import Reconciler
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock, FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import Clock, FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.service import usage_summary
 from tests.billing.conftest import Emulator, Ledger
 from tests.billing.webhook_helpers import (

@@ -12,10 +12,10 @@ from novo_gateway.accounts.models import User
 from novo_gateway.billing.provisioning import Provisioner
 from novo_gateway.billing.setup import run_setup
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
 from novo_gateway.jobs.models import Job
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.runtime import Runtime
 from tests.billing.conftest import Emulator
 from tests.conftest import AppClient

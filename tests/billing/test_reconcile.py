@@ -14,9 +14,9 @@ from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
-from novo_gateway.clock import Clock, FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import Clock, FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.billing.conftest import METER_EVENT, Emulator, Ledger
 from tests.billing.subscriptions import (
     GRACE,

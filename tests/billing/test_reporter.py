@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock, FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import Clock, FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.billing.conftest import METER_EVENT, Emulator, Ledger
 from tests.factories import create_api_key, create_user
 

@@ -20,8 +20,8 @@ from novo_gateway.billing.claim import ClaimBatch, Pending, plan_batches
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock, FrozenClock
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import Clock, FrozenClock
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
 from tests.billing.conftest import Emulator, Ledger

@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.billing.conftest import Emulator, Ledger
 
 

@@ -20,7 +20,7 @@ from novo_gateway.billing.setup import (
 )
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.billing.conftest import Emulator
 
 WEBHOOK_URL = "http://127.0.0.1:9/webhooks/stripe"

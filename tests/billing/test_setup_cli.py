@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from novo_gateway.accounts import service
 from novo_gateway.accounts.models import User
 from novo_gateway.cli import app
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory, session_scope
 from novo_gateway.jobs.models import Job
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
 from tests.billing.conftest import Emulator
 
 PASSWORD = "correct horse battery staple"

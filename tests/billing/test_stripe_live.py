@@ -24,7 +24,7 @@ import pytest
 from novo_gateway.billing.setup import METER_ERROR_EVENT, run_setup, setup_stripe
 from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.billing.test_setup_cli import cli_env, run
 from tests.conftest import make_test_settings
 

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from novo_gateway.billing import events as billing_events
 from novo_gateway.billing import webhooks
 from novo_gateway.billing.models import UsageReport, WebhookEvent
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.billing.webhook_helpers import (
     SECRET,
     deliver,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
 from tests.billing.webhook_helpers import (
     OLD_SECRET,
     SECRET,

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import WebhookEvent
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.db import session_scope
+from novo_gateway.kit.db import session_scope
 from novo_gateway.runtime import Runtime
 from stripe_emulator import sign_webhook
 from tests.billing.conftest import attach_card

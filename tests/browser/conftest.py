@@ -25,8 +25,8 @@ from playwright.async_api import Browser, async_playwright
 
 from novo_gateway.app import create_app
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory
 from tests.billing.conftest import (  # noqa: F401 - fixtures used by these tests
     emulator,
     emulator_server,

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 
 from novo_gateway.accounts.models import User
-from novo_gateway.db import session_scope
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.browser.conftest import Gateway
 

@@ -12,8 +12,8 @@ from playwright.async_api import Browser, Dialog
 from novo_gateway.billing.models import UsageReport, WebhookEvent
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import session_scope
 from tests.browser.conftest import ADMIN_TOKEN, Gateway
 from tests.browser.helpers import PASSWORD, backdate_period, record_days, register
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Dialog
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.accounts.smtp import Inbox, smtp_server
 from tests.browser.conftest import ServerThread
 

@@ -14,9 +14,9 @@ from playwright.async_api import Browser
 from sqlalchemy import func, select
 
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.browser.conftest import Gateway, running_gateway
 from tests.browser.helpers import register
 from tests.browser.test_customer_dashboard import sign_in

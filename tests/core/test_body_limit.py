@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 from tests.novo_api.conftest import new_key
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient, make_test_settings
 from tests.gateway.helpers import make_account
 from tests.gateway.wsgi_upstream import RecordingUpstream, wsgi_upstream

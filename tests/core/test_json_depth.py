@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from novo_gateway import jsonbody
+from novo_gateway.kit import jsonbody
 from tests.conftest import AppClient
 
 # 3 KB of arrays nested 1,500 deep: Python's parser raised RecursionError on it (a 500 with a

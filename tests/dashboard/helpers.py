@@ -6,7 +6,7 @@ import re
 
 import httpx
 
-from novo_gateway.db import session_scope
+from novo_gateway.kit.db import session_scope
 from novo_gateway.runtime import Runtime
 from tests.conftest import AppClient
 from tests.factories import PASSWORD, create_api_key, create_user

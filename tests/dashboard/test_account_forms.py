@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from novo_gateway.config import Settings
 from novo_gateway.dashboard.security import SESSION_COOKIE
+from novo_gateway.kit.config import Settings
 from tests.accounts.helpers import login
 from tests.accounts.smtp import Inbox, reset_settings, smtp_server
 from tests.conftest import AppClient

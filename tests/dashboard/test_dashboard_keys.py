@@ -7,8 +7,8 @@ import re
 import pytest
 
 from novo_gateway.accounts.models import User
-from novo_gateway.db import session_scope
 from novo_gateway.keys.service import MAX_ACTIVE_KEYS
+from novo_gateway.kit.db import session_scope
 from tests.conftest import AppClient
 from tests.dashboard.helpers import customer, dashboard_csrf, runtime_of, sign_in
 from tests.factories import create_api_key

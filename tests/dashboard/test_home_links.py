@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 
 

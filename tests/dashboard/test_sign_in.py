@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from novo_gateway.config import Settings
 from novo_gateway.dashboard.security import SESSION_COOKIE
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 from tests.dashboard.helpers import csrf_of, customer, dashboard_csrf, sign_in
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from novo_gateway.db import session_scope
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.runtime import Runtime
 from tests.conftest import AppClient

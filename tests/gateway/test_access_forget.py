@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import update
 
 from novo_gateway.accounts.models import User
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
-from novo_gateway.errors import PaymentRequired
 from novo_gateway.gateway.access import AccessPolicy
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.errors import PaymentRequired
 from tests.factories import create_user
 
 

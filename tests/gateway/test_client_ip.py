@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 from starlette.types import Scope
 
-from novo_gateway.gateway.client_ip import ClientIpResolver, parse_trusted_proxies
+from novo_gateway.kit.client_ip import ClientIpResolver, parse_trusted_proxies
 from tests.conftest import make_test_settings
 
 

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
 from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED, NOT_RECORDED
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
 from novo_gateway.novo_api.fast import FastRoute, FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from tests.conftest import AppClient

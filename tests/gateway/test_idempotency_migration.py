@@ -7,8 +7,8 @@ import asyncio
 from alembic import command
 from sqlalchemy import inspect
 
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine
 from novo_gateway.migrate import alembic_config, upgrade
 
 

@@ -22,11 +22,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory
-from novo_gateway.errors import ServiceUnavailable
 from novo_gateway.gateway.idempotency import Idempotency, fingerprint
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory
+from novo_gateway.kit.errors import ServiceUnavailable
 from tests.conftest import AppClient, make_test_settings
 from tests.gateway.helpers import Account, ledger, make_account, runtime_of
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 from tests.gateway.helpers import ledger, make_account
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi import Request
 from sqlalchemy import text
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.errors import PaymentRequired, ServiceUnavailable
 from novo_gateway.gateway.middleware import NOT_RECORDED, UNMATCHED_ENDPOINT
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import PaymentRequired, ServiceUnavailable
 from tests.conftest import AppClient
 from tests.gateway.helpers import ledger, make_account, runtime_of
 

@@ -21,10 +21,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Message, Receive, Scope, Send
 
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
 from novo_gateway.gateway.proxy import UpstreamBrokeOff, UpstreamProxy
 from novo_gateway.keys.cache import KeyIdentity
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient, make_test_settings
 from tests.factories import create_api_key, create_user

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 from tests.gateway.helpers import Account, ledger, make_account
 from tests.gateway.proxy_corpus import DOT_SEGMENT_CORPUS, SPOOFED_HEADERS

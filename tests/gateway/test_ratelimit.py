@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from redis.exceptions import RedisError
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.errors import ServiceUnavailable
-from novo_gateway.gateway.lease_store import Grant
-from novo_gateway.gateway.ratelimit import REDIS_POOL_SIZE, RateLimiter
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.errors import ServiceUnavailable
+from novo_gateway.kit.lease_store import Grant
+from novo_gateway.kit.limiter import REDIS_POOL_SIZE, RateLimiter
 from tests.adversarial.harness import PrivateRedis, private_redis
 from tests.conftest import make_test_settings
 

@@ -21,7 +21,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import uvicorn
 
 from novo_gateway.app import create_app
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 
 StartResponse = Any  # wsgiref's start_response callable

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from novo_gateway import __version__
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient, make_test_settings
 from tests.gateway.helpers import make_account
 from tests.integration.processes import free_port

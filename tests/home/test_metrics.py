@@ -7,8 +7,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from novo_gateway import metrics
-from novo_gateway.config import Settings
+from novo_gateway.kit import metrics
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient
 from tests.novo_api.conftest import new_key
 

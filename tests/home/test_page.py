@@ -6,8 +6,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from novo_gateway.config import Settings
 from novo_gateway.home.page import money, render_home
+from novo_gateway.kit.config import Settings
 from tests.conftest import AppClient, make_test_settings
 
 CONTRACT_PATHS = [

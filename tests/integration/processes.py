@@ -13,7 +13,7 @@ from types import TracebackType
 
 import httpx
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 COMMAND = str(Path(sys.executable).with_name("novo-gateway"))
 

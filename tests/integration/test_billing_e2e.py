@@ -24,8 +24,8 @@ from sqlalchemy import select
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport, WebhookEvent
 from novo_gateway.billing.setup import run_setup
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory, session_scope
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
 from tests.billing.conftest import EMULATOR_KEY, Emulator
 from tests.integration.processes import (
     COMMAND,

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from novo_gateway.billing.setup import run_setup
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.conftest import IN_CI
 from tests.integration.processes import GatewayProcess, free_port, settings_env, wait_for
 

@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.setup import run_setup
-from novo_gateway.config import Settings
-from novo_gateway.db import create_engine, create_session_factory, session_scope
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.billing.conftest import Emulator
 from tests.integration.processes import GatewayProcess, free_port, settings_env, wait_for

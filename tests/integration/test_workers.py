@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from tests.integration.processes import GatewayProcess, settings_env
 
 # Requests are sent until both workers have answered some; never more than this many rounds.

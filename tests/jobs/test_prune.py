@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.jobs.models import Job
 from novo_gateway.jobs.service import enqueue
 from novo_gateway.jobs.worker import JOB_RETENTION, JobContext, JobRunner
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
 
 
 @pytest.fixture

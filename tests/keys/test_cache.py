@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
 from novo_gateway.keys import cache as cache_module
 from novo_gateway.keys import tokens
 from novo_gateway.keys.cache import UNKNOWN_TTL_SECONDS, KeyCache
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.runtime import Runtime
 from tests.accounts.helpers import count_statements, register, runtime_of
 from tests.conftest import AppClient

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from novo_gateway.accounts.models import User
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
 from novo_gateway.keys import tokens
 from novo_gateway.keys.service import MAX_ACTIVE_KEYS
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from tests.accounts.helpers import register, runtime_of
 from tests.conftest import AppClient
 from tests.factories import create_api_key

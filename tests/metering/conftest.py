@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory
 from novo_gateway.metering.writer import UsageWriter
 
 

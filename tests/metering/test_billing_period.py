@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import update
 
 from novo_gateway.accounts.models import User
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.service import Period, following_period, period_at
 from tests.conftest import AppClient
 from tests.gateway.helpers import make_account, runtime_of

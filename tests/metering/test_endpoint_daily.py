@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, inspect, select
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.metering import endpoints
 from novo_gateway.metering.endpoint_daily import (
     EndpointDayRow,

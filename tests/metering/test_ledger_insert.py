@@ -13,14 +13,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.dialects import sqlite
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.models_base import UTCDateTime
 from novo_gateway.metering import ledger_insert
 from novo_gateway.metering.ledger_insert import sqlite_timestamp
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
-from novo_gateway.models_base import UTCDateTime
 from tests.factories import create_api_key, create_user
 
 

@@ -18,10 +18,11 @@ from sqlalchemy import Select, String, case, column, func, insert, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from novo_gateway.accounts.models import User
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.models_base import UTCDateTime
 from novo_gateway.metering import service
 from novo_gateway.metering.daily import utc_day
 from novo_gateway.metering.models import (
@@ -32,7 +33,6 @@ from novo_gateway.metering.models import (
 )
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from novo_gateway.migrate import alembic_config, upgrade
-from novo_gateway.models_base import UTCDateTime
 from tests.conftest import PG_URL, make_test_settings
 from tests.factories import create_api_key, create_user
 

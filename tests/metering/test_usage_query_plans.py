@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.claim import ClaimBatch, Claimer
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering import service
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
-from novo_gateway.errors import ServiceUnavailable
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
+from novo_gateway.kit.errors import ServiceUnavailable
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.reads import statement_timeout
 from tests.conftest import AppClient

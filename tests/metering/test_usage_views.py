@@ -13,9 +13,9 @@ from sqlalchemy import update
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.operations import list_reports
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient
 from tests.gateway.helpers import Account, ledger, make_account, runtime_of

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from tests.factories import create_api_key, create_user

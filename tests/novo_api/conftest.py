@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from novo_gateway.db import session_scope
+from novo_gateway.kit.db import session_scope
 from tests.conftest import AppClient
 from tests.factories import create_api_key, create_user
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from novo_gateway.clock import FrozenClock
-from novo_gateway.config import Settings
-from novo_gateway.db import session_scope
+from novo_gateway.kit.clock import FrozenClock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.novo_api import service
 from novo_gateway.novo_api.routes import router

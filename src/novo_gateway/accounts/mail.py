@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 import aiosmtplib
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 log = logging.getLogger("novo_gateway.mail")
 

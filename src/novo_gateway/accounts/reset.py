@@ -21,9 +21,9 @@ from novo_gateway.accounts.models import PasswordResetToken, User
 from novo_gateway.accounts.service import revoke_sessions, set_password
 from novo_gateway.accounts.session_tokens import generate_reset_token, hash_session_token
 from novo_gateway.accounts.throttle import PasswordResetThrottle
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.errors import BadRequest
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, session_scope
+from novo_gateway.kit.errors import BadRequest
 
 log = logging.getLogger("novo_gateway.accounts")
 

@@ -27,9 +27,10 @@ from novo_gateway.auth import (
     no_store,
 )
 from novo_gateway.billing.provisioning import await_provisioning
-from novo_gateway.db import session_scope
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import (
+from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, MessageResponse
+from novo_gateway.kit.db import session_scope
+from novo_gateway.kit.errors import (
     BadRequest,
     Conflict,
     NotFound,
@@ -39,7 +40,6 @@ from novo_gateway.errors import (
     Unauthorized,
     error_responses,
 )
-from novo_gateway.keys.schemas import ApiKeyCreated, ApiKeyInfo, MessageResponse
 
 RESET_DISABLED = "Password reset by email is not enabled on this gateway (no SMTP settings)."
 

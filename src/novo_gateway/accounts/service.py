@@ -14,11 +14,11 @@ from novo_gateway.accounts.models import LoginSession, PasswordResetToken, User
 from novo_gateway.accounts.passwords import Verdict, check_password, hash_password, needs_rehash
 from novo_gateway.accounts.session_tokens import generate_session_token, hash_session_token
 from novo_gateway.accounts.throttle import LoginThrottle
-from novo_gateway.errors import Conflict, Unauthorized
 from novo_gateway.jobs.models import Job
 from novo_gateway.jobs.service import enqueue
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.keys.service import NewKey, create_key, list_keys
+from novo_gateway.kit.errors import Conflict, Unauthorized
 
 FIRST_KEY_NAME = "Default"
 PROVISION_JOB = "provision_customer"

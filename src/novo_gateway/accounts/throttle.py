@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from novo_gateway.errors import TooManyRequests
-from novo_gateway.gateway.ratelimit import RateLimiter
+from novo_gateway.kit.errors import TooManyRequests
+from novo_gateway.kit.limiter import RateLimiter
 
 LOGIN_BUCKET: Final = "login"
 ADMIN_TOKEN_BUCKET: Final = "admin-token"  # noqa: S105 - a bucket name, not a secret

@@ -34,7 +34,7 @@ from novo_gateway.accounts.throttle import AdminTokenThrottle
 from novo_gateway.admin.models import AdminSession
 from novo_gateway.auth import bearer_token, client_ip
 from novo_gateway.dashboard.security import ADMIN_COOKIE, derived_csrf_token
-from novo_gateway.errors import NotFound, Unauthorized
+from novo_gateway.kit.errors import NotFound, Unauthorized
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.admin")

@@ -36,7 +36,7 @@ from novo_gateway.dashboard.security import (
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import TooManyRequests, Unauthorized
+from novo_gateway.kit.errors import TooManyRequests, Unauthorized
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.admin")

@@ -18,7 +18,7 @@ from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport, WebhookEvent, WorkerLease
 from novo_gateway.billing.reporter import LEASE_NAME
 from novo_gateway.billing.webhooks import FAILED, PENDING
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from novo_gateway.metering import pricing
 from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.service import billed_units_by_account, period_at

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from novo_gateway.errors import PaymentRequired
+from novo_gateway.kit.errors import PaymentRequired
 
 ALLOWED: Final = frozenset({"active", "trialing", "pending", "incomplete"})
 PAST_DUE: Final = "past_due"

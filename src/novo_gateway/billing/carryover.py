@@ -34,7 +34,7 @@ from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.setup import Pricing
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import CarriedItem, PeriodInvoice, PriceInfo, PriceTier
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 # A draft finalizing sooner than this may not count a meter event sent now (Stripe aggregates
 # asynchronously): its period is treated as closed.

@@ -63,10 +63,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import UsageReport
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory, session_scope
+from novo_gateway.kit.models_base import UTCDateTime
 from novo_gateway.metering.models import UsageEvent
-from novo_gateway.models_base import UTCDateTime
 
 STRIPE_MAX_EVENT_AGE = timedelta(days=35)
 PERIOD_WINDOW = "p"

@@ -38,7 +38,7 @@ import httpx
 
 from novo_gateway.billing.setup import WEBHOOK_PATH, SetupResult, setup_stripe
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 log = logging.getLogger("novo_gateway.billing.demo")
 

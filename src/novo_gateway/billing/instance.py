@@ -28,7 +28,7 @@ import weakref
 from pathlib import Path
 from typing import IO
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 log = logging.getLogger("novo_gateway.billing.instance")
 

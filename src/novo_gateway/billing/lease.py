@@ -14,8 +14,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.billing.models import WorkerLease
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory, session_scope
 
 
 class Lease:

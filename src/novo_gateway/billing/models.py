@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from novo_gateway.db import Base
-from novo_gateway.models_base import UTCDateTime, utcnow
+from novo_gateway.kit.db import Base
+from novo_gateway.kit.models_base import UTCDateTime, utcnow
 
 
 class ReportStatus(StrEnum):

@@ -12,9 +12,9 @@ from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory, session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
 
 # A running count for the operator while a long command works (cli.py prints it).
 Progress = Callable[[str], None]

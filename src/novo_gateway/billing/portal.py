@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from novo_gateway.config import Settings
-from novo_gateway.errors import BadRequest
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import BadRequest
 
 MAX_URL_LENGTH = 2048
 _DEFAULT_PORTS = {"http": 80, "https": 443}

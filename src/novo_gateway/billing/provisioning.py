@@ -30,10 +30,10 @@ from novo_gateway.accounts.service import PROVISION_JOB
 from novo_gateway.billing.setup import PRICE_LOOKUP_KEY
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import SubscriptionInfo
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.jobs.worker import JobContext, JobRunner
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, session_scope
 
 log = logging.getLogger("novo_gateway.billing.provisioning")
 

@@ -41,9 +41,9 @@ from novo_gateway.billing.carryover import CarryOver, takes_usage
 from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
 from novo_gateway.billing.stripe_types import CarriedItem, MeterEvent, PeriodInvoice
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.metering.service import calendar_month, counted_from, period_totals
 
 

@@ -41,7 +41,6 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway import failpoints, metrics
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.carryover import CarryOver, ended_at
 from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, UNSUBSCRIBED, Claimer
@@ -55,9 +54,10 @@ from novo_gateway.billing.stripe_client import (
     StripeRejected,
 )
 from novo_gateway.billing.stripe_types import MeterEvent, PeriodInvoice
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.kit import failpoints, metrics
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.metering.ledger_insert import MAX_LOCK_PAUSE_SECONDS
 from novo_gateway.metering.models import UsageEvent
 

@@ -23,7 +23,7 @@ from novo_gateway.billing.schemas import (
     SubscriptionChange,
 )
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import (
+from novo_gateway.kit.errors import (
     BadGateway,
     BadRequest,
     Conflict,

@@ -23,9 +23,9 @@ from novo_gateway.billing.reporter import UsageNotReported, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling, StripeFailure, StripeRejected
 from novo_gateway.billing.stripe_types import InvoiceInfo, SubscriptionInfo, UpcomingInvoice
 from novo_gateway.billing.subscription_state import ENDED, apply_subscription
-from novo_gateway.config import Settings
-from novo_gateway.db import after_commit
-from novo_gateway.errors import BadGateway, Conflict, GatewayError, ServiceUnavailable
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import after_commit
+from novo_gateway.kit.errors import BadGateway, Conflict, GatewayError, ServiceUnavailable
 
 log = logging.getLogger("novo_gateway.billing.service")
 

@@ -43,7 +43,7 @@ from novo_gateway.billing.stripe_types import (
     PriceInfo,
     PriceTier,
 )
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 
 DEFAULT_PRODUCT_ID = "prod_novo_api"
 PRODUCT_NAME = "Novo API calls"

@@ -17,7 +17,6 @@ from typing import Any, Final
 
 import stripe
 
-from novo_gateway import jsonbody
 from novo_gateway.billing.stripe_types import (
     ITEM_PERIOD_START,
     ITEM_SOURCE,
@@ -45,8 +44,9 @@ from novo_gateway.billing.stripe_types import (
     upcoming_invoice,
     webhook_endpoint_info,
 )
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
+from novo_gateway.kit import jsonbody
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
 
 API_VERSION = "2026-10-28.endive"
 # Metadata on the objects `setup-stripe` creates, to find them again.

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.stripe_types import SubscriptionInfo
-from novo_gateway.db import lock_rows
+from novo_gateway.kit.db import lock_rows
 
 # A subscription in one of these states is over for good (Stripe never revives it).
 ENDED: Final = frozenset({"canceled", "incomplete_expired"})

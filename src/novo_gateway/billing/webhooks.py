@@ -39,9 +39,9 @@ from novo_gateway.billing.stripe_client import (
     StripeFailure,
     verify_webhook,
 )
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory, session_scope
-from novo_gateway.errors import BadRequest
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory, session_scope
+from novo_gateway.kit.errors import BadRequest
 
 log = logging.getLogger("novo_gateway.billing.webhooks")
 

@@ -13,7 +13,7 @@ from novo_gateway.accounts.session_tokens import is_session_token
 from novo_gateway.auth import ACCOUNT_BUCKET
 from novo_gateway.dashboard.security import SESSION_COOKIE, derived_csrf_token
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import RateLimitExceeded
+from novo_gateway.kit.errors import RateLimitExceeded
 from novo_gateway.runtime import Runtime
 
 

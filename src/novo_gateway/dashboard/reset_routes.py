@@ -21,7 +21,7 @@ from novo_gateway.dashboard.forms import CsrfField, EmailField, PasswordField
 from novo_gateway.dashboard.security import SIGN_IN_CSRF_COOKIE, check_csrf, check_same_origin
 from novo_gateway.dashboard.templating import render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import BadRequest, GatewayError, NotFound
+from novo_gateway.kit.errors import BadRequest, GatewayError, NotFound
 from novo_gateway.runtime import Runtime
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)

@@ -38,10 +38,10 @@ from novo_gateway.dashboard.security import (
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import BadRequest, GatewayError, Unauthorized
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import KEY_NOTE
 from novo_gateway.keys.service import NewKey
+from novo_gateway.kit.errors import BadRequest, GatewayError, Unauthorized
 from novo_gateway.runtime import Runtime
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)

@@ -22,8 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from novo_gateway.billing.portal import origin_of
-from novo_gateway.config import Settings
-from novo_gateway.errors import Forbidden
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import Forbidden
 
 SESSION_COOKIE: Final = "novo_session"
 ADMIN_COOKIE: Final = "novo_admin"

@@ -21,9 +21,9 @@ from novo_gateway.billing.carryover import carried_into
 from novo_gateway.billing.schemas import Invoice, Upcoming
 from novo_gateway.billing.subscription_state import ENDED
 from novo_gateway.dashboard.chart import UsageChart, usage_chart
-from novo_gateway.errors import GatewayError
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import ApiKeyInfo
+from novo_gateway.kit.errors import GatewayError
 from novo_gateway.metering import service as metering
 from novo_gateway.metering.schemas import CarriedOver, CurrentPeriod, UsageResponse
 from novo_gateway.runtime import Runtime

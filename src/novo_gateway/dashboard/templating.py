@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from novo_gateway import __version__
-from novo_gateway.config import Settings
 from novo_gateway.dashboard.security import (
     SIGN_IN_CSRF_COOKIE,
     SIGN_IN_CSRF_SECONDS,
@@ -25,6 +24,7 @@ from novo_gateway.dashboard.security import (
     security_headers,
     set_cookie,
 )
+from novo_gateway.kit.config import Settings
 from novo_gateway.metering import pricing
 
 

@@ -22,10 +22,10 @@ from sqlalchemy import func, select
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.access import Standing, refusal
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory
-from novo_gateway.errors import Unauthorized
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory
+from novo_gateway.kit.errors import Unauthorized
 
 log = logging.getLogger("novo_gateway.gateway.access")
 

@@ -34,8 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from novo_gateway import metrics
-from novo_gateway.errors import GatewayError, ServiceUnavailable, error_response
 from novo_gateway.gateway.body import read_body, replay
 from novo_gateway.gateway.idempotency import Tap
 from novo_gateway.gateway.idempotency_store import Answer
@@ -54,6 +52,8 @@ from novo_gateway.http_middleware import (
     log_request,
     new_request_id,
 )
+from novo_gateway.kit import metrics
+from novo_gateway.kit.errors import GatewayError, ServiceUnavailable, error_response
 from novo_gateway.novo_api.fast import FastPost, FastRoute, FastRoutes
 
 if TYPE_CHECKING:

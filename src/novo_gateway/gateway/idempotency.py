@@ -36,9 +36,6 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.types import Message, Send
 
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory
-from novo_gateway.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent
 from novo_gateway.gateway.idempotency_store import (
     RUNNING,
     Answer,
@@ -46,6 +43,9 @@ from novo_gateway.gateway.idempotency_store import (
     IdempotencyStore,
     Seen,
 )
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory
+from novo_gateway.kit.errors import BadRequest, Conflict, ServiceUnavailable, UnprocessableContent
 from novo_gateway.metering.writer import IDEMPOTENCY_WINDOW
 
 log = logging.getLogger("novo_gateway.gateway.idempotency")

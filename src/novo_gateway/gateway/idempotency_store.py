@@ -22,8 +22,8 @@ from sqlalchemy import Table, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.gateway.models import IdempotentRequest, IdempotentRequestState
+from novo_gateway.kit.db import SessionFactory, session_scope
 
 _TABLE: Table = IdempotentRequest.__table__  # type: ignore[assignment]
 RUNNING, DONE = IdempotentRequestState.RUNNING, IdempotentRequestState.DONE

@@ -32,16 +32,7 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from novo_gateway import metrics
-from novo_gateway.errors import (
-    GatewayError,
-    RateLimitExceeded,
-    ServiceUnavailable,
-    Unauthorized,
-    error_response,
-)
 from novo_gateway.gateway.body import read_body, replay
-from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.idempotency import (
     Tap,
     fingerprint,
@@ -49,8 +40,17 @@ from novo_gateway.gateway.idempotency import (
     send_answer,
 )
 from novo_gateway.gateway.idempotency_store import Answer, Claim
-from novo_gateway.gateway.ratelimit import LimitResult
 from novo_gateway.gateway.routes_table import Route
+from novo_gateway.kit import metrics
+from novo_gateway.kit.client_ip import ClientIpResolver
+from novo_gateway.kit.errors import (
+    GatewayError,
+    RateLimitExceeded,
+    ServiceUnavailable,
+    Unauthorized,
+    error_response,
+)
+from novo_gateway.kit.limiter import LimitResult
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from enum import StrEnum
 from sqlalchemy import ForeignKey, LargeBinary, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from novo_gateway.db import Base
-from novo_gateway.models_base import BigId, UTCDateTime
+from novo_gateway.kit.db import Base
+from novo_gateway.kit.models_base import BigId, UTCDateTime
 
 
 class IdempotentRequestState(StrEnum):

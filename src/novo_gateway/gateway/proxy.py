@@ -35,17 +35,6 @@ import aiohttp
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from novo_gateway import metrics
-from novo_gateway.config import Settings
-from novo_gateway.errors import (
-    BadGateway,
-    BadRequest,
-    GatewayError,
-    GatewayTimeout,
-    ServiceUnavailable,
-    error_response,
-)
-from novo_gateway.gateway.client_ip import ClientIpResolver
 from novo_gateway.gateway.forwarding import incoming_headers, outgoing
 from novo_gateway.gateway.paths import (
     DOT_SEGMENT_REFUSED,
@@ -55,6 +44,17 @@ from novo_gateway.gateway.paths import (
 )
 from novo_gateway.gateway.routes_table import Route, RouteTable
 from novo_gateway.keys.cache import KeyIdentity
+from novo_gateway.kit import metrics
+from novo_gateway.kit.client_ip import ClientIpResolver
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import (
+    BadGateway,
+    BadRequest,
+    GatewayError,
+    GatewayTimeout,
+    ServiceUnavailable,
+    error_response,
+)
 
 log = logging.getLogger("novo_gateway.proxy")
 

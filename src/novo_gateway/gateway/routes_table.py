@@ -45,8 +45,8 @@ from typing import Annotated, Any, Final
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from novo_gateway.config import Settings
 from novo_gateway.gateway.forwarding import SANDBOX, is_gateway_header
+from novo_gateway.kit.config import Settings
 from novo_gateway.novo_api.service import API_PREFIX, BUILTIN_PATHS
 
 HEALTH_PATH: Final = API_PREFIX + "/health"

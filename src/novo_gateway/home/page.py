@@ -13,7 +13,7 @@ from html import escape
 from string import Template
 from typing import Final
 
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
 from novo_gateway.metering import pricing
 
 CSS_PATH: Final = "/static/home.css"

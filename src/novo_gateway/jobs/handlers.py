@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from novo_gateway.billing.provisioning import Provisioner
 from novo_gateway.billing.stripe_client import StripeBilling
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.db import SessionFactory, create_engine, create_session_factory
 from novo_gateway.jobs.worker import JobRunner, RunSummary
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory
 
 
 def build_job_runner(

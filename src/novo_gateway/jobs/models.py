@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from novo_gateway.db import Base
-from novo_gateway.models_base import BigId, UTCDateTime, utcnow
+from novo_gateway.kit.db import Base
+from novo_gateway.kit.models_base import BigId, UTCDateTime, utcnow
 
 
 class Job(Base):

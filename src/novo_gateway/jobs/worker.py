@@ -33,9 +33,9 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.jobs.models import Job
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory, session_scope
 
 log = logging.getLogger("novo_gateway.jobs")
 

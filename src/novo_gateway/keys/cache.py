@@ -24,11 +24,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Table, Update, case, func, literal, or_, select, update
 
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory, session_scope
 from novo_gateway.keys import tokens
 from novo_gateway.keys.models import ApiKey
-from novo_gateway.models_base import UTCDateTime
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory, session_scope
+from novo_gateway.kit.models_base import UTCDateTime
 
 log = logging.getLogger("novo_gateway.keys.cache")
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from novo_gateway.db import Base
-from novo_gateway.models_base import BigId, UTCDateTime, utcnow
+from novo_gateway.kit.db import Base
+from novo_gateway.kit.models_base import BigId, UTCDateTime, utcnow
 
 
 class ApiKey(Base):

@@ -8,15 +8,6 @@ from fastapi import APIRouter, Body, Path
 
 from novo_gateway.auth import CurrentAccount
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    RateLimitExceeded,
-    ServiceUnavailable,
-    Unauthorized,
-    error_responses,
-)
 from novo_gateway.keys import service
 from novo_gateway.keys.schemas import (
     ApiKeyCreated,
@@ -25,6 +16,15 @@ from novo_gateway.keys.schemas import (
     ApiKeyList,
     CreateKeyRequest,
     MessageResponse,
+)
+from novo_gateway.kit.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    RateLimitExceeded,
+    ServiceUnavailable,
+    Unauthorized,
+    error_responses,
 )
 
 router = APIRouter(prefix="/auth/api-keys", tags=["api keys"])

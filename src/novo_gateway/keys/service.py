@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
-from novo_gateway.db import lock_rows
-from novo_gateway.errors import BadRequest, Conflict, NotFound
 from novo_gateway.keys import tokens
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.keys.models import ApiKey
+from novo_gateway.kit.db import lock_rows
+from novo_gateway.kit.errors import BadRequest, Conflict, NotFound
 
 DEFAULT_NAME = "API Key"
 MAX_ACTIVE_KEYS = 100

@@ -39,8 +39,8 @@ from typing import Any, Protocol
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from novo_gateway.kit.models_base import UTCDateTime
 from novo_gateway.metering import counters, daily, endpoint_daily
-from novo_gateway.models_base import UTCDateTime
 
 log = logging.getLogger("novo_gateway.metering.writer")
 

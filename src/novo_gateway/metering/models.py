@@ -29,8 +29,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
-from novo_gateway.db import Base
-from novo_gateway.models_base import BigId, UTCDateTime
+from novo_gateway.kit.db import Base
+from novo_gateway.kit.models_base import BigId, UTCDateTime
 
 # The reporter's pending events: billable and not yet in a report. Both databases use a partial
 # index only for a query whose conditions match its own, and neither sees `billable` or

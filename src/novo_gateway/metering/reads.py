@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.errors import ServiceUnavailable, TooManyRequests
+from novo_gateway.kit.errors import ServiceUnavailable, TooManyRequests
 
 # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
 _QUERY_CANCELED = "57014"

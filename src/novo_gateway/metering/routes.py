@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from novo_gateway.auth import CurrentAccount
 from novo_gateway.billing.carryover import carried_into
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.errors import (
+from novo_gateway.kit.errors import (
     BadRequest,
     RateLimitExceeded,
     ServiceUnavailable,

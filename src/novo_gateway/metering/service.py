@@ -36,13 +36,13 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
-from novo_gateway.config import Settings
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.models_base import UTCDateTime
 from novo_gateway.metering import counters as _counters  # noqa: F401  (registers the flush hook)
 from novo_gateway.metering import endpoints, pricing
 from novo_gateway.metering.daily import billed_units, utc_midnight
 from novo_gateway.metering.endpoints import EndpointStats as EndpointStats
 from novo_gateway.metering.models import UsageDaily, UsageEvent
-from novo_gateway.models_base import UTCDateTime
 
 DAILY_BREAKDOWN_DAYS = 30
 _DAY = timedelta(days=1)

@@ -44,9 +44,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from novo_gateway import metrics
-from novo_gateway.clock import Clock
-from novo_gateway.db import SessionFactory, session_scope
+from novo_gateway.kit import metrics
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.metering import counters
 from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey

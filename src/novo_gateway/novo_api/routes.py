@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from novo_gateway.deps import RuntimeDep
-from novo_gateway.errors import (
+from novo_gateway.kit.errors import (
     BadRequest,
     Conflict,
     PayloadTooLarge,

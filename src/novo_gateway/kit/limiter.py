@@ -49,10 +49,10 @@ from limits.errors import StorageError
 from redis.asyncio import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import RedisError
 
-from novo_gateway.clock import Clock
-from novo_gateway.config import Settings
-from novo_gateway.errors import ServiceUnavailable
-from novo_gateway.gateway.lease_store import HEARTBEAT_SECONDS, LeaseStore
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
+from novo_gateway.kit.errors import ServiceUnavailable
+from novo_gateway.kit.lease_store import HEARTBEAT_SECONDS, LeaseStore
 
 log = logging.getLogger("novo_gateway.ratelimit")
 

@@ -1,0 +1,1 @@
+"""Shared infrastructure: settings, database, clock, errors, limiter, logging; imports no domain."""
