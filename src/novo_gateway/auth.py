@@ -27,9 +27,9 @@ from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.accounts.session_tokens import is_session_token
 from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
 from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED
 from novo_gateway.kit import jsonbody
 from novo_gateway.kit.client_ip import ClientIpResolver
+from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED
 from novo_gateway.kit.errors import BadRequest, RateLimitExceeded, Unauthorized
 from novo_gateway.runtime import Runtime
 

@@ -27,7 +27,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
 
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,6 +42,7 @@ from novo_gateway.gateway.idempotency_store import Answer, Claim
 from novo_gateway.gateway.routes_table import Route
 from novo_gateway.kit import metrics
 from novo_gateway.kit.client_ip import ClientIpResolver
+from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED, extract_api_key, without_api_key
 from novo_gateway.kit.errors import (
     GatewayError,
     RateLimitExceeded,
@@ -68,11 +68,6 @@ LIMIT_HEADERS = "limit_headers"  # state key: the admitted call's rate-limit hea
 # Scope key: a call the fast path admitted, then handed over with its body (fast_path.py).
 ADMITTED = "novo.admitted"
 
-KEY_REQUIRED = (
-    "API key is required. Provide it via Authorization header (Bearer), X-API-Key header, "
-    "or api_key query parameter."
-)
-KEY_INVALID = "Invalid or inactive API key."
 NOT_RECORDED = "Your call could not be recorded, so it was not billed. Please retry shortly."
 
 _RATE_LIMIT_HEADERS = frozenset(
@@ -178,7 +173,7 @@ class MeteredPath:
     async def begin_idempotent(self, call: Admitted, scope: Scope, body: bytes) -> Claim | Answer:
         """Step 4: claim the call's Idempotency-Key, or get the answer to replay; or refuse."""
         assert call.idempotency_key is not None
-        query = _without_api_key(scope.get("query_string", b""))
+        query = without_api_key(scope.get("query_string", b""))
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         print_ = fingerprint(scope["method"], raw_path, query, body)
         try:
@@ -291,7 +286,7 @@ class MeteredPathMiddleware:
     ) -> None:
         """Steps 5 and 6; `tap` keeps the response of a claimed Idempotency-Key."""
         metered, state = self.metered, scope["state"]
-        inner = {**scope, "query_string": _without_api_key(scope.get("query_string", b""))}
+        inner = {**scope, "query_string": without_api_key(scope.get("query_string", b""))}
         response_started = False
         replaced = False
         encoded_headers = call.account.raw_headers()
@@ -367,37 +362,6 @@ def is_metered(scope: Scope) -> bool:
     if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
         return False
     return not (path in FREE_PATHS and scope["method"] in ("GET", "HEAD"))
-
-
-def extract_api_key(scope: Scope) -> str | None:
-    """The API key from `Authorization: Bearer`, else `X-API-Key`, else `?api_key=`."""
-    bearer: str | None = None
-    header_key: str | None = None
-    for name, value in scope["headers"]:
-        if name == b"authorization" and bearer is None:
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                bearer = token.strip()
-        elif name == b"x-api-key" and header_key is None:
-            header_key = value.decode("latin-1").strip() or None
-    if bearer is not None:
-        return bearer
-    if header_key is not None:
-        return header_key
-    query: bytes = scope.get("query_string", b"")
-    if b"api_key" in query:
-        for name, value in parse_qsl(query.decode("latin-1")):
-            if name == "api_key" and value:
-                return value
-    return None
-
-
-def _without_api_key(query: bytes) -> bytes:
-    """The query string without `api_key`, so the key never reaches handlers or upstreams."""
-    if b"api_key" not in query:
-        return query
-    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-    return urlencode([(k, v) for k, v in pairs if k != "api_key"]).encode("latin-1")
 
 
 def _served(scope: Scope, proxy: UpstreamProxy) -> bool:

@@ -37,7 +37,7 @@ from novo_gateway.kit.models_base import BigId, UTCDateTime
 # `billable = true` as `billable IS true`: queries must say what the ORM renders for
 # `report_id.is_(None)` and `billable.is_(True)` (`billable IS 1` on SQLite, `IS true` on
 # PostgreSQL), as the reporter's and the admin page's do (tests/metering/test_usage_query_plans.py).
-_PENDING = and_(column("report_id").is_(None), column("billable").is_(True))
+UNREPORTED_BILLABLE = and_(column("report_id").is_(None), column("billable").is_(True))
 
 
 _HEX = frozenset("0123456789abcdef")
@@ -95,10 +95,12 @@ class UsageEvent(Base):
         # posting list of row pointers, about 6 bytes an event). SQLite has no such sharing and
         # writes every page a commit touches to its log, so it keys it by id: new events land on
         # the last page, where an index by account would touch a page per account of a batch.
-        Index("ix_usage_events_unreported", "user_id", postgresql_where=_PENDING).ddl_if(
+        Index("ix_usage_events_unreported", "user_id", postgresql_where=UNREPORTED_BILLABLE).ddl_if(
             dialect="postgresql"
         ),
-        Index("ix_usage_events_unreported", "id", sqlite_where=_PENDING).ddl_if(dialect="sqlite"),
+        Index("ix_usage_events_unreported", "id", sqlite_where=UNREPORTED_BILLABLE).ddl_if(
+            dialect="sqlite"
+        ),
     )
 
     # On PostgreSQL the columns are stored in the order of migration 0004 (fixed-width ones
