@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: run test lint typecheck pytest lock clean adversarial static
+.PHONY: run test lint typecheck imports pytest lock clean adversarial static
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -26,7 +26,7 @@ $(DEV_STAMP): $(STAMP) requirements-dev.lock
 run: $(STAMP) ## start the gateway on PORT (default 3000) with the embedded defaults
 	$(BIN)/novo-gateway serve
 
-test: lint typecheck pytest ## ruff, mypy --strict and the whole test suite
+test: lint typecheck imports pytest ## ruff, mypy --strict, the import layers, the whole test suite
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src stripe_emulator tests migrations bench
@@ -34,6 +34,10 @@ lint: $(DEV_STAMP)
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
+
+# The layers (README "Architecture"): pyproject.toml's import-linter contracts.
+imports: $(DEV_STAMP)
+	$(BIN)/lint-imports
 
 # Both cores by default (pytest-xdist); `make pytest PYTEST_WORKERS=0` runs in one process.
 PYTEST_WORKERS ?= 2

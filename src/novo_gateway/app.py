@@ -1,4 +1,4 @@
-"""The application factory: routers, middleware, error handlers and the runtime's lifespan."""
+"""The application factory: builds the runtime, wires routers, middleware and error handlers."""
 
 from __future__ import annotations
 
@@ -10,25 +10,39 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from novo_gateway import __version__
+from novo_gateway.accounts.key_routes import router as keys_router
+from novo_gateway.accounts.models import User
 from novo_gateway.accounts.routes import router as accounts_router
 from novo_gateway.admin.routes import router as admin_router
+from novo_gateway.billing import provisioning
+from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.routes import router as billing_router
+from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.webhook_routes import router as webhook_router
+from novo_gateway.billing.webhooks import WebhookWorker
 from novo_gateway.dashboard.assets import router as assets_router
 from novo_gateway.dashboard.reset_routes import router as dashboard_reset_router
 from novo_gateway.dashboard.routes import router as dashboard_router
 from novo_gateway.error_handlers import install_error_handlers
+from novo_gateway.gateway.access import AccessPolicy
 from novo_gateway.gateway.fast_path import FastPath
+from novo_gateway.gateway.idempotency import Idempotency
 from novo_gateway.gateway.middleware import MeteredPath, MeteredPathMiddleware
+from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.home.docs import router as docs_router
 from novo_gateway.home.routes import router as home_router
 from novo_gateway.host_split import HostSplit, HostSplitMiddleware
-from novo_gateway.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from novo_gateway.keys.routes import router as keys_router
+from novo_gateway.jobs.handlers import build_job_runner
+from novo_gateway.keys.cache import KeyCache
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
+from novo_gateway.kit.db import create_engine, create_session_factory
+from novo_gateway.kit.http_middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from novo_gateway.kit.limiter import RateLimiter
 from novo_gateway.kit.logs import configure_logging
+from novo_gateway.metering.reads import AccountReads
 from novo_gateway.metering.routes import router as usage_router
+from novo_gateway.metering.writer import UsageWriter
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from novo_gateway.openapi import install_openapi
@@ -38,7 +52,7 @@ from novo_gateway.runtime import Runtime
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> GatewayApp:
     """Build the gateway. Its runtime (database, caches, writers) starts with the lifespan."""
     settings = settings or Settings()
-    runtime = Runtime.build(settings, clock)
+    runtime = build_runtime(settings, clock)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,7 +79,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         # OpenTelemetry providers on every request whether they are configured.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
-    app.state.runtime = runtime
+    publish(app, runtime)
     install_error_handlers(app)
     install_openapi(app)
     for router in (
@@ -95,6 +109,68 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     # The built-in endpoints skip all of the above in one pass (gateway/fast_path.py).
     app.fast_path = FastPath(runtime, FastRoutes(novo_router.routes), metered, app.full_stack)
     return app
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    """Every long-lived part of one process, wired together (the lifespan starts them)."""
+    clock = clock or Clock()
+    engine = create_engine(settings)
+    sessions = create_session_factory(engine)
+    runtime = Runtime(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        keys=KeyCache(sessions, clock, revalidate_ms=settings.key_revalidate_ms),
+        limiter=RateLimiter(settings, clock),
+        usage=UsageWriter(sessions, clock),
+        access=AccessPolicy(sessions, settings, clock),
+        proxy=UpstreamProxy(settings),
+        idempotency=Idempotency(
+            sessions,
+            clock,
+            max_answer_bytes=settings.idempotency_max_answer_bytes,
+            wait_seconds=settings.idempotency_wait_seconds,
+            lock_seconds=settings.idempotency_lock_seconds,
+        ),
+        reads=AccountReads(
+            per_account=settings.usage_reads_per_account,
+            timeout_seconds=settings.usage_read_timeout_seconds,
+        ),
+    )
+    if settings.stripe_secret_key:
+        runtime.stripe = StripeBilling(settings, clock)
+        runtime.reporter = UsageReporter(sessions, runtime.stripe, settings, clock)
+        if settings.usage_reporting_interval > 0:
+            runtime.workers.append(runtime.reporter)
+    runtime.webhooks = WebhookWorker(
+        sessions, clock, runtime.stripe, on_access_change=runtime.access.forget
+    )
+    runtime.workers += [runtime.access, runtime.webhooks]
+    if runtime.limiter.shared:  # re-seeds its leases when Redis loses them
+        runtime.workers.append(runtime.limiter)
+    # The jobs outbox (Stripe provisioning, ...); register kicks it and waits briefly.
+    runtime.jobs = build_job_runner(settings, sessions, clock, runtime.stripe)
+    runtime.workers.append(runtime.jobs)
+    return runtime
+
+
+def publish(app: FastAPI, runtime: Runtime) -> None:
+    """Put on `app.state` what the routes' dependencies fetch (kit.deps, keys.deps, ...)."""
+    state = app.state
+    state.runtime = runtime  # the pages' `RuntimeDep`
+    state.settings = runtime.settings
+    state.clock = runtime.clock
+    state.sessions = runtime.sessions
+    state.limiter = runtime.limiter
+    state.keys = runtime.keys
+
+    async def await_provisioning(user: User, job_id: int) -> User:
+        return await provisioning.await_provisioning(
+            runtime.jobs, runtime.sessions, user=user, job_id=job_id
+        )
+
+    state.await_provisioning = await_provisioning
 
 
 def create_served_app() -> GatewayApp:

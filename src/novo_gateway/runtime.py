@@ -1,12 +1,17 @@
-"""The long-lived parts of one gateway process, created at start-up and closed at shutdown."""
+"""The long-lived parts of one gateway process, started with the app and closed at shutdown.
+
+A plain container: the app builds it (novo_gateway.app) and the pages reach their collaborators
+through it (`RuntimeDep`). The domains below take narrower dependencies (kit.deps, keys.deps).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Annotated, Protocol
 
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from novo_gateway.billing.reporter import UsageReporter
@@ -15,12 +20,12 @@ from novo_gateway.billing.webhooks import WebhookWorker
 from novo_gateway.gateway.access import AccessPolicy
 from novo_gateway.gateway.idempotency import Idempotency
 from novo_gateway.gateway.proxy import UpstreamProxy
-from novo_gateway.jobs.handlers import build_job_runner
 from novo_gateway.jobs.worker import JobRunner
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
-from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory
+from novo_gateway.kit.db import SessionFactory
+from novo_gateway.kit.deps import from_state
 from novo_gateway.kit.limiter import RateLimiter
 from novo_gateway.metering.reads import AccountReads
 from novo_gateway.metering.writer import UsageWriter
@@ -41,6 +46,8 @@ class Worker(Protocol):
 
 @dataclass
 class Runtime:
+    """Settings, clock, database and the workers of one process; `start`/`stop` run them."""
+
     settings: Settings
     clock: Clock
     engine: AsyncEngine
@@ -60,49 +67,6 @@ class Runtime:
     reads: AccountReads = field(default_factory=AccountReads)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _started: bool = field(default=False, repr=False)
-
-    @classmethod
-    def build(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
-        clock = clock or Clock()
-        engine = create_engine(settings)
-        sessions = create_session_factory(engine)
-        runtime = cls(
-            settings=settings,
-            clock=clock,
-            engine=engine,
-            sessions=sessions,
-            keys=KeyCache(sessions, clock, revalidate_ms=settings.key_revalidate_ms),
-            limiter=RateLimiter(settings, clock),
-            usage=UsageWriter(sessions, clock),
-            access=AccessPolicy(sessions, settings, clock),
-            proxy=UpstreamProxy(settings),
-            idempotency=Idempotency(
-                sessions,
-                clock,
-                max_answer_bytes=settings.idempotency_max_answer_bytes,
-                wait_seconds=settings.idempotency_wait_seconds,
-                lock_seconds=settings.idempotency_lock_seconds,
-            ),
-            reads=AccountReads(
-                per_account=settings.usage_reads_per_account,
-                timeout_seconds=settings.usage_read_timeout_seconds,
-            ),
-        )
-        if settings.stripe_secret_key:
-            runtime.stripe = StripeBilling(settings, clock)
-            runtime.reporter = UsageReporter(sessions, runtime.stripe, settings, clock)
-            if settings.usage_reporting_interval > 0:
-                runtime.workers.append(runtime.reporter)
-        runtime.webhooks = WebhookWorker(
-            sessions, clock, runtime.stripe, on_access_change=runtime.access.forget
-        )
-        runtime.workers += [runtime.access, runtime.webhooks]
-        if runtime.limiter.shared:  # re-seeds its leases when Redis loses them
-            runtime.workers.append(runtime.limiter)
-        # The jobs outbox (Stripe provisioning, ...); register kicks it and waits briefly.
-        runtime.jobs = build_job_runner(settings, sessions, clock, runtime.stripe)
-        runtime.workers.append(runtime.jobs)
-        return runtime
 
     async def start(self, *, workers: bool = True) -> None:
         await self.keys.start()
@@ -138,3 +102,6 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+
+
+RuntimeDep = Annotated[Runtime, Depends(from_state("runtime", Runtime))]

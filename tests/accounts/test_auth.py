@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from novo_gateway.auth import KEY_INVALID, KEY_REQUIRED
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
+from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED
 from tests.accounts.helpers import PASSWORD, register
 from tests.conftest import AppClient
 

@@ -18,6 +18,7 @@ from novo_gateway.jobs.models import Job
 from novo_gateway.jobs.service import enqueue
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.keys.service import NewKey, create_key, list_keys
+from novo_gateway.kit.db import lock_rows
 from novo_gateway.kit.errors import Conflict, Unauthorized
 
 FIRST_KEY_NAME = "Default"
@@ -68,9 +69,15 @@ async def register(
         await session.flush()
     except IntegrityError:
         raise _email_taken() from None  # `from None`: the statement's parameters stay out
+    await lock_account(session, user.id)
     key = await create_key(session, user.id, now=now, name=FIRST_KEY_NAME)
     job = await enqueue(session, PROVISION_JOB, {"user_id": user.id}, run_after=now)
     return Registration(user=user, key=key, job=job)
+
+
+async def lock_account(session: AsyncSession, user_id: int) -> None:
+    """Hold the account's row until the unit of work ends (before `keys.service.create_key`)."""
+    await lock_rows(session, User, User.id == user_id)
 
 
 async def check_credentials(

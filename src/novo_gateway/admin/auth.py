@@ -30,10 +30,11 @@ from fastapi import Request
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from novo_gateway.accounts.deps import bearer_token
 from novo_gateway.accounts.throttle import AdminTokenThrottle
 from novo_gateway.admin.models import AdminSession
-from novo_gateway.auth import bearer_token, client_ip
 from novo_gateway.dashboard.security import ADMIN_COOKIE, derived_csrf_token
+from novo_gateway.kit.deps import client_ip
 from novo_gateway.kit.errors import NotFound, Unauthorized
 from novo_gateway.runtime import Runtime
 
@@ -136,7 +137,7 @@ async def check_admin_token(request: Request, runtime: Runtime, given: str, *, v
     Raises `TooManyRequests` once the client's address has used up its guesses, even for the
     right token, until its window ends.
     """
-    ip = client_ip(request, runtime)
+    ip = client_ip(request, runtime.settings)
     throttle = admin_token_throttle(runtime)
     await throttle.reserve(ip)
     token = runtime.settings.admin_token

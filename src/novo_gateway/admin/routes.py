@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
+from novo_gateway.accounts.deps import limit_sign_in_by_ip
 from novo_gateway.admin import service
 from novo_gateway.admin.auth import (
     SIGN_IN_FIRST,
@@ -23,7 +24,6 @@ from novo_gateway.admin.auth import (
     open_admin_session,
     operator_of,
 )
-from novo_gateway.auth import client_ip, limit_sign_in_by_ip
 from novo_gateway.billing import operations
 from novo_gateway.dashboard.forms import CsrfField, TokenField
 from novo_gateway.dashboard.security import (
@@ -35,9 +35,9 @@ from novo_gateway.dashboard.security import (
     set_cookie,
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.kit.deps import Session, client_ip
 from novo_gateway.kit.errors import TooManyRequests, Unauthorized
-from novo_gateway.runtime import Runtime
+from novo_gateway.runtime import Runtime, RuntimeDep
 
 log = logging.getLogger("novo_gateway.admin")
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -117,7 +117,7 @@ async def admin_sign_in(
         return page
     if not right:
         return _sign_in_page(request, runtime, error=WRONG_TOKEN)
-    log.info("admin: operator signed in from %s", client_ip(request, runtime))
+    log.info("admin: operator signed in from %s", client_ip(request, runtime.settings))
     value = await open_admin_session(session, runtime)
     response = _redirect(HOME)
     set_cookie(
@@ -135,7 +135,7 @@ async def admin_sign_out(
     operator = await _form_operator(request, session, runtime, csrf)
     if operator.cookie is not None:
         await close_admin_session(session, operator.cookie, now=runtime.clock.now())
-    log.info("admin: operator signed out from %s", client_ip(request, runtime))
+    log.info("admin: operator signed out from %s", client_ip(request, runtime.settings))
     response = _redirect(f"{HOME}?notice=signed-out")
     clear_cookie(response, request, runtime.settings, name=ADMIN_COOKIE, path=HOME)
     return response
@@ -154,7 +154,7 @@ async def retry_report(
     log.info(
         "admin: retry of dead report %s requested from %s (%d requeued)",
         report_id,
-        client_ip(request, runtime),
+        client_ip(request, runtime.settings),
         requeued,
     )
     notice = "requeued" if requeued else "not-dead"

@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from novo_gateway.auth import CurrentAccount
+from novo_gateway.accounts.deps import CurrentAccount
 from novo_gateway.billing import service
 from novo_gateway.billing.schemas import (
     CancelRequest,
@@ -22,7 +22,7 @@ from novo_gateway.billing.schemas import (
     Subscription,
     SubscriptionChange,
 )
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import (
     BadGateway,
     BadRequest,
@@ -32,6 +32,7 @@ from novo_gateway.kit.errors import (
     Unauthorized,
     error_responses,
 )
+from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 

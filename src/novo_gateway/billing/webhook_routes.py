@@ -6,9 +6,10 @@ from fastapi import APIRouter, BackgroundTasks, Request
 
 from novo_gateway.billing import webhooks
 from novo_gateway.billing.schemas import WebhookAck
-from novo_gateway.deps import RuntimeDep, Session
-from novo_gateway.http_middleware import read_body
+from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import BadRequest, PayloadTooLarge, RequestTimeout, error_responses
+from novo_gateway.kit.http_middleware import read_body
+from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(tags=["webhooks"])
 

@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from novo_gateway.accounts import service as accounts
+from novo_gateway.accounts.deps import ACCOUNT_BUCKET
 from novo_gateway.accounts.models import LoginSession, User
 from novo_gateway.accounts.session_tokens import is_session_token
-from novo_gateway.auth import ACCOUNT_BUCKET
 from novo_gateway.dashboard.security import SESSION_COOKIE, derived_csrf_token
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import RateLimitExceeded
-from novo_gateway.runtime import Runtime
+from novo_gateway.runtime import Runtime, RuntimeDep
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,16 +13,16 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from novo_gateway.accounts import reset
+from novo_gateway.accounts.deps import limit_sign_in_by_ip, reset_throttle
 from novo_gateway.accounts.mail import RESET_PAGE
 from novo_gateway.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
-from novo_gateway.auth import get_reset_throttle, limit_sign_in_by_ip
 from novo_gateway.dashboard.forms import CsrfField, EmailField, PasswordField
 from novo_gateway.dashboard.security import SIGN_IN_CSRF_COOKIE, check_csrf, check_same_origin
 from novo_gateway.dashboard.templating import render_sign_in
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import BadRequest, GatewayError, NotFound
-from novo_gateway.runtime import Runtime
+from novo_gateway.runtime import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -77,7 +77,7 @@ async def forgot_password(
         except ValueError:
             raise BadRequest(INVALID_EMAIL) from None
         await reset.request_reset(
-            get_reset_throttle(runtime),
+            reset_throttle(runtime.limiter, runtime.settings),
             background,
             runtime.sessions,
             runtime.settings,

@@ -13,10 +13,10 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
 from novo_gateway.accounts import service as accounts
+from novo_gateway.accounts.deps import limit_sign_in_by_ip, login_throttle
 from novo_gateway.accounts.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 from novo_gateway.accounts.passwords import MIN_LENGTH as PASSWORD_MIN_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
-from novo_gateway.auth import get_login_throttle, limit_sign_in_by_ip
 from novo_gateway.billing import service as billing
 from novo_gateway.billing.routes import MESSAGES as SUBSCRIPTION_MESSAGES
 from novo_gateway.dashboard import service
@@ -37,12 +37,12 @@ from novo_gateway.dashboard.security import (
     set_cookie,
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
-from novo_gateway.deps import RuntimeDep, Session
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import KEY_NOTE
 from novo_gateway.keys.service import NewKey
+from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import BadRequest, GatewayError, Unauthorized
-from novo_gateway.runtime import Runtime
+from novo_gateway.runtime import Runtime, RuntimeDep
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
@@ -191,7 +191,7 @@ async def sign_in(
             raise Unauthorized(accounts.INVALID_CREDENTIALS) from None
         result = await accounts.login(
             session,
-            get_login_throttle(runtime),
+            login_throttle(runtime.limiter, runtime.settings),
             email=address,
             password=password,
             now=runtime.clock.now(),
@@ -242,7 +242,7 @@ async def change_password(
             raise Unauthorized(accounts.INVALID_CREDENTIALS)
         await accounts.change_password(
             session,
-            get_login_throttle(runtime),
+            login_throttle(runtime.limiter, runtime.settings),
             viewer.login_session,
             current_password=current_password,
             new_password=new_password,
@@ -275,6 +275,7 @@ async def create_key(
     async def create(viewer: Viewer) -> Response:
         label = key_name(name, keys.DEFAULT_NAME)
         now = runtime.clock.now()
+        await accounts.lock_account(session, viewer.user.id)
         created = await keys.create_key(session, viewer.user.id, now=now, name=label)
         return await _page(request, session, runtime, viewer, new_key=created, status_code=201)
 

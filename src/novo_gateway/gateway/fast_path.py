@@ -45,15 +45,15 @@ from novo_gateway.gateway.middleware import (
     Refused,
     is_metered,
 )
-from novo_gateway.http_middleware import (
+from novo_gateway.kit import metrics
+from novo_gateway.kit.errors import GatewayError, ServiceUnavailable, error_response
+from novo_gateway.kit.http_middleware import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     access_log,
     log_request,
     new_request_id,
 )
-from novo_gateway.kit import metrics
-from novo_gateway.kit.errors import GatewayError, ServiceUnavailable, error_response
 from novo_gateway.novo_api.fast import FastPost, FastRoute, FastRoutes
 
 if TYPE_CHECKING:

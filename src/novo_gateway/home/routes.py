@@ -12,11 +12,11 @@ from pydantic import BaseModel
 
 from novo_gateway import __version__
 from novo_gateway.dashboard.assets import asset
-from novo_gateway.deps import RuntimeDep
 from novo_gateway.home.health import Part, State, readiness
 from novo_gateway.home.page import CSS, CSS_PATH, SECURITY_HEADERS, render_home
 from novo_gateway.kit import metrics
 from novo_gateway.kit.errors import ErrorBody, ServiceUnavailable, Unauthorized
+from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter()
 

@@ -8,11 +8,9 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
 from novo_gateway.keys import tokens
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.keys.models import ApiKey
-from novo_gateway.kit.db import lock_rows
 from novo_gateway.kit.errors import BadRequest, Conflict, NotFound
 
 DEFAULT_NAME = "API Key"
@@ -35,10 +33,13 @@ async def create_key(
     name: str = DEFAULT_NAME,
     expires_at: datetime | None = None,
 ) -> NewKey:
-    """A new active key for the account; refused past `MAX_ACTIVE_KEYS` or with a past expiry."""
+    """A new active key for the account; refused past `MAX_ACTIVE_KEYS` or with a past expiry.
+
+    The cap holds under races while the caller holds the account's row lock
+    (`accounts.service.lock_account`; keys sits below accounts and does not import it).
+    """
     if expires_at is not None and expires_at <= now:
         raise BadRequest("Invalid field 'expiresAt': the expiry must be in the future.")
-    await lock_rows(session, User, User.id == user_id)  # the cap holds under races
     if await count_active_keys(session, user_id, now=now) >= MAX_ACTIVE_KEYS:
         raise Conflict(
             f"This account already has {MAX_ACTIVE_KEYS} active API keys, the most allowed. "

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from novo_gateway.auth import CurrentAccount
+from novo_gateway.accounts.deps import CurrentAccount
 from novo_gateway.billing.carryover import carried_into
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import (
     BadRequest,
     RateLimitExceeded,
@@ -18,6 +18,7 @@ from novo_gateway.kit.errors import (
 )
 from novo_gateway.metering import service
 from novo_gateway.metering.schemas import EndpointUsageResponse, UsageResponse
+from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix="/billing", tags=["usage"])
 

@@ -10,7 +10,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from novo_gateway.deps import RuntimeDep
 from novo_gateway.kit.errors import (
     BadRequest,
     Conflict,
@@ -38,6 +37,7 @@ from novo_gateway.novo_api.schemas import (
     NotificationSendRequest,
     Period,
 )
+from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix=service.API_PREFIX, tags=["Novo API"])
 

@@ -1,4 +1,4 @@
-"""Who is calling an account or billing endpoint: the `CurrentAccount` dependency.
+"""Request dependencies of the accounts domain: who is calling (`CurrentAccount`), sign-in limits.
 
 Credentials are tried in this order, the first one present decides:
 
@@ -15,7 +15,7 @@ customer who used up their API calls can still look at their usage and keys.
 
 from __future__ import annotations
 
-from functools import cache
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
@@ -26,12 +26,22 @@ from novo_gateway.accounts.passwords import MAX_LENGTH
 from novo_gateway.accounts.schemas import normalise_email
 from novo_gateway.accounts.session_tokens import is_session_token
 from novo_gateway.accounts.throttle import LoginThrottle, PasswordResetThrottle
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.keys.cache import KeyCache
+from novo_gateway.keys.deps import KeyCacheDep
 from novo_gateway.kit import jsonbody
-from novo_gateway.kit.client_ip import ClientIpResolver
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.config import Settings
 from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED
+from novo_gateway.kit.deps import (
+    ClockDep,
+    LimiterDep,
+    Session,
+    SettingsDep,
+    client_ip,
+    from_state,
+)
 from novo_gateway.kit.errors import BadRequest, RateLimitExceeded, Unauthorized
-from novo_gateway.runtime import Runtime
+from novo_gateway.kit.limiter import RateLimiter
 
 # Apart from the metered path's "account" bucket: using up API calls leaves these endpoints open.
 ACCOUNT_BUCKET = "account-endpoints"
@@ -44,6 +54,10 @@ QUERY_CREDENTIALS_REFUSED = (
     "Use an API key or a session token, or send the credentials in the JSON body."
 )
 
+# After registering: run the account's provisioning job now and wait briefly for it, returning
+# the account as it then stands. Billing provides it (the app wires it in; accounts sits below).
+AwaitProvisioning = Callable[[User, int], Awaitable[User]]
+
 
 def bearer_token(request: Request) -> str | None:
     """The token of an `Authorization: Bearer <token>` header, if any."""
@@ -53,13 +67,19 @@ def bearer_token(request: Request) -> str | None:
 
 
 async def current_account(
-    request: Request, session: Session, runtime: RuntimeDep, response: Response
+    request: Request,
+    session: Session,
+    clock: ClockDep,
+    keys: KeyCacheDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> User:
     """The account the request authenticates as, after its per-account rate limit."""
     if "password" in request.query_params:
         raise BadRequest(QUERY_CREDENTIALS_REFUSED)
-    user = await _authenticate(request, session, runtime)
-    await _limit_account(runtime, user.id, response)
+    user = await _authenticate(request, session, clock, keys, limiter, settings)
+    await _limit_account(limiter, settings, user.id, response)
     no_store(response)
     return user
 
@@ -71,28 +91,35 @@ def no_store(response: Response) -> None:
 
 
 async def current_login_session(
-    request: Request, session: Session, runtime: RuntimeDep
+    request: Request, session: Session, clock: ClockDep
 ) -> LoginSession:
     """The live login session whose token is the bearer token (for logout)."""
     token = bearer_token(request)
     if token is None or not is_session_token(token):
         raise Unauthorized(SESSION_REQUIRED)
-    found = await accounts.find_login_session(session, token, now=runtime.clock.now())
+    found = await accounts.find_login_session(session, token, now=clock.now())
     if found is None:
         raise Unauthorized(INVALID_SESSION)
     return found[0]
 
 
-async def _authenticate(request: Request, session: Session, runtime: Runtime) -> User:
+async def _authenticate(
+    request: Request,
+    session: Session,
+    clock: Clock,
+    keys: KeyCache,
+    limiter: RateLimiter,
+    settings: Settings,
+) -> User:
     bearer = bearer_token(request)
     if bearer is not None and is_session_token(bearer):
-        found = await accounts.find_login_session(session, bearer, now=runtime.clock.now())
+        found = await accounts.find_login_session(session, bearer, now=clock.now())
         if found is None:
             raise Unauthorized(INVALID_SESSION)
         return found[1]
     raw_key = bearer or request.headers.get("x-api-key") or request.query_params.get("api_key")
     if raw_key:
-        identity = await runtime.keys.authenticate(raw_key)
+        identity = await keys.authenticate(raw_key)
         user = None if identity is None else await session.get(User, identity.user_id)
         if user is None:
             raise Unauthorized(KEY_INVALID)
@@ -108,9 +135,9 @@ async def _authenticate(request: Request, session: Session, runtime: Runtime) ->
     if len(password) > MAX_LENGTH:
         raise Unauthorized(accounts.INVALID_CREDENTIALS)
     # A password costs a hash: the per-client-IP limit of register and login applies here too.
-    await limit_sign_in_by_ip(request, runtime)
+    await limit_sign_in_by_ip(request, limiter, settings)
     return await accounts.check_credentials(
-        session, get_login_throttle(runtime), email=email, password=password
+        session, login_throttle(limiter, settings), email=email, password=password
     )
 
 
@@ -132,33 +159,31 @@ async def _body_credentials(request: Request) -> tuple[str, str] | None:
     return None
 
 
-def get_login_throttle(runtime: RuntimeDep) -> LoginThrottle:
+def login_throttle(limiter: LimiterDep, settings: SettingsDep) -> LoginThrottle:
     """The failed-login throttle, on the shared rate limiter."""
-    settings = runtime.settings
     return LoginThrottle(
-        runtime.limiter,
+        limiter,
         max_failures=settings.login_max_failures,
         window_seconds=settings.login_lockout_seconds,
     )
 
 
-def get_reset_throttle(runtime: RuntimeDep) -> PasswordResetThrottle:
+def reset_throttle(limiter: LimiterDep, settings: SettingsDep) -> PasswordResetThrottle:
     """Reset emails per address: LOGIN_MAX_FAILURES per LOGIN_LOCKOUT_SECONDS."""
-    settings = runtime.settings
     return PasswordResetThrottle(
-        runtime.limiter,
+        limiter,
         max_failures=settings.login_max_failures,
         window_seconds=settings.login_lockout_seconds,
     )
 
 
-async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
+async def limit_sign_in_by_ip(request: Request, limiter: LimiterDep, settings: SettingsDep) -> None:
     """At most ACCOUNT_RATE_LIMIT_PER_MINUTE password checks a minute per client IP.
 
     Registrations, logins, body-credential requests, password changes and resets share it.
     """
-    limit = runtime.settings.account_rate_limit_per_minute
-    result = await runtime.limiter.hit(SIGN_IN_IP_BUCKET, client_ip(request, runtime), limit)
+    limit = settings.account_rate_limit_per_minute
+    result = await limiter.hit(SIGN_IN_IP_BUCKET, client_ip(request, settings), limit)
     if not result.allowed:
         raise RateLimitExceeded(
             f"You have exceeded {limit} sign-in requests per minute. Please slow down.",
@@ -167,19 +192,11 @@ async def limit_sign_in_by_ip(request: Request, runtime: RuntimeDep) -> None:
         )
 
 
-def client_ip(request: Request, runtime: Runtime) -> str:
-    """The client's address, through the trusted proxies (TRUSTED_PROXIES)."""
-    return _ip_resolver(tuple(runtime.settings.trusted_proxies)).resolve(request.scope)
-
-
-@cache
-def _ip_resolver(trusted_proxies: tuple[str, ...]) -> ClientIpResolver:
-    return ClientIpResolver(trusted_proxies)
-
-
-async def _limit_account(runtime: Runtime, user_id: int, response: Response) -> None:
-    limit = runtime.settings.account_rate_limit_per_minute
-    result = await runtime.limiter.hit(ACCOUNT_BUCKET, str(user_id), limit)
+async def _limit_account(
+    limiter: RateLimiter, settings: Settings, user_id: int, response: Response
+) -> None:
+    limit = settings.account_rate_limit_per_minute
+    result = await limiter.hit(ACCOUNT_BUCKET, str(user_id), limit)
     if not result.allowed:
         raise RateLimitExceeded(
             f"You have exceeded {limit} requests per minute. Please slow down.",
@@ -191,5 +208,8 @@ async def _limit_account(runtime: Runtime, user_id: int, response: Response) -> 
 
 CurrentAccount = Annotated[User, Depends(current_account)]
 CurrentLoginSession = Annotated[LoginSession, Depends(current_login_session)]
-LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
-ResetThrottleDep = Annotated[PasswordResetThrottle, Depends(get_reset_throttle)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(login_throttle)]
+ResetThrottleDep = Annotated[PasswordResetThrottle, Depends(reset_throttle)]
+AwaitProvisioningDep = Annotated[
+    AwaitProvisioning, Depends(from_state("await_provisioning", AwaitProvisioning))
+]

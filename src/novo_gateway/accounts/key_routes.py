@@ -1,4 +1,4 @@
-"""Routes of the keys domain: create, list and revoke the caller's API keys."""
+"""Routes of an account's API keys: create, list and revoke the caller's keys."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path
 
-from novo_gateway.auth import CurrentAccount
-from novo_gateway.deps import RuntimeDep, Session
+from novo_gateway.accounts import service as accounts
+from novo_gateway.accounts.deps import CurrentAccount
 from novo_gateway.keys import service
+from novo_gateway.keys.deps import KeyCacheDep
 from novo_gateway.keys.schemas import (
     ApiKeyCreated,
     ApiKeyCreatedResponse,
@@ -17,6 +18,7 @@ from novo_gateway.keys.schemas import (
     CreateKeyRequest,
     MessageResponse,
 )
+from novo_gateway.kit.deps import ClockDep, Session
 from novo_gateway.kit.errors import (
     BadRequest,
     Conflict,
@@ -37,12 +39,13 @@ MAX_ID = 2**63 - 1
 async def create_api_key(
     user: CurrentAccount,
     session: Session,
-    runtime: RuntimeDep,
+    clock: ClockDep,
     body: Annotated[CreateKeyRequest | None, Body()] = None,
 ) -> ApiKeyCreatedResponse:
     """A new API key for the caller's account; the key is in this response only."""
     body = body or CreateKeyRequest()
-    now = runtime.clock.now()
+    now = clock.now()
+    await accounts.lock_account(session, user.id)
     created = await service.create_key(
         session,
         user.id,
@@ -57,13 +60,15 @@ async def create_api_key(
 
 
 @router.get("", responses=error_responses(*_AUTH_ERRORS))
-async def list_api_keys(user: CurrentAccount, session: Session, runtime: RuntimeDep) -> ApiKeyList:
+async def list_api_keys(
+    user: CurrentAccount, session: Session, clock: ClockDep, cache: KeyCacheDep
+) -> ApiKeyList:
     """Every key of the caller's account, revoked ones included (prefixes only)."""
-    now = runtime.clock.now()
+    now = clock.now()
     keys = await service.list_keys(session, user.id)
     return ApiKeyList(
         api_keys=[
-            ApiKeyInfo.of(key, now=now, pending_last_use=runtime.keys.pending_last_use(key.id))
+            ApiKeyInfo.of(key, now=now, pending_last_use=cache.pending_last_use(key.id))
             for key in keys
         ]
     )
@@ -74,8 +79,9 @@ async def revoke_api_key(
     key_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID)],
     user: CurrentAccount,
     session: Session,
-    runtime: RuntimeDep,
+    clock: ClockDep,
+    cache: KeyCacheDep,
 ) -> MessageResponse:
     """Revoke one of the caller's keys; every gateway process refuses it within a second."""
-    await service.revoke_key(session, runtime.keys, user.id, key_id, now=runtime.clock.now())
+    await service.revoke_key(session, cache, user.id, key_id, now=clock.now())
     return MessageResponse(message="API key revoked successfully")
