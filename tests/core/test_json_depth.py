@@ -14,7 +14,7 @@ from tests.conftest import AppClient
 DEEP = b"[" * 1500 + b"]" * 1500
 DEEP_OBJECT = b'{"email": ' * 1500 + b'"a"' + b"}" * 1500
 
-# The endpoints that read `email`/`password` from the body when no key is sent (auth.py).
+# The endpoints that read `email`/`password` from the body when no key is sent (accounts/deps.py).
 CREDENTIAL_FALLBACK = [
     ("GET", "/billing/usage"),
     ("GET", "/billing/usage/endpoints"),
