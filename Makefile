@@ -75,4 +75,4 @@ adversarial: static ## attacks, faults and many instances on running processes, 
 	NOVO_ADVERSARIAL=1 $(BIN)/python -m pytest tests/adversarial -p no:cacheprovider $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
