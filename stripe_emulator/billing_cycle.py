@@ -151,9 +151,7 @@ def _upcoming(state: EmulatorState, sub: dict[str, Any], at: int) -> None:
 
 def _renew(state: EmulatorState, sub: dict[str, Any], at: int) -> None:
     """The period that ended at ``at`` is invoiced; the next one starts (or the sub ends)."""
-    customer = state.store.require("customer", sub["customer"])
     internal = state.store.aux(sub["id"])
-    start = sub["items"]["data"][0]["current_period_start"]
     end = at
     ending = bool(sub["cancel_at_period_end"])
     following = next_period_end(sub, internal)
@@ -161,26 +159,11 @@ def _renew(state: EmulatorState, sub: dict[str, Any], at: int) -> None:
         "items": copy.deepcopy(sub["items"]),
         "latest_invoice": sub["latest_invoice"],
     }
-    invoice = invoice_shapes.new_invoice(
-        state,
-        sub,
-        customer,
-        billing_reason="subscription_cycle",
-        period_start=start,
-        period_end=end,
-        created=at,
+    invoice = invoicing.period_invoice(
+        state, sub, end, advance=None if ending else (end, following)
     )
-    lines = invoicing.subscription_lines(
-        state, sub, invoice["id"], usage=(start, end), advance=None if ending else (end, following)
-    )
-    lines += invoicing.pending_item_lines(state, sub["customer"], sub["id"], invoice["id"])
-    internal["removed_items"] = []
-    if lines:
-        invoicing.set_lines(invoice, lines)
-        invoice["automatically_finalizes_at"] = at + state.config.finalization_grace
-        invoicing.save_invoice(state, invoice)
-        sub["latest_invoice"] = invoice["id"]
-        events.emit(state, "invoice.created", invoice)
+    if invoice is not None:
+        invoicing.issue(state, sub, invoice, at, finalizes_at=at + state.config.finalization_grace)
     if ending:
         invoicing.end_subscription(state, sub, at, reason="cancellation_requested")
         return
@@ -201,9 +184,7 @@ def _finalize_and_charge(state: EmulatorState, invoice: dict[str, Any], at: int)
     sub = state.store.get("subscription", sub_id) if sub_id else None
     if sub is not None:
         refresh_usage(state, invoice, sub)
-    invoicing.finalize(state, invoice, at)
-    if invoice["status"] == "open" and invoice["collection_method"] == "charge_automatically":
-        invoicing.attempt_payment(state, invoice, at, automatic=True)
+    invoicing.finalize_and_charge(state, invoice, at, automatic=True)
 
 
 def refresh_usage(state: EmulatorState, invoice: dict[str, Any], sub: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import events, payments
 from .ids import random_token
-from .invoice_shapes import item_line, make_line
+from .invoice_shapes import item_line, make_line, new_invoice
 from .metering import aggregate
 from .state import EmulatorState
 from .tiers import line_amount, to_cents
@@ -162,6 +162,77 @@ def finalize(state: EmulatorState, invoice: dict[str, Any], at: int) -> None:
     events.emit(state, "invoice.finalized", invoice)
     if invoice["amount_due"] == 0:
         mark_paid(state, invoice, at)
+
+
+def period_invoice(
+    state: EmulatorState,
+    sub: dict[str, Any],
+    end: int,
+    *,
+    advance: tuple[int, int] | None,
+    through_end: bool = False,
+) -> dict[str, Any] | None:
+    """The ``subscription_cycle`` draft for the current period up to ``end``, its lines set:
+    metered usage, licensed items billed in advance for ``advance``, and the pending invoice
+    items; ``None`` when there is nothing to bill. ``through_end`` (an immediate cancellation)
+    counts usage up to and including the second ``end``, each usage line ending at ``end``."""
+    customer = state.store.require("customer", sub["customer"])
+    start = sub["items"]["data"][0]["current_period_start"]
+    invoice = new_invoice(
+        state,
+        sub,
+        customer,
+        billing_reason="subscription_cycle",
+        period_start=start,
+        period_end=end,
+        created=end,
+    )
+    usage_end = end + 1 if through_end else end
+    lines = subscription_lines(state, sub, invoice["id"], usage=(start, usage_end), advance=advance)
+    if through_end:
+        for line in lines:
+            line["period"]["end"] = end
+    lines += pending_item_lines(state, sub["customer"], sub["id"], invoice["id"])
+    state.store.aux(sub["id"])["removed_items"] = []
+    if not lines:
+        return None
+    set_lines(invoice, lines)
+    return invoice
+
+
+def issue(
+    state: EmulatorState,
+    sub: dict[str, Any],
+    invoice: dict[str, Any],
+    at: int,
+    *,
+    finalizes_at: int | None = None,
+    charge: bool = True,
+) -> None:
+    """Issue a subscription's invoice (its lines set): saved as the subscription's latest
+    invoice, ``invoice.created``; then finalized and charged now, or, with ``finalizes_at``,
+    left a draft that the billing cycle finalizes and charges then (a renewal's grace period).
+    ``charge=False`` finalizes without a payment attempt (``default_incomplete`` creation)."""
+    invoice["automatically_finalizes_at"] = finalizes_at
+    save_invoice(state, invoice)
+    sub["latest_invoice"] = invoice["id"]
+    events.emit(state, "invoice.created", invoice)
+    if finalizes_at is None:
+        finalize_and_charge(state, invoice, at, automatic=False, charge=charge)
+
+
+def finalize_and_charge(
+    state: EmulatorState, invoice: dict[str, Any], at: int, *, automatic: bool, charge: bool = True
+) -> None:
+    """Finalize, then attempt the payment of an open invoice collected automatically
+    (``automatic``: the billing cycle's attempt, which schedules dunning retries)."""
+    finalize(state, invoice, at)
+    if (
+        charge
+        and invoice["status"] == "open"
+        and invoice["collection_method"] == "charge_automatically"
+    ):
+        attempt_payment(state, invoice, at, automatic=automatic)
 
 
 def sub_id_of(invoice: dict[str, Any]) -> str | None:

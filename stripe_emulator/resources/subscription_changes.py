@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .. import events, invoice_shapes, invoicing
+from .. import events, invoicing
 from ..errors import StripeError, invalid
 from ..http import ApiRequest
 from ..router import Router
@@ -151,41 +151,12 @@ def _cancel(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     if "cancellation_details" in p:
         sub["cancellation_details"].update(p["cancellation_details"] or {})
     if p.get("invoice_now"):
-        _final_invoice(state, sub, now)
+        invoice = invoicing.period_invoice(state, sub, now, advance=None, through_end=True)
+        if invoice is not None:
+            invoicing.issue(state, sub, invoice, now)
     sub["canceled_at"] = now
     invoicing.end_subscription(state, sub, now, reason="cancellation_requested")
     return show(state, req, sub)
-
-
-def _final_invoice(state: EmulatorState, sub: dict[str, Any], now: int) -> None:
-    customer = state.store.require("customer", sub["customer"])
-    start = sub["items"]["data"][0]["current_period_start"]
-    invoice = invoice_shapes.new_invoice(
-        state,
-        sub,
-        customer,
-        billing_reason="subscription_cycle",
-        period_start=start,
-        period_end=now,
-        created=now,
-    )
-    # usage up to and including the cancellation second
-    lines = invoicing.subscription_lines(
-        state, sub, invoice["id"], usage=(start, now + 1), advance=None
-    )
-    for line in lines:
-        line["period"]["end"] = now
-    lines += invoicing.pending_item_lines(state, sub["customer"], sub["id"], invoice["id"])
-    state.store.aux(sub["id"])["removed_items"] = []
-    if not lines:
-        return
-    invoicing.set_lines(invoice, lines)
-    invoicing.save_invoice(state, invoice)
-    sub["latest_invoice"] = invoice["id"]
-    events.emit(state, "invoice.created", invoice)
-    invoicing.finalize(state, invoice, now)
-    if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
-        invoicing.attempt_payment(state, invoice, now, automatic=False)
 
 
 def register(router: Router) -> None:

@@ -322,12 +322,8 @@ def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     sub["latest_invoice"] = invoice["id"]
     state.store.put("subscription", sub)
     state.store.aux(sub_id)["cycle"] = cycle
-    invoicing.save_invoice(state, invoice)
     events.emit(state, "customer.subscription.created", sub)
-    events.emit(state, "invoice.created", invoice)
-    invoicing.finalize(state, invoice, now)
-    if charge and behavior != "default_incomplete":
-        invoicing.attempt_payment(state, invoice, now, automatic=False)
+    invoicing.issue(state, sub, invoice, now, charge=behavior != "default_incomplete")
     return show(state, req, sub)
 
 
