@@ -20,9 +20,9 @@ from .config import EmulatorConfig
 from .emulator import Emulator
 from .errors import StripeError, unsupported_param
 from .events import RequestInfo, current_request
-from .http import ApiRequest, Response, json_response
 from .idempotency import fingerprint
 from .ids import request_id as new_request_id
+from .messages import ApiRequest, Response, json_response
 from .sdk_params import check_params
 from .wire import parse_form
 

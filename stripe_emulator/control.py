@@ -16,7 +16,7 @@ import orjson
 from .billing_cycle import run_due_global
 from .emulator import Emulator
 from .faults import KINDS
-from .http import Response, json_response
+from .messages import Response, json_response
 from .resources.portal import save_dashboard_default
 
 RUNTIME_SETTINGS = {

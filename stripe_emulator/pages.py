@@ -16,8 +16,8 @@ from urllib.parse import parse_qsl
 
 from . import events, invoicing, payments
 from .errors import StripeError, card_declined
-from .http import Response
 from .invoice_shapes import money
+from .messages import Response
 from .periods import format_day
 from .state import EmulatorState
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import StripeError, missing_param, param_error, unknown_param, unsupported_param
+from .errors import missing_param, param_error, unknown_param, unsupported_param
 
 _KEY_RE = re.compile(r"\[([^\[\]]*)\]")
 
@@ -322,7 +322,6 @@ __all__ = [
     "Metadata",
     "Obj",
     "Str",
-    "StripeError",
     "Unsupported",
     "UpTo",
     "exclusive",

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import StripeError, param_error
-from ..http import ApiRequest
+from ..messages import ApiRequest
 from ..render import list_page, present
 from ..state import EmulatorState
 from ..wire import EXPAND

@@ -6,8 +6,8 @@ from typing import Any
 
 from .. import events, invoicing, payments
 from ..errors import StripeError, invalid
-from ..http import ApiRequest
 from ..ids import new_id, random_token
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import (

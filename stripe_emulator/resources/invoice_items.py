@@ -13,8 +13,8 @@ from typing import Any
 
 from .. import events
 from ..errors import invalid
-from ..http import ApiRequest
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import (

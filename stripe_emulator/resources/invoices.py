@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import billing_cycle, invoicing, payments
 from ..errors import StripeError, card_declined, invalid
-from ..http import ApiRequest
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import (

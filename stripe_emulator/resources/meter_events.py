@@ -8,8 +8,8 @@ from typing import Any
 from .. import metering
 from ..clock import parse_rfc3339, rfc3339
 from ..errors import StripeError, param_error
-from ..http import ApiRequest, Response, json_response
 from ..ids import new_id, random_token
+from ..messages import ApiRequest, Response, json_response
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import AnyValue, Choice, Int, ListOf, Obj, Str, validate

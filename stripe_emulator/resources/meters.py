@@ -6,8 +6,8 @@ import hashlib
 from typing import Any
 
 from ..errors import invalid, param_error
-from ..http import ApiRequest
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..metering import combine, counted
 from ..router import Router
 from ..state import EmulatorState

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import invalid, param_error
-from ..http import ApiRequest
 from ..ids import new_id, random_token
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import (

@@ -6,8 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import invalid, missing_param, param_error
-from ..http import ApiRequest
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..tiers import decimal_text

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import invalid
-from ..http import ApiRequest
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import (

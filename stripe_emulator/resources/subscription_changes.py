@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import events, invoicing
 from ..errors import StripeError, invalid
-from ..http import ApiRequest
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import Bool, ListOf, Obj, Str, Unsupported, validate

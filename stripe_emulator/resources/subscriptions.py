@@ -8,8 +8,8 @@ from typing import Any
 
 from .. import events, invoice_shapes, invoicing, payments
 from ..errors import card_declined, invalid, missing_param
-from ..http import ApiRequest
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..periods import add_interval
 from ..router import Router
 from ..state import EmulatorState

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..billing_cycle import run_due
 from ..errors import invalid
-from ..http import ApiRequest
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..periods import add_interval, describe, interval_seconds
 from ..router import Router
 from ..state import EmulatorState

@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 from ..clock import rfc3339
 from ..errors import invalid, param_error
 from ..events import THIN_EVENT_TYPES, emit_thin, matches_type
-from ..http import ApiRequest
 from ..ids import new_id, random_token
+from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
 from ..wire import (

@@ -1,4 +1,5 @@
-"""Request and response types shared by the router, the handlers and the ASGI app."""
+"""The API's messages: the request a handler gets and the response it gives (shared by the
+router, the handlers and the ASGI app)."""
 
 from __future__ import annotations
 
