@@ -15,13 +15,14 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from . import control, pages
+from . import control, metering, pages
+from .config import EmulatorConfig
 from .emulator import Emulator
 from .errors import StripeError, unsupported_param
 from .events import RequestInfo, current_request
-from .http import ApiRequest, Response, json_response
 from .idempotency import fingerprint
 from .ids import request_id as new_request_id
+from .messages import ApiRequest, Response, json_response
 from .sdk_params import check_params
 from .wire import parse_form
 
@@ -58,7 +59,7 @@ class EmulatorApp:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path: str = scope["path"]
         base_url = _base_url(scope, headers)
-        self.emulator.note_base_url(base_url)
+        self.emulator.state.note_base_url(base_url)
         if path.startswith("/_emulator"):
             query = scope.get("query_string", b"").decode("latin-1")
             response = await control.handle(
@@ -66,7 +67,9 @@ class EmulatorApp:
             )
         elif path.startswith(pages.PREFIX):
             query = scope.get("query_string", b"").decode("latin-1")
-            response = pages.handle(self.emulator, scope["method"], path, base_url, query, body)
+            response = pages.handle(
+                self.emulator.state, scope["method"], path, base_url, query, body
+            )
         else:
             api_response = await self._api(scope, headers, body, base_url, send)
             if api_response is None:
@@ -88,21 +91,21 @@ class EmulatorApp:
     async def _api(
         self, scope: Scope, headers: dict[str, str], body: bytes, base_url: str, send: Send
     ) -> Response | None:
-        em = self.emulator
+        emulator = self.emulator
         method: str = scope["method"]
         path: str = scope["path"]
         rid = new_request_id()
         v2 = path.startswith("/v2/")
         extra = {
             "Request-Id": rid,
-            "Stripe-Version": headers.get("stripe-version") or em.config.api_version,
+            "Stripe-Version": headers.get("stripe-version") or emulator.config.api_version,
         }
         key = headers.get("idempotency-key") if method in ("POST", "DELETE") else None
         began = False
         fault = None
         entry = None
         try:
-            found = em.router.match(method, path)
+            found = emulator.router.match(method, path)
             if found is None:
                 raise StripeError(
                     404,
@@ -110,21 +113,21 @@ class EmulatorApp:
                     "https://stripe.com/docs or we can help at https://support.stripe.com/.",
                 )
             route, path_params = found
-            api_key = _authenticate(em, route.auth, headers, v2)
-            fault = em.faults.take(method, path)
+            api_key = _authenticate(emulator, route.auth, headers, v2)
+            fault = emulator.faults.take(method, path)
             if fault is not None and fault.kind in ("429", "500"):
                 return _fault_response(fault.kind, fault.retry_after, rid, v2, extra)
-            if not em.limiter.allow():
+            if not emulator.limiter.allow():
                 raise StripeError(
                     429,
                     "Request rate limit exceeded. You can make up to "
-                    f"{em.limiter.rate:g} requests per second on this emulator. Retry your "
+                    f"{emulator.limiter.rate:g} requests per second on this emulator. Retry your "
                     "requests after a short wait, with exponential backoff and jitter.",
                     code="rate_limit",
                     before_execution=True,
                 )
             params = _params(method, scope, body, v2)
-            entry = em.journal.record(method, path, route.template, params, headers)
+            entry = emulator.journal.record(method, path, route.template, params, headers)
             check_params(method, route.template, params, v2=v2)
             request = ApiRequest(
                 method=method,
@@ -139,8 +142,8 @@ class EmulatorApp:
                 v2=v2,
             )
             if key is not None:
-                replay = em.idempotency.begin(
-                    key, fingerprint(method, path, params), em.clock.now(), rid
+                replay = emulator.idempotency.begin(
+                    key, fingerprint(method, path, params), emulator.clock.now(), rid
                 )
                 if replay is not None:
                     replay.response.headers.update({"Request-Id": rid, "Idempotency-Key": key})
@@ -148,12 +151,12 @@ class EmulatorApp:
                 began = True
             if fault is not None and fault.kind == "delay":
                 await asyncio.sleep(fault.delay)
-            response = _execute(em, route.handler, request)
+            response = _execute(emulator, route.handler, request)
         except StripeError as err:
             if entry is not None:
                 entry.refused(err)
             if began and key is not None and err.before_execution:
-                em.idempotency.abandon(key)
+                emulator.idempotency.abandon(key)
                 began = False
             response = _error_response(err, rid, v2)
         except Exception:
@@ -165,19 +168,19 @@ class EmulatorApp:
         if key is not None:
             response.headers["Idempotency-Key"] = key
             if began:
-                em.idempotency.finish(key, response)
+                emulator.idempotency.finish(key, response)
         if fault is not None and fault.kind == "drop":
             await _drop(send)
             return None
         return response
 
 
-def _execute(em: Emulator, handler: Any, request: ApiRequest) -> Response:
+def _execute(emulator: Emulator, handler: Any, request: ApiRequest) -> Response:
     token = current_request.set(RequestInfo(request.request_id, request.idempotency_key))
     try:
-        with em.store.lock:
-            result = handler(em, request)
-            em.mark_dirty()
+        with emulator.store.lock:
+            result = handler(emulator.state, request)
+            emulator.store.mark_dirty()
     except StripeError as err:
         if err.code == "parameter_unknown":
             # The SDK's types (checked before the handler) know this parameter: Stripe accepts
@@ -191,7 +194,7 @@ def _execute(em: Emulator, handler: Any, request: ApiRequest) -> Response:
     return json_response(result)
 
 
-def _authenticate(em: Emulator, auth: str, headers: dict[str, str], v2: bool) -> str | None:
+def _authenticate(emulator: Emulator, auth: str, headers: dict[str, str], v2: bool) -> str | None:
     if auth == "none":
         return None
     raw = headers.get("authorization", "")
@@ -207,7 +210,7 @@ def _authenticate(em: Emulator, auth: str, headers: dict[str, str], v2: bool) ->
     if not token:
         raise StripeError(401, NO_KEY_MESSAGE, before_execution=True)
     if auth == "session":
-        em.meter_sessions_check(token)
+        metering.check_session(emulator.state, token)
         return token
     if not token.startswith(("sk_test_", "rk_test_")):
         shown = token[:8] + "*" * max(0, len(token) - 12) + token[-4:] if len(token) > 12 else token
@@ -303,6 +306,4 @@ def _base_url(scope: Scope, headers: dict[str, str]) -> str:
 
 def create_app(emulator: Emulator | None = None, **config: Any) -> EmulatorApp:
     """An ASGI app for a new (or the given) emulator; ``config`` fields as ``EmulatorConfig``."""
-    from .config import EmulatorConfig
-
     return EmulatorApp(emulator or Emulator(EmulatorConfig(**config)))

@@ -1,7 +1,7 @@
 """The emulator's global clock: real time plus an offset that control endpoints can move forward.
 
 Customers attached to a Stripe test clock live on that clock's ``frozen_time`` instead; see
-``billing_cycle.customer_now``.
+``EmulatorState.customer_now``.
 """
 
 from __future__ import annotations

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
 
+from .billing_cycle import run_due_global
+from .emulator import Emulator
 from .faults import KINDS
-from .http import Response, json_response
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .messages import Response, json_response
+from .resources.portal import save_dashboard_default
 
 RUNTIME_SETTINGS = {
     "rate_limit": (float, type(None)),
@@ -39,9 +39,9 @@ def _error(status: int, message: str) -> Response:
 
 
 async def handle(
-    em: Emulator, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    emulator: Emulator, method: str, path: str, query: str, headers: dict[str, str], body: bytes
 ) -> Response:
-    token = em.config.control_token
+    token = emulator.config.control_token
     if token and headers.get("x-emulator-token") != token:
         return _error(401, "Missing or wrong X-Emulator-Token header.")
     try:
@@ -54,70 +54,68 @@ async def handle(
     route = (method, path.rstrip("/"))
     try:
         if route == ("GET", "/_emulator/health"):
-            return json_response({"ok": True, "now": em.now()})
+            return json_response({"ok": True, "now": emulator.clock.now()})
         if route == ("POST", "/_emulator/reset"):
-            em.reset()
-            return json_response({"ok": True, "now": em.now()})
+            emulator.reset()
+            return json_response({"ok": True, "now": emulator.clock.now()})
         if route == ("GET", "/_emulator/state"):
-            return json_response(state(em, args))
+            return json_response(state(emulator, args))
         if route == ("GET", "/_emulator/clock"):
-            return json_response(clock(em))
+            return json_response(clock(emulator))
         if route == ("POST", "/_emulator/clock/advance"):
-            return json_response(advance(em, data))
+            return json_response(advance(emulator, data))
         if route == ("POST", "/_emulator/portal/default"):
-            from .resources.portal import save_dashboard_default
-
-            with em.store.lock:
-                config = save_dashboard_default(em)
-                em.mark_dirty()
+            with emulator.store.lock:
+                config = save_dashboard_default(emulator.state)
+                emulator.store.mark_dirty()
             return json_response({"id": config["id"]})
         if route == ("GET", "/_emulator/requests"):
-            return json_response({"requests": em.journal.describe()})
+            return json_response({"requests": emulator.journal.describe()})
         if route == ("GET", "/_emulator/faults"):
-            return json_response({"faults": em.faults.describe()})
+            return json_response({"faults": emulator.faults.describe()})
         if route == ("POST", "/_emulator/faults"):
-            return add_fault(em, data)
+            return add_fault(emulator, data)
         if route == ("DELETE", "/_emulator/faults"):
-            em.faults.clear()
+            emulator.faults.clear()
             return json_response({"faults": []})
         if route == ("GET", "/_emulator/webhooks"):
-            return json_response(deliveries(em))
+            return json_response(deliveries(emulator))
         if route == ("POST", "/_emulator/webhooks/flush"):
-            idle = await asyncio.to_thread(em.webhooks.wait_idle, float(data.get("timeout", 10)))
-            return json_response({"idle": idle, **deliveries(em)})
+            idle = await asyncio.to_thread(
+                emulator.webhooks.wait_idle, float(data.get("timeout", 10))
+            )
+            return json_response({"idle": idle, **deliveries(emulator)})
         if route == ("POST", "/_emulator/config"):
-            return configure(em, data)
+            return configure(emulator, data)
     except (TypeError, ValueError) as exc:
         return _error(400, str(exc))
     return _error(404, f"Unknown control endpoint {method} {path}.")
 
 
-def clock(em: Emulator) -> dict[str, Any]:
-    return {"now": em.now(), "offset": em.clock.offset}
+def clock(emulator: Emulator) -> dict[str, Any]:
+    return {"now": emulator.clock.now(), "offset": emulator.clock.offset}
 
 
-def advance(em: Emulator, data: dict[str, Any]) -> dict[str, Any]:
+def advance(emulator: Emulator, data: dict[str, Any]) -> dict[str, Any]:
     """Move the global clock by ``seconds`` or to ``to`` (unix), then close ended periods."""
-    from .billing_cycle import run_due_global
-
     if "to" in data:
-        seconds = float(data["to"]) - em.clock.now_float()
+        seconds = float(data["to"]) - emulator.clock.now_float()
     else:
         seconds = float(data.get("seconds", 0))
     if seconds < 0:
         raise ValueError("The clock only moves forward.")
-    with em.store.lock:
-        em.clock.advance(seconds)
-        run_due_global(em)
-        em.mark_dirty()
-    return clock(em)
+    with emulator.store.lock:
+        emulator.clock.advance(seconds)
+        run_due_global(emulator.state)
+        emulator.store.mark_dirty()
+    return clock(emulator)
 
 
-def add_fault(em: Emulator, data: dict[str, Any]) -> Response:
+def add_fault(emulator: Emulator, data: dict[str, Any]) -> Response:
     kind = str(data.get("kind", ""))
     if kind not in KINDS:
         return _error(400, f"kind must be one of {', '.join(KINDS)}.")
-    fault = em.faults.add(
+    fault = emulator.faults.add(
         kind,  # type: ignore[arg-type]
         path=str(data.get("path", "/")),
         method=data.get("method"),
@@ -125,7 +123,7 @@ def add_fault(em: Emulator, data: dict[str, Any]) -> Response:
         delay=float(data.get("delay", 0)),
         retry_after=int(data.get("retry_after", 1)),
     )
-    return json_response({"id": fault.id, "faults": em.faults.describe()})
+    return json_response({"id": fault.id, "faults": emulator.faults.describe()})
 
 
 CHOICES = {
@@ -135,7 +133,7 @@ CHOICES = {
 }
 
 
-def configure(em: Emulator, data: dict[str, Any]) -> Response:
+def configure(emulator: Emulator, data: dict[str, Any]) -> Response:
     for key, value in data.items():
         if key in CHOICES and value not in CHOICES[key]:
             return _error(400, f"{key} must be one of {', '.join(CHOICES[key])}.")
@@ -146,23 +144,23 @@ def configure(em: Emulator, data: dict[str, Any]) -> Response:
             value = float(value)
         if not isinstance(value, types):
             return _error(400, f"Invalid value for {key}.")
-        setattr(em.config, key, value)
-    em.limiter.configure(em.config.rate_limit, em.config.rate_limit_burst)
-    return json_response({k: getattr(em.config, k) for k in RUNTIME_SETTINGS})
+        setattr(emulator.config, key, value)
+    emulator.limiter.configure(emulator.config.rate_limit, emulator.config.rate_limit_burst)
+    return json_response({k: getattr(emulator.config, k) for k in RUNTIME_SETTINGS})
 
 
-def deliveries(em: Emulator) -> dict[str, Any]:
-    with em.store.lock:
-        items = [dict(d, attempts=list(d["attempts"])) for d in em.store.deliveries]
+def deliveries(emulator: Emulator) -> dict[str, Any]:
+    with emulator.store.lock:
+        items = [dict(d, attempts=list(d["attempts"])) for d in emulator.store.deliveries]
     counts = {"pending": 0, "succeeded": 0, "failed": 0}
     for d in items:
         counts[d["status"]] = counts.get(d["status"], 0) + 1
     return {"counts": counts, "deliveries": items}
 
 
-def state(em: Emulator, args: dict[str, str]) -> dict[str, Any]:
-    with em.store.lock:
-        store = em.store
+def state(emulator: Emulator, args: dict[str, str]) -> dict[str, Any]:
+    with emulator.store.lock:
+        store = emulator.store
         customer = args.get("customer")
         records = [r for r in store.meter_events if customer is None or r["customer"] == customer]
         totals: dict[str, dict[str, Decimal]] = {}
@@ -182,11 +180,11 @@ def state(em: Emulator, args: dict[str, str]) -> dict[str, Any]:
             idempotency_key=len(store.idempotency),
         )
         out: dict[str, Any] = {
-            **clock(em),
+            **clock(emulator),
             "counts": counts,
             "totals": {c: {m: str(v) for m, v in per.items()} for c, per in totals.items()},
-            "webhook_deliveries": deliveries(em)["counts"],
-            "faults": em.faults.describe(),
+            "webhook_deliveries": deliveries(emulator)["counts"],
+            "faults": emulator.faults.describe(),
         }
         if args.get("meter_events", "true") != "false":
             out["meter_events"] = [

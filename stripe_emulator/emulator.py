@@ -1,4 +1,7 @@
-"""The emulator: state, clocks, background workers and the route table, for one server."""
+"""One emulator as served: its state, with the router, the scheduler, the webhook delivery
+worker and the request pipeline's parts (faults, rate limit, idempotency, request log) wired
+around it. Nothing in the package imports this module but the app, the server and the control
+endpoints that drive it."""
 
 from __future__ import annotations
 
@@ -7,17 +10,17 @@ import os
 import threading
 import time
 from dataclasses import fields, replace
-from typing import Any
 
+from .billing_cycle import run_due_global
 from .clock import Clock
 from .config import EmulatorConfig
-from .errors import StripeError
 from .faults import FaultBook
 from .idempotency import IdempotencyLayer
-from .ids import kind_of
 from .journal import Journal
 from .ratelimit import RateLimiter
+from .resources import build_router
 from .router import Router
+from .state import EmulatorState
 from .store import Store
 from .webhooks import WebhookDispatcher
 
@@ -28,8 +31,6 @@ log = logging.getLogger("stripe_emulator")
 
 class Emulator:
     def __init__(self, config: EmulatorConfig | None = None) -> None:
-        from .resources import build_router
-
         self.config = config or EmulatorConfig()
         self._initial_config = replace(self.config)
         self.clock = Clock()
@@ -39,11 +40,10 @@ class Emulator:
         self.faults = FaultBook()
         self.limiter = RateLimiter(self.config.rate_limit, self.config.rate_limit_burst)
         self.idempotency = IdempotencyLayer(self.store, self.config.idempotency_max_keys)
-        self.webhooks = WebhookDispatcher(self)
+        self.webhooks = WebhookDispatcher(self.store, self.config, self.clock)
+        self.state = EmulatorState(self.config, self.store, self.clock, self.webhooks)
         self.journal = Journal()
         self.router: Router = build_router()
-        self.base_url = f"http://{self.config.host}:{self.config.port}"
-        self._dirty = False
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None
         if self.config.state_file and os.path.exists(self.config.state_file):
@@ -72,13 +72,13 @@ class Emulator:
         self.save()
 
     def _schedule(self) -> None:
-        from .billing_cycle import run_due_global
-
+        """The scheduler: runs the billing cycle's due work on the global clock as real time
+        passes, and saves the state file every ``save_interval`` seconds when it changed."""
         last_save = time.monotonic()
         while not self._stop.wait(self.config.scheduler_interval):
             try:
                 with self.store.lock:
-                    run_due_global(self)
+                    run_due_global(self.state)
             except Exception:  # pragma: no cover - keep the scheduler alive
                 log.exception("scheduler tick failed")
             if time.monotonic() - last_save >= self.config.save_interval:
@@ -96,17 +96,14 @@ class Emulator:
                 if f.name not in ("host", "port", "state_file"):
                     setattr(self.config, f.name, getattr(self._initial_config, f.name))
             self.limiter.configure(self.config.rate_limit, self.config.rate_limit_burst)
-            self.mark_dirty()
+            self.store.mark_dirty()
 
-    # -- state -----------------------------------------------------------------------------
-    def mark_dirty(self) -> None:
-        self._dirty = True
-
+    # -- the state file ----------------------------------------------------------------------
     def save(self, *, only_if_dirty: bool = False) -> None:
         path = self.config.state_file
-        if not path or (only_if_dirty and not self._dirty):
+        if not path or (only_if_dirty and not self.store.dirty):
             return
-        self._dirty = False
+        self.store.dirty = False
         data = self.store.dump(self.clock.offset)
         tmp = f"{path}.tmp"
         # It holds the webhook endpoints' signing secrets: readable by its owner only.
@@ -115,49 +112,3 @@ class Emulator:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
-
-    def note_base_url(self, url: str) -> None:
-        self.base_url = url
-
-    def resolve(self, obj_id: str) -> dict[str, Any] | None:
-        kind = kind_of(obj_id)
-        if kind is None:
-            return None
-        return self.store.get(kind, obj_id)
-
-    # -- time ------------------------------------------------------------------------------
-    def now(self) -> int:
-        return self.clock.now()
-
-    def customer_now(self, customer_id: str | None) -> int:
-        """The time a customer lives on: its test clock's frozen time, else the global clock."""
-        if customer_id:
-            customer = self.store.get("customer", customer_id)
-            clock_id = customer.get("test_clock") if customer else None
-            if clock_id:
-                clock = self.store.get("test_helpers.test_clock", clock_id)
-                if clock is not None:
-                    return int(clock["frozen_time"])
-        return self.clock.now()
-
-    # -- v2 meter event sessions -----------------------------------------------------------
-    def meter_sessions_check(self, token: str) -> None:
-        with self.store.lock:
-            session = self.store.meter_sessions.get(token)
-        if session is None:
-            raise StripeError(
-                401,
-                "Invalid authentication token for the meter event stream. Create a meter event "
-                "session with your secret key and use its authentication_token.",
-                type="invalid_request_error",
-                code="invalid_token",
-                before_execution=True,
-            )
-        if session["expires_at"] <= self.clock.now():
-            raise StripeError(
-                401,
-                "The meter event session has expired. Create a new meter event session.",
-                type="temporary_session_expired",
-                code="billing_meter_event_session_expired",
-                before_execution=True,
-            )

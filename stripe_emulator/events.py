@@ -12,16 +12,14 @@ import copy
 import fnmatch
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from .clock import rfc3339
 from .ids import new_id
 from .render import present
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .state import EmulatorState
 
 
 @dataclass
@@ -48,10 +46,10 @@ def endpoint_wants(enabled: list[str], event_type: str) -> bool:
     return any(e == "*" or fnmatch.fnmatchcase(event_type, e) for e in enabled)
 
 
-def _destinations(em: Emulator, payload: str, event_type: str) -> list[dict[str, Any]]:
+def _destinations(state: EmulatorState, payload: str, event_type: str) -> list[dict[str, Any]]:
     return [
         d
-        for d in em.store.all(DESTINATION)
+        for d in state.store.all(DESTINATION)
         if d["status"] == "enabled"
         and d["event_payload"] == payload
         and event_type in d["enabled_events"]
@@ -59,21 +57,21 @@ def _destinations(em: Emulator, payload: str, event_type: str) -> list[dict[str,
 
 
 def emit(
-    em: Emulator,
+    state: EmulatorState,
     event_type: str,
     obj: dict[str, Any],
     previous_attributes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Record a v1 event for ``obj`` (a snapshot of its current state) and queue deliveries."""
     req = current_request.get()
-    data: dict[str, Any] = {"object": present(obj, None, em.resolve)}
+    data: dict[str, Any] = {"object": present(obj, None, state.resolve)}
     if previous_attributes is not None:
         data["previous_attributes"] = copy.deepcopy(previous_attributes)
     event: dict[str, Any] = {
         "id": new_id("evt"),
         "object": "event",
-        "api_version": em.config.api_version,
-        "created": em.clock.now(),
+        "api_version": state.config.api_version,
+        "created": state.clock.now(),
         "data": data,
         "livemode": False,
         "pending_webhooks": 0,
@@ -83,24 +81,24 @@ def emit(
         },
         "type": event_type,
     }
-    em.store.events[event["id"]] = event
+    state.store.events[event["id"]] = event
     targets = [
         ep
-        for ep in em.store.all("webhook_endpoint")
+        for ep in state.store.all("webhook_endpoint")
         if ep["status"] == "enabled" and endpoint_wants(ep["enabled_events"], event_type)
     ]
-    destinations = _destinations(em, "snapshot", event_type)
+    destinations = _destinations(state, "snapshot", event_type)
     event["pending_webhooks"] = len(targets) + len(destinations)
     body = orjson.dumps(event, option=orjson.OPT_INDENT_2)
     for endpoint in targets:
-        em.webhooks.enqueue(event["id"], endpoint["id"], endpoint["url"], body)
+        state.outbox.enqueue(event["id"], endpoint["id"], endpoint["url"], body)
     for dest in destinations:
-        em.webhooks.enqueue(event["id"], dest["id"], dest["webhook_endpoint"]["url"], body)
+        state.outbox.enqueue(event["id"], dest["id"], dest["webhook_endpoint"]["url"], body)
     return event
 
 
 def emit_thin(
-    em: Emulator,
+    state: EmulatorState,
     event_type: str,
     related: dict[str, Any] | None,
     data: dict[str, Any],
@@ -115,7 +113,7 @@ def emit_thin(
         "object": "v2.core.event",
         "changes": None,
         "context": None,
-        "created": rfc3339(em.clock.now_float()),
+        "created": rfc3339(state.clock.now_float()),
         "data": data,
         "livemode": False,
         "reason": (
@@ -126,7 +124,7 @@ def emit_thin(
         "related_object": related,
         "type": event_type,
     }
-    em.store.thin_events[event["id"]] = event
+    state.store.thin_events[event["id"]] = event
     notification = {
         k: event[k]
         for k in (
@@ -141,9 +139,9 @@ def emit_thin(
         )
     }
     body = orjson.dumps(notification, option=orjson.OPT_INDENT_2)
-    targets = [only] if only is not None else _destinations(em, "thin", event_type)
+    targets = [only] if only is not None else _destinations(state, "thin", event_type)
     for dest in targets:
-        em.webhooks.enqueue(event["id"], dest["id"], dest["webhook_endpoint"]["url"], body)
+        state.outbox.enqueue(event["id"], dest["id"], dest["webhook_endpoint"]["url"], body)
     return event
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from .errors import StripeError
-from .http import Response
+from .messages import Response
 from .store import Store
 
 KEY_TTL = 24 * 3600

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .ids import new_id
+from .state import EmulatorState
 from .tiers import line_amount
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
 
 
 def new_invoice(
-    em: Emulator,
+    state: EmulatorState,
     sub: dict[str, Any] | None,
     customer: dict[str, Any],
     *,
@@ -36,7 +34,7 @@ def new_invoice(
         "id": invoice_id,
         "object": "invoice",
         "account_country": "US",
-        "account_name": em.config.account_name,
+        "account_name": state.config.account_name,
         "account_tax_ids": None,
         "amount_due": 0,
         "amount_overpaid": 0,
@@ -138,7 +136,7 @@ def money(cents: Decimal | int, currency: str = "usd") -> str:
 
 
 def make_line(
-    em: Emulator,
+    state: EmulatorState,
     invoice_id: str,
     sub_id: str | None,
     item_id: str | None,
@@ -150,7 +148,7 @@ def make_line(
     amount: int | None = None,
     description: str | None = None,
 ) -> dict[str, Any]:
-    product = em.store.get("product", price["product"]) or {"name": price["product"]}
+    product = state.store.get("product", price["product"]) or {"name": price["product"]}
     if amount is None:
         amount = line_amount(price, quantity)
     if description is None:

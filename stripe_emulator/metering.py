@@ -13,14 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import events
 from .clock import rfc3339
 from .errors import StripeError, param_error
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .state import EmulatorState
 
 DEDUP_WINDOW = 24 * 3600
 ADJUST_WINDOW = 24 * 3600
@@ -49,22 +47,45 @@ class DuplicateIdentifier(StripeError):
         self.identifier = identifier
 
 
-def active_meter(em: Emulator, event_name: str) -> dict[str, Any] | None:
-    for meter in em.store.all("billing.meter"):
+def check_session(state: EmulatorState, token: str) -> None:
+    """A v2 meter event stream request's token must name a live meter event session."""
+    with state.store.lock:
+        session = state.store.meter_sessions.get(token)
+    if session is None:
+        raise StripeError(
+            401,
+            "Invalid authentication token for the meter event stream. Create a meter event "
+            "session with your secret key and use its authentication_token.",
+            type="invalid_request_error",
+            code="invalid_token",
+            before_execution=True,
+        )
+    if session["expires_at"] <= state.clock.now():
+        raise StripeError(
+            401,
+            "The meter event session has expired. Create a new meter event session.",
+            type="temporary_session_expired",
+            code="billing_meter_event_session_expired",
+            before_execution=True,
+        )
+
+
+def active_meter(state: EmulatorState, event_name: str) -> dict[str, Any] | None:
+    for meter in state.store.all("billing.meter"):
         if meter["event_name"] == event_name and meter["status"] == "active":
             return meter
     return None
 
 
-def is_duplicate(em: Emulator, identifier: str) -> bool:
-    index = em.store.identifiers.get(identifier)
+def is_duplicate(state: EmulatorState, identifier: str) -> bool:
+    index = state.store.identifiers.get(identifier)
     if index is None:
         return False
-    return bool(em.store.meter_events[index]["created"] + DEDUP_WINDOW > em.now())
+    return bool(state.store.meter_events[index]["created"] + DEDUP_WINDOW > state.now())
 
 
 def ingest(
-    em: Emulator,
+    state: EmulatorState,
     *,
     event_name: str,
     payload: dict[str, Any],
@@ -75,16 +96,16 @@ def ingest(
 ) -> dict[str, Any]:
     """Validate and store one meter event; ``strict`` raises the synchronous errors (v1, v2
     create), otherwise every problem becomes an asynchronous error (v2 stream)."""
-    if is_duplicate(em, identifier):
-        em.store.next_counter("meter_event_duplicate")
+    if is_duplicate(state, identifier):
+        state.store.next_counter("meter_event_duplicate")
         raise DuplicateIdentifier(identifier)
-    meter = active_meter(em, event_name)
+    meter = active_meter(state, event_name)
     error: str | None = None
     customer_id: str | None = None
     value = "0"
     if meter is None:
         error = "no_meter"
-        if any(m["event_name"] == event_name for m in em.store.all("billing.meter")):
+        if any(m["event_name"] == event_name for m in state.store.all("billing.meter")):
             error = "archived_meter"
     else:
         ckey = meter["customer_mapping"]["event_payload_key"]
@@ -116,9 +137,9 @@ def ingest(
         else:
             value = str(int(str(raw_value).strip())) if raw_value is not None else "1"
     now = (
-        em.customer_now(customer_id)
-        if customer_id and em.store.get("customer", customer_id)
-        else em.now()
+        state.customer_now(customer_id)
+        if customer_id and state.store.get("customer", customer_id)
+        else state.now()
     )
     ts = now if timestamp is None else int(timestamp)
     if error is None:
@@ -136,7 +157,7 @@ def ingest(
                 "timestamp",
                 "The timestamp must not be more than 5 minutes in the future.",
             )
-    if error is None and customer_id and em.store.get("customer", customer_id) is None:
+    if error is None and customer_id and state.store.get("customer", customer_id) is None:
         error = "meter_event_customer_not_found"
     record: dict[str, Any] = {
         "identifier": identifier,
@@ -145,12 +166,12 @@ def ingest(
         "customer": customer_id,
         "value": value,
         "timestamp": ts,
-        "created": em.now(),
+        "created": state.now(),
         "source": source,
         "error": error,
         "canceled": False,
     }
-    em.store.add_meter_event(record)
+    state.store.add_meter_event(record)
     return record
 
 
@@ -165,13 +186,13 @@ def _fail(strict: bool, code: str, param: str, message: str) -> str:
     return code
 
 
-def report_errors(em: Emulator, records: Iterable[dict[str, Any]]) -> None:
+def report_errors(state: EmulatorState, records: Iterable[dict[str, Any]]) -> None:
     """Send one error report per meter (and one ``no_meter_found``) for records in error."""
     groups: dict[str | None, list[dict[str, Any]]] = {}
     for record in records:
         if record["error"]:
             groups.setdefault(record["meter"], []).append(record)
-    now = em.now()
+    now = state.now()
     for meter_id, failed in groups.items():
         by_code: dict[str, list[dict[str, Any]]] = {}
         for record in failed:
@@ -200,14 +221,14 @@ def report_errors(em: Emulator, records: Iterable[dict[str, Any]]) -> None:
             "validation_start": rfc3339(min(r["created"] for r in failed)),
         }
         if meter_id is None:
-            events.emit_thin(em, "v1.billing.meter.no_meter_found", None, data)
+            events.emit_thin(state, "v1.billing.meter.no_meter_found", None, data)
         else:
             related = {
                 "id": meter_id,
                 "type": "billing.meter",
                 "url": f"/v1/billing/meters/{meter_id}",
             }
-            events.emit_thin(em, "v1.billing.meter.error_report_triggered", related, data)
+            events.emit_thin(state, "v1.billing.meter.error_report_triggered", related, data)
 
 
 def _message(code: str, record: dict[str, Any]) -> str:
@@ -219,10 +240,10 @@ def _message(code: str, record: dict[str, Any]) -> str:
     )
 
 
-def cancel(em: Emulator, event_name: str, identifier: str) -> None:
+def cancel(state: EmulatorState, event_name: str, identifier: str) -> None:
     """A ``type=cancel`` adjustment: the event stops counting (within 24 hours of receipt)."""
-    index = em.store.identifiers.get(identifier)
-    record = em.store.meter_events[index] if index is not None else None
+    index = state.store.identifiers.get(identifier)
+    record = state.store.meter_events[index] if index is not None else None
     if record is None or record["event_name"] != event_name:
         raise StripeError(
             400,
@@ -230,7 +251,7 @@ def cancel(em: Emulator, event_name: str, identifier: str) -> None:
             code="resource_missing",
             param="cancel[identifier]",
         )
-    if record["created"] + ADJUST_WINDOW <= em.now():
+    if record["created"] + ADJUST_WINDOW <= state.now():
         raise StripeError(
             400,
             "Meter events can only be canceled within 24 hours of being received.",
@@ -239,19 +260,19 @@ def cancel(em: Emulator, event_name: str, identifier: str) -> None:
     record["canceled"] = True
 
 
-def counted(em: Emulator, meter_id: str, customer_id: str) -> Iterable[dict[str, Any]]:
+def counted(state: EmulatorState, meter_id: str, customer_id: str) -> Iterable[dict[str, Any]]:
     """Events that count for a customer on a meter (no error, not canceled)."""
-    for index in em.store.usage_index.get(f"{meter_id}|{customer_id}", ()):
-        record = em.store.meter_events[index]
+    for index in state.store.usage_index.get(f"{meter_id}|{customer_id}", ()):
+        record = state.store.meter_events[index]
         if record["error"] is None and not record["canceled"]:
             yield record
 
 
 def aggregate(
-    em: Emulator, meter: dict[str, Any], customer_id: str, start: int, end: int
+    state: EmulatorState, meter: dict[str, Any], customer_id: str, start: int, end: int
 ) -> Decimal:
     """The meter's aggregation over events with ``start <= timestamp < end``."""
-    return combine(meter, counted(em, meter["id"], customer_id), start, end)
+    return combine(meter, counted(state, meter["id"], customer_id), start, end)
 
 
 def combine(

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import html
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
-from .http import Response
+from . import events, invoicing, payments
+from .errors import StripeError, card_declined
 from .invoice_shapes import money
+from .messages import Response
 from .periods import format_day
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .state import EmulatorState
 
 PREFIX = "/emulator/"
 _INVOICE = re.compile(r"^/emulator/i/([A-Za-z0-9_]+)$")
@@ -41,25 +41,25 @@ _STYLE = (
 
 
 def handle(
-    em: Emulator, method: str, path: str, base_url: str, query: str = "", body: bytes = b""
+    state: EmulatorState, method: str, path: str, base_url: str, query: str = "", body: bytes = b""
 ) -> Response:
     if method == "POST":
-        with em.store.lock:
-            response = _portal_post(em, path, query, body)
-            em.mark_dirty()
+        with state.store.lock:
+            response = _portal_post(state, path, query, body)
+            state.store.mark_dirty()
         return response
     if method != "GET":
         return _not_found()
-    with em.store.lock:
+    with state.store.lock:
         if found := _INVOICE.match(path):
-            invoice = em.store.get("invoice", found.group(1))
+            invoice = state.store.get("invoice", found.group(1))
             return (
-                _html(invoice_page(em, invoice))
+                _html(invoice_page(state, invoice))
                 if invoice and invoice["number"]
                 else (_not_found())
             )
         if found := _PDF.match(path):
-            invoice = em.store.get("invoice", found.group(1))
+            invoice = state.store.get("invoice", found.group(1))
             if not invoice or not invoice["number"]:
                 return _not_found()
             return Response(
@@ -69,22 +69,20 @@ def handle(
                 {"Content-Disposition": f'inline; filename="Invoice-{invoice["number"]}.pdf"'},
             )
         if found := _PORTAL.match(path):
-            session = em.store.get("billing_portal.session", found.group(1))
-            return _html(portal_page(em, session)) if session else _not_found()
+            session = state.store.get("billing_portal.session", found.group(1))
+            return _html(portal_page(state, session)) if session else _not_found()
     return _not_found()
 
 
-def _portal_post(em: Emulator, path: str, query: str, body: bytes) -> Response:
+def _portal_post(state: EmulatorState, path: str, query: str, body: bytes) -> Response:
     """The portal page's forms: save a card (and make it the default), or pay an invoice."""
-    from .errors import StripeError
-
     card, pay = _PORTAL_CARD.match(path), _PORTAL_PAY.match(path)
     found = card or pay
     if found is None:
         return _not_found()
-    session = em.store.get("billing_portal.session", found.group(1))
+    session = state.store.get("billing_portal.session", found.group(1))
     token = dict(parse_qsl(query)).get("s")
-    if session is None or not token or em.store.aux(session["id"]).get("token") != token:
+    if session is None or not token or state.store.aux(session["id"]).get("token") != token:
         return _not_found()
     back = f"{PREFIX}p/session/{session['id']}?s={token}"
     try:
@@ -92,41 +90,36 @@ def _portal_post(em: Emulator, path: str, query: str, body: bytes) -> Response:
             choice = dict(parse_qsl(body.decode("utf-8", "replace"))).get("card", "")
             if choice not in PORTAL_CARDS:
                 return Response(400, b"Unknown card", "text/plain; charset=utf-8")
-            save_default_card(em, session["customer"], choice)
+            save_default_card(state, session["customer"], choice)
             flow = session.get("flow") or {}
             after = flow.get("after_completion") or {}
             if after.get("type") == "redirect":
                 back = after["redirect"]["return_url"]
         elif pay:
-            pay_invoice(em, session["customer"], pay.group(2))
+            pay_invoice(state, session["customer"], pay.group(2))
     except StripeError as err:
         return _html(_message_page(err.message, back), status=402)
     return Response(303, b"", "text/plain; charset=utf-8", {"Location": back})
 
 
-def save_default_card(em: Emulator, customer_id: str, token: str) -> dict[str, Any]:
+def save_default_card(state: EmulatorState, customer_id: str, token: str) -> dict[str, Any]:
     """Attach a new card from a test token and make it the customer's default for invoices."""
-    from . import events, payments
-
-    customer = em.store.require("customer", customer_id)
-    pm = payments.create_from_token(em, token, customer_id)
-    events.emit(em, "payment_method.attached", pm)
+    customer = state.store.require("customer", customer_id)
+    pm = payments.create_from_token(state, token, customer_id)
+    events.emit(state, "payment_method.attached", pm)
     before = dict(customer["invoice_settings"])
     customer["invoice_settings"] = {**before, "default_payment_method": pm["id"]}
-    events.emit(em, "customer.updated", customer, {"invoice_settings": before})
+    events.emit(state, "customer.updated", customer, {"invoice_settings": before})
     return pm
 
 
-def pay_invoice(em: Emulator, customer_id: str, invoice_id: str) -> None:
+def pay_invoice(state: EmulatorState, customer_id: str, invoice_id: str) -> None:
     """The customer pays an open invoice of theirs with their default payment method."""
-    from . import invoicing, payments
-    from .errors import StripeError, card_declined
-
-    invoice = em.store.get("invoice", invoice_id)
+    invoice = state.store.get("invoice", invoice_id)
     if invoice is None or invoice["customer"] != customer_id or invoice["status"] != "open":
         raise StripeError(400, "This invoice cannot be paid.")
-    now = em.customer_now(customer_id)
-    decline = invoicing.attempt_payment(em, invoice, now, automatic=False)
+    now = state.customer_now(customer_id)
+    decline = invoicing.attempt_payment(state, invoice, now, automatic=False)
     if decline is not None:
         raise card_declined(decline, payments.DECLINE_MESSAGES.get(decline, "Declined."))
 
@@ -164,7 +157,7 @@ def _lines_table(invoice: dict[str, Any]) -> str:
     )
 
 
-def invoice_page(em: Emulator, invoice: dict[str, Any]) -> str:
+def invoice_page(state: EmulatorState, invoice: dict[str, Any]) -> str:
     status = invoice["status"]
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
@@ -182,11 +175,11 @@ def invoice_page(em: Emulator, invoice: dict[str, Any]) -> str:
     )
 
 
-def portal_page(em: Emulator, session: dict[str, Any]) -> str:
-    customer = em.store.get("customer", session["customer"]) or {"id": session["customer"]}
-    subs = [s for s in em.store.all("subscription") if s["customer"] == customer["id"]]
+def portal_page(state: EmulatorState, session: dict[str, Any]) -> str:
+    customer = state.store.get("customer", session["customer"]) or {"id": session["customer"]}
+    subs = [s for s in state.store.all("subscription") if s["customer"] == customer["id"]]
     invoices = [
-        i for i in em.store.all("invoice") if i["customer"] == customer["id"] and i["number"]
+        i for i in state.store.all("invoice") if i["customer"] == customer["id"] and i["number"]
     ]
     sub_rows = "".join(
         f"<tr><td>{_e(s['id'])}</td><td>{_e(s['status'])}</td><td>"
@@ -198,7 +191,7 @@ def portal_page(em: Emulator, session: dict[str, Any]) -> str:
         f"<td>{'Cancels at period end' if s['cancel_at_period_end'] else ''}</td></tr>"
         for s in subs
     )
-    token = em.store.aux(session["id"]).get("token", "")
+    token = state.store.aux(session["id"]).get("token", "")
     base = f"{PREFIX}p/session/{session['id']}"
     inv_rows = "".join(
         f"<tr><td><a href='{_e(i['hosted_invoice_url'])}'>{_e(i['number'])}</a></td>"
@@ -214,7 +207,7 @@ def portal_page(em: Emulator, session: dict[str, Any]) -> str:
         for i in invoices
     )
     pm_id = (customer.get("invoice_settings") or {}).get("default_payment_method")
-    pm = em.store.get("payment_method", pm_id) if pm_id else None
+    pm = state.store.get("payment_method", pm_id) if pm_id else None
     on_file = (
         f"{_e(pm['card']['brand'].title())} ending {_e(pm['card']['last4'])}"
         if pm

@@ -9,13 +9,11 @@ pays or fails according to ``EmulatorConfig.no_payment_method``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import card_declined
 from .ids import new_id, random_token
-
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .state import EmulatorState
 
 
 @dataclass(frozen=True)
@@ -66,12 +64,12 @@ def is_test_token(value: str) -> bool:
     return value in TEST_CARDS
 
 
-def create_from_token(em: Emulator, token: str, customer_id: str | None) -> dict[str, Any]:
+def create_from_token(state: EmulatorState, token: str, customer_id: str | None) -> dict[str, Any]:
     """A new ``pm_...`` from a test token, attached to ``customer_id`` (402 if it declines)."""
     card = TEST_CARDS[token]
     if customer_id is not None and card.attach_decline:
         raise card_declined(card.attach_decline, DECLINE_MESSAGES[card.attach_decline])
-    now = em.customer_now(customer_id)
+    now = state.customer_now(customer_id)
     pm: dict[str, Any] = {
         "id": new_id("pm"),
         "object": "payment_method",
@@ -111,21 +109,21 @@ def create_from_token(em: Emulator, token: str, customer_id: str | None) -> dict
         "metadata": {},
         "type": "card",
     }
-    em.store.put("payment_method", pm)
-    em.store.aux(pm["id"]).update(token=token, charge_decline=card.charge_decline)
+    state.store.put("payment_method", pm)
+    state.store.aux(pm["id"]).update(token=token, charge_decline=card.charge_decline)
     return pm
 
 
 def default_payment_method(
-    em: Emulator, customer: dict[str, Any], override: str | None = None
+    state: EmulatorState, customer: dict[str, Any], override: str | None = None
 ) -> str | None:
     return override or (customer.get("invoice_settings") or {}).get("default_payment_method")
 
 
-def charge_outcome(em: Emulator, customer: dict[str, Any], pm_id: str | None) -> str | None:
+def charge_outcome(state: EmulatorState, customer: dict[str, Any], pm_id: str | None) -> str | None:
     """``None`` when the charge succeeds, else the decline code."""
     if pm_id is None:
-        return None if em.config.no_payment_method == "succeed" else "no_payment_method"
-    info = em.store.internal.get(pm_id, {})
+        return None if state.config.no_payment_method == "succeed" else "no_payment_method"
+    info = state.store.internal.get(pm_id, {})
     decline = info.get("charge_decline")
     return str(decline) if decline else None

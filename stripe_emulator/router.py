@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .http import Auth, Handler
+from .messages import Auth, Handler
 
 _PARAM = re.compile(r"\{(\w+)\}")
 

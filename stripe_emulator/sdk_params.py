@@ -32,7 +32,7 @@ from typing import Any, Literal, NotRequired, Required, Union, get_args, get_ori
 import typing_extensions
 
 from .errors import param_error
-from .wire import AnyValue, Bool, Enum, Field, Int, List, Meta, Obj, Str, as_list, validate
+from .wire import AnyValue, Bool, Choice, Field, Int, ListOf, Metadata, Obj, Str, as_list, validate
 
 _PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 #: Fields of ``RequestOptions`` (SDK call options mixed into v1 params types, never sent).
@@ -64,6 +64,8 @@ class Endpoint:
 
 
 def _sdk_root() -> Path:
+    # Imported here, not at the top: the SDK is large and only its files' location is needed,
+    # once (the route table is read from it on the first check and cached).
     import stripe
 
     return Path(stripe.__file__).parent
@@ -218,7 +220,7 @@ def _field(tp: Any, namespace: dict[str, Any], *, required: bool = False) -> Fie
         others = [b for b in kept if _literal_values(b) is None]
         kept = [Literal[tuple(literals)], *others]
     if not kept:
-        return Enum("", required=required, emptyable=True)
+        return Choice("", required=required, emptyable=True)
     if len(kept) == 1:
         return _single(kept[0], namespace, required=required, emptyable=emptyable)
     return OneOf(
@@ -232,7 +234,7 @@ def _single(tp: Any, namespace: dict[str, Any], *, required: bool, emptyable: bo
     kw: dict[str, Any] = {"required": required, "emptyable": emptyable}
     values = _literal_values(tp)
     if values is not None:
-        return Enum(*[str(v) for v in values], **kw)
+        return Choice(*[str(v) for v in values], **kw)
     if tp is str:
         return Str(**kw)
     if tp is bool:
@@ -246,11 +248,11 @@ def _single(tp: Any, namespace: dict[str, Any], *, required: bool, emptyable: bo
     origin = get_origin(tp)
     if origin in (list, typing.List):  # noqa: UP006 - the SDK's spelling
         args = get_args(tp)
-        return List(_field(args[0], namespace) if args else AnyValue(), **kw)
+        return ListOf(_field(args[0], namespace) if args else AnyValue(), **kw)
     if origin in (dict, typing.Dict) or _is_untyped_object(tp):  # noqa: UP006
         args = get_args(tp)
         if args and _resolve(args[-1], namespace) is str:
-            return Meta(required=required)
+            return Metadata(required=required)
         return AnyValue(**kw)
     return AnyValue(**kw)
 
@@ -292,13 +294,13 @@ class OneOf(Field):
 def _fits(field: Field, value: Any) -> bool:
     """Prefer the branch whose shape matches: an object for a hash, a list for a list..."""
     if isinstance(value, Mapping):
-        if isinstance(field, List):
+        if isinstance(field, ListOf):
             try:
                 as_list(value, "")
             except Exception:
                 return False
             return True
-        return isinstance(field, Obj | Meta | AnyValue)
+        return isinstance(field, Obj | Metadata | AnyValue)
     if isinstance(value, list):
-        return isinstance(field, List)
-    return not isinstance(field, Obj | List | Meta)
+        return isinstance(field, ListOf)
+    return not isinstance(field, Obj | ListOf | Metadata)

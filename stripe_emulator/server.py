@@ -42,7 +42,7 @@ class EmulatorServer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.config.host, self.config.port))
         self.config.port = sock.getsockname()[1]
-        self.emulator.base_url = self.url
+        self.emulator.state.note_base_url(self.url)
         self._socket = sock
         uv_config = uvicorn.Config(
             self.app,

@@ -35,6 +35,8 @@ class Store:
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.version = 0
+        #: Changed since the state file was last written.
+        self.dirty = False
         self.clear()
 
     def clear(self) -> None:
@@ -57,6 +59,10 @@ class Store:
             self.meter_sessions: dict[str, dict[str, Any]] = {}
             self.counters: dict[str, int] = {}
             self.version += 1
+
+    def mark_dirty(self) -> None:
+        """The state changed: the next periodic save writes the state file."""
+        self.dirty = True
 
     def add_meter_event(self, record: dict[str, Any]) -> None:
         self.meter_events.append(record)

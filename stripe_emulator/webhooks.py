@@ -18,12 +18,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from hashlib import sha256
-from typing import TYPE_CHECKING
 
 import httpx
 
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .clock import Clock
+from .config import EmulatorConfig
+from .store import Store
 
 log = logging.getLogger("stripe_emulator.webhooks")
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
@@ -46,8 +46,12 @@ class _Job:
 
 
 class WebhookDispatcher:
-    def __init__(self, em: Emulator) -> None:
-        self.em = em
+    """The webhook outbox: deliveries queued by events, sent by a worker thread with retries."""
+
+    def __init__(self, store: Store, config: EmulatorConfig, clock: Clock) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
         self._heap: list[_Job] = []
         self._seq = itertools.count()
         self._cond = threading.Condition()
@@ -62,7 +66,7 @@ class WebhookDispatcher:
         if self._thread is not None:
             return
         self._stopping = False
-        self._client = httpx.Client(timeout=self.em.config.webhook_timeout)
+        self._client = httpx.Client(timeout=self.config.webhook_timeout)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="webhook-send")
         self._thread = threading.Thread(target=self._run, name="webhook-dispatch", daemon=True)
         self._thread.start()
@@ -103,7 +107,7 @@ class WebhookDispatcher:
     # -- queueing --------------------------------------------------------------------------
     def enqueue(self, event_id: str, target_id: str, url: str, body: bytes) -> None:
         """Queue the first attempt (called with the store lock held)."""
-        store = self.em.store
+        store = self.store
         delivery = {
             "event": event_id,
             "endpoint": target_id,
@@ -147,15 +151,15 @@ class WebhookDispatcher:
                 self._cond.notify_all()
 
     def _send(self, job: _Job) -> None:
-        em = self.em
-        with em.store.lock:
-            secret = em.store.aux(job.target).get("secret")
-            deliveries = em.store.deliveries
+        store, config = self.store, self.config
+        with store.lock:
+            secret = store.aux(job.target).get("secret")
+            deliveries = store.deliveries
             delivery = deliveries[job.delivery] if job.delivery < len(deliveries) else None
         if secret is None or delivery is None or delivery["endpoint"] != job.target:
             return
-        wall = em.config.webhook_signature_clock == "wall"
-        timestamp = int(time.time()) if wall else em.clock.now()
+        wall = config.webhook_signature_clock == "wall"
+        timestamp = int(time.time()) if wall else self.clock.now()
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
@@ -171,19 +175,19 @@ class WebhookDispatcher:
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         ok = status is not None and 200 <= status < 300
-        retry = not ok and job.attempt < em.config.webhook_max_attempts
-        with em.store.lock:
+        retry = not ok and job.attempt < config.webhook_max_attempts
+        with store.lock:
             delivery["attempts"].append(
                 {"attempt": job.attempt, "at": timestamp, "status": status, "error": error}
             )
             delivery["status"] = "succeeded" if ok else ("pending" if retry else "failed")
-            event = em.store.events.get(delivery["event"])
+            event = store.events.get(delivery["event"])
             if ok and event is not None:
                 event["pending_webhooks"] = max(0, event["pending_webhooks"] - 1)
-            em.mark_dirty()
+            store.mark_dirty()
         if retry:
             delay = min(
-                em.config.webhook_retry_base * 2 ** (job.attempt - 1), em.config.webhook_retry_max
+                config.webhook_retry_base * 2 ** (job.attempt - 1), config.webhook_retry_max
             )
             nxt = _Job(
                 time.monotonic() + delay,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import StripeError, missing_param, param_error, unknown_param, unsupported_param
+from .errors import missing_param, param_error, unknown_param, unsupported_param
 
 _KEY_RE = re.compile(r"\[([^\[\]]*)\]")
 
@@ -148,7 +148,7 @@ class Dec(Field):
         return number
 
 
-class Enum(Field):
+class Choice(Field):
     def __init__(self, *choices: str, **kw: Any) -> None:
         super().__init__(**kw)
         self.choices = choices
@@ -179,7 +179,7 @@ class Obj(Field):
         return _validate_mapping(value, self.children, name)
 
 
-class List(Field):
+class ListOf(Field):
     def __init__(self, item: Field, *, max_items: int | None = None, **kw: Any) -> None:
         super().__init__(**kw)
         self.item = item
@@ -194,7 +194,7 @@ class List(Field):
         return [self.item.convert(v, child_name(name, i)) for i, v in enumerate(items)]
 
 
-class Meta(Field):
+class Metadata(Field):
     """``metadata``: string keys and values; ``""`` for a key deletes it, ``""`` for the
     whole hash clears it (represented as ``None``)."""
 
@@ -239,7 +239,7 @@ def as_list(value: Any, name: str) -> list[Any]:
     raise param_error(f"Invalid array: {_show(value)}", param=name)
 
 
-EXPAND = List(Str())
+EXPAND = ListOf(Str())
 LIST_PARAMS: dict[str, Field] = {
     "limit": Int(min_value=1, max_value=100),
     "starting_after": Str(),
@@ -314,15 +314,14 @@ __all__ = [
     "RANGE",
     "AnyValue",
     "Bool",
+    "Choice",
     "Dec",
-    "Enum",
     "Field",
     "Int",
-    "List",
-    "Meta",
+    "ListOf",
+    "Metadata",
     "Obj",
     "Str",
-    "StripeError",
     "Unsupported",
     "UpTo",
     "exclusive",

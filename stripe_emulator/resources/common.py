@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StripeError, param_error
+from ..messages import ApiRequest
 from ..render import list_page, present
+from ..state import EmulatorState
 from ..wire import EXPAND
 
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
 
-
-def show(em: Emulator, req: ApiRequest, obj: dict[str, Any]) -> dict[str, Any]:
+def show(state: EmulatorState, req: ApiRequest, obj: dict[str, Any]) -> dict[str, Any]:
     """``obj`` as a response, with the request's ``expand[]``."""
-    return present(obj, expand_of(req), em.resolve)
+    return present(obj, expand_of(req), state.resolve)
 
 
 def expand_of(req: ApiRequest) -> list[str]:
@@ -25,7 +23,7 @@ def expand_of(req: ApiRequest) -> list[str]:
 
 
 def page(
-    em: Emulator,
+    state: EmulatorState,
     req: ApiRequest,
     items: Sequence[dict[str, Any]],
     params: Mapping[str, Any],
@@ -33,7 +31,7 @@ def page(
     url: str | None = None,
 ) -> dict[str, Any]:
     return list_page(
-        items, url=url or req.path, params=dict(params), resolve=em.resolve, kind_name=kind_name
+        items, url=url or req.path, params=dict(params), resolve=state.resolve, kind_name=kind_name
     )
 
 

@@ -2,29 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import events, payments
+from .. import events, invoicing, payments
 from ..errors import StripeError, invalid
 from ..ids import new_id, random_token
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import (
     LIST_PARAMS,
     RANGE,
-    Enum,
+    Choice,
     Int,
-    List,
-    Meta,
+    ListOf,
+    Metadata,
     Obj,
     Str,
     Unsupported,
+    in_range,
     validate,
 )
 from .common import deleted, diff, merge_metadata, not_found_in_params, page, set_fields, show
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 ADDRESS = Obj(
     {k: Str(emptyable=True) for k in ("city", "country", "line1", "line2", "postal_code", "state")},
@@ -46,12 +45,12 @@ COMMON = {
     "email": Str(max_len=512, emptyable=True),
     "invoice_prefix": Str(max_len=12, emptyable=True),
     "invoice_settings": INVOICE_SETTINGS,
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "name": Str(max_len=256, emptyable=True),
     "next_invoice_sequence": Int(min_value=1),
     "phone": Str(max_len=20, emptyable=True),
-    "preferred_locales": List(Str(), emptyable=True),
-    "tax_exempt": Enum("none", "exempt", "reverse", emptyable=True),
+    "preferred_locales": ListOf(Str(), emptyable=True),
+    "tax_exempt": Choice("none", "exempt", "reverse", emptyable=True),
     "shipping": Unsupported(),
     "tax": Unsupported(),
     "cash_balance": Unsupported(),
@@ -62,21 +61,21 @@ UPDATE = {**COMMON, "default_source": Unsupported()}
 LIST = {**LIST_PARAMS, "email": Str(max_len=512), "created": RANGE, "test_clock": Str()}
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     clock_id = p.get("test_clock")
     clock: dict[str, Any] | None = None
     if clock_id:
-        clock = em.store.get("test_helpers.test_clock", clock_id)
+        clock = state.store.get("test_helpers.test_clock", clock_id)
         if clock is None:
             raise not_found_in_params("test_clock", clock_id, "test_clock")
-        members = [c for c in em.store.all("customer") if c.get("test_clock") == clock_id]
+        members = [c for c in state.store.all("customer") if c.get("test_clock") == clock_id]
         if len(members) >= 3:
             raise invalid(
                 "You can only attach up to 3 customers to a test clock.", param="test_clock"
             )
     customer_id = new_id("cus", 14)
-    created = int(clock["frozen_time"]) if clock is not None else em.now()
+    created = int(clock["frozen_time"]) if clock is not None else state.now()
     customer: dict[str, Any] = {
         "id": customer_id,
         "object": "customer",
@@ -106,26 +105,26 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "tax_exempt": "none",
         "test_clock": clock_id,
     }
-    em.store.put("customer", customer)
+    state.store.put("customer", customer)
     token_map: dict[str, str] = {}
     pm_param = p.get("payment_method")
     if pm_param:
         try:
-            token_map[pm_param] = _attach(em, pm_param, customer_id, "payment_method")["id"]
+            token_map[pm_param] = _attach(state, pm_param, customer_id, "payment_method")["id"]
         except StripeError:
-            em.store.delete("customer", customer_id)
+            state.store.delete("customer", customer_id)
             raise
     try:
-        _apply(em, customer, p, token_map)
+        _apply(state, customer, p, token_map)
     except StripeError:
-        em.store.delete("customer", customer_id)
+        state.store.delete("customer", customer_id)
         raise
-    events.emit(em, "customer.created", customer)
-    return show(em, req, customer)
+    events.emit(state, "customer.created", customer)
+    return show(state, req, customer)
 
 
 def _apply(
-    em: Emulator, customer: dict[str, Any], p: dict[str, Any], token_map: dict[str, str]
+    state: EmulatorState, customer: dict[str, Any], p: dict[str, Any], token_map: dict[str, str]
 ) -> None:
     set_fields(
         customer,
@@ -155,7 +154,7 @@ def _apply(
             pm_id = given["default_payment_method"]
             if pm_id is not None:
                 pm_id = token_map.get(pm_id, pm_id)
-                pm = em.store.get("payment_method", pm_id)
+                pm = state.store.get("payment_method", pm_id)
                 if pm is None or pm.get("customer") != customer["id"]:
                     raise invalid(
                         f"The customer does not have a payment method with the ID {pm_id}. The "
@@ -166,66 +165,62 @@ def _apply(
         customer["invoice_settings"] = settings
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
     customer_id = req.arg("id")
-    customer = em.store.get("customer", customer_id)
+    customer = state.store.get("customer", customer_id)
     if customer is None:
-        if em.store.internal.get(customer_id, {}).get("deleted"):
+        if state.store.internal.get(customer_id, {}).get("deleted"):
             return deleted(customer_id, "customer")
-        customer = em.store.require("customer", customer_id)
-    return show(em, req, customer)
+        customer = state.store.require("customer", customer_id)
+    return show(state, req, customer)
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, UPDATE)
-    customer = em.store.require("customer", req.arg("id"))
+    customer = state.store.require("customer", req.arg("id"))
     before = {k: v for k, v in customer.items()}
-    _apply(em, customer, p, {})
+    _apply(state, customer, p, {})
     changes = diff(before, customer)
     if changes:
-        events.emit(em, "customer.updated", customer, changes)
-    return show(em, req, customer)
+        events.emit(state, "customer.updated", customer, changes)
+    return show(state, req, customer)
 
 
-def _delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _delete(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    from ..billing_cycle import end_subscription
-
-    customer = em.store.require("customer", req.arg("id"))
-    for sub in em.store.all("subscription"):
+    customer = state.store.require("customer", req.arg("id"))
+    for sub in state.store.all("subscription"):
         if sub["customer"] == customer["id"] and sub["status"] not in (
             "canceled",
             "incomplete_expired",
         ):
-            end_subscription(
-                em, sub, em.customer_now(customer["id"]), reason="cancellation_requested"
+            invoicing.end_subscription(
+                state, sub, state.customer_now(customer["id"]), reason="cancellation_requested"
             )
-    em.store.delete("customer", customer["id"])
-    em.store.aux(customer["id"])["deleted"] = True
-    events.emit(em, "customer.deleted", customer)
+    state.store.delete("customer", customer["id"])
+    state.store.aux(customer["id"])["deleted"] = True
+    events.emit(state, "customer.deleted", customer)
     return deleted(customer["id"], "customer")
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST)
-    from ..wire import in_range
-
     items = [
         c
-        for c in em.store.all("customer")
+        for c in state.store.all("customer")
         if ("email" not in p or c.get("email") == p["email"])
         and ("test_clock" not in p or c.get("test_clock") == p["test_clock"])
         and in_range(c["created"], p.get("created"))
     ]
-    return page(em, req, items, p, "customer")
+    return page(state, req, items, p, "customer")
 
 
 # -- payment methods -----------------------------------------------------------------------
-def _attach(em: Emulator, pm_id: str, customer_id: str, param: str) -> dict[str, Any]:
+def _attach(state: EmulatorState, pm_id: str, customer_id: str, param: str) -> dict[str, Any]:
     if payments.is_test_token(pm_id):
-        return payments.create_from_token(em, pm_id, customer_id)
-    pm = em.store.get("payment_method", pm_id)
+        return payments.create_from_token(state, pm_id, customer_id)
+    pm = state.store.get("payment_method", pm_id)
     if pm is None:
         raise not_found_in_params("PaymentMethod", pm_id, param)
     if pm.get("customer") and pm["customer"] != customer_id:
@@ -237,43 +232,43 @@ def _attach(em: Emulator, pm_id: str, customer_id: str, param: str) -> dict[str,
     return pm
 
 
-def _pm_attach(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _pm_attach(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {"customer": Str(required=True)})
-    em.store.require("customer", p["customer"], param="customer", status=400)
-    pm = _attach(em, req.arg("id"), p["customer"], "id")
-    return show(em, req, pm)
+    state.store.require("customer", p["customer"], param="customer", status=400)
+    pm = _attach(state, req.arg("id"), p["customer"], "id")
+    return show(state, req, pm)
 
 
-def _pm_detach(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _pm_detach(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    pm = em.store.require("payment_method", req.arg("id"))
-    owner = em.store.get("customer", pm.get("customer") or "")
+    pm = state.store.require("payment_method", req.arg("id"))
+    owner = state.store.get("customer", pm.get("customer") or "")
     if owner and owner["invoice_settings"].get("default_payment_method") == pm["id"]:
         owner["invoice_settings"]["default_payment_method"] = None
     pm["customer"] = None
-    return show(em, req, pm)
+    return show(state, req, pm)
 
 
-def _pm_retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _pm_retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
     if payments.is_test_token(req.arg("id")):
-        pm = payments.create_from_token(em, req.arg("id"), None)
-        return show(em, req, pm)
-    return show(em, req, em.store.require("payment_method", req.arg("id")))
+        pm = payments.create_from_token(state, req.arg("id"), None)
+        return show(state, req, pm)
+    return show(state, req, state.store.require("payment_method", req.arg("id")))
 
 
-def _pm_list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _pm_list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**LIST_PARAMS, "customer": Str(), "type": Str()})
     customer = req.path_params.get("id") or p.get("customer")
     if customer:
-        em.store.require("customer", customer, param="customer", status=404)
+        state.store.require("customer", customer, param="customer", status=404)
     items = [
         pm
-        for pm in em.store.all("payment_method")
+        for pm in state.store.all("payment_method")
         if (customer is None or pm.get("customer") == customer)
         and p.get("type", "card") == pm["type"]
     ]
-    return page(em, req, items, p, "payment_method")
+    return page(state, req, items, p, "payment_method")
 
 
 def register(router: Router) -> None:

@@ -9,18 +9,21 @@ emulator supports the amount form (``amount`` + ``currency``) and the unit form 
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import events
 from ..errors import invalid
 from ..ids import new_id
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import (
     LIST_PARAMS,
     RANGE,
     Bool,
     Dec,
     Int,
-    Meta,
+    Metadata,
     Obj,
     Str,
     Unsupported,
@@ -29,17 +32,12 @@ from ..wire import (
 )
 from .common import deleted, not_found_in_params, page, require_param, show
 
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
-
 CREATE = {
     "customer": Str(),
     "amount": Int(),
     "currency": Str(max_len=3),
     "description": Str(max_len=5000),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "period": Obj({"start": Int(required=True), "end": Int(required=True)}),
     "subscription": Str(),
     "quantity": Int(min_value=0),
@@ -64,15 +62,15 @@ LIST = {
 }
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     customer_id = require_param(p, "customer")
-    customer = em.store.get("customer", customer_id)
+    customer = state.store.get("customer", customer_id)
     if customer is None:
         raise not_found_in_params("customer", customer_id, "customer")
     sub_id = p.get("subscription")
     if sub_id is not None:
-        sub = em.store.get("subscription", sub_id)
+        sub = state.store.get("subscription", sub_id)
         if sub is None:
             raise not_found_in_params("subscription", sub_id, "subscription")
         if sub["customer"] != customer_id:
@@ -96,7 +94,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             code="parameter_missing",
         )
     amount = int((unit * quantity).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    now = em.customer_now(customer_id)
+    now = state.customer_now(customer_id)
     period = p.get("period") or {"start": now, "end": now}
     if period["end"] < period["start"]:
         raise invalid("The period end must be at or after its start.", param="period[end]")
@@ -133,39 +131,39 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "tax_rates": [],
         "test_clock": customer.get("test_clock"),
     }
-    em.store.put("invoiceitem", item)
-    events.emit(em, "invoiceitem.created", item)
-    return show(em, req, item)
+    state.store.put("invoiceitem", item)
+    events.emit(state, "invoiceitem.created", item)
+    return show(state, req, item)
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST)
     items = [
         item
-        for item in em.store.all("invoiceitem")
+        for item in state.store.all("invoiceitem")
         if ("customer" not in p or item["customer"] == p["customer"])
         and ("invoice" not in p or item["invoice"] == p["invoice"])
         and ("pending" not in p or (item["invoice"] is None) == p["pending"])
         and in_range(item["date"], p.get("created"))
     ]
-    return page(em, req, items, p, "invoiceitem")
+    return page(state, req, items, p, "invoiceitem")
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("invoiceitem", req.arg("id")))
+    return show(state, req, state.store.require("invoiceitem", req.arg("id")))
 
 
-def _delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _delete(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    item = em.store.require("invoiceitem", req.arg("id"))
+    item = state.store.require("invoiceitem", req.arg("id"))
     if item["invoice"] is not None:
         raise invalid(
             "This invoice item is attached to an invoice and cannot be deleted.",
             code="invoice_not_editable",
         )
-    em.store.delete("invoiceitem", item["id"])
-    events.emit(em, "invoiceitem.deleted", item)
+    state.store.delete("invoiceitem", item["id"])
+    events.emit(state, "invoiceitem.deleted", item)
     return deleted(item["id"], "invoiceitem")
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import billing_cycle, invoicing, payments
 from ..errors import StripeError, card_declined, invalid
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import (
     LIST_PARAMS,
     RANGE,
     Bool,
-    Enum,
-    Meta,
+    Choice,
+    Metadata,
     Str,
     Unsupported,
     in_range,
@@ -19,17 +22,12 @@ from ..wire import (
 )
 from .common import merge_metadata, not_found_in_params, page, show
 
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
-
 LIST = {
     **LIST_PARAMS,
     "customer": Str(),
     "subscription": Str(),
-    "status": Enum("draft", "open", "paid", "uncollectible", "void"),
-    "collection_method": Enum("charge_automatically", "send_invoice"),
+    "status": Choice("draft", "open", "paid", "uncollectible", "void"),
+    "collection_method": Choice("charge_automatically", "send_invoice"),
     "created": RANGE,
     "due_date": RANGE,
 }
@@ -37,7 +35,7 @@ PREVIEW = {
     "customer": Str(),
     "subscription": Str(),
     "currency": Str(),
-    "preview_mode": Enum("next", "recurring"),
+    "preview_mode": Choice("next", "recurring"),
     "subscription_details": Unsupported(),
     "invoice_items": Unsupported(),
     "customer_details": Unsupported(),
@@ -56,11 +54,11 @@ PAY = {
 }
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST)
     items = [
         inv
-        for inv in em.store.all("invoice")
+        for inv in state.store.all("invoice")
         if ("customer" not in p or inv["customer"] == p["customer"])
         and ("subscription" not in p or invoicing.sub_id_of(inv) == p["subscription"])
         and ("status" not in p or inv["status"] == p["status"])
@@ -71,31 +69,31 @@ def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             or (inv["due_date"] is not None and in_range(inv["due_date"], p["due_date"]))
         )
     ]
-    return page(em, req, items, p, "invoice")
+    return page(state, req, items, p, "invoice")
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("invoice", req.arg("id")))
+    return show(state, req, state.store.require("invoice", req.arg("id")))
 
 
-def _lines(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _lines(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST_PARAMS)
-    invoice = em.store.require("invoice", req.arg("id"))
-    return page(em, req, invoice["lines"]["data"], p, "line_item")
+    invoice = state.store.require("invoice", req.arg("id"))
+    return page(state, req, invoice["lines"]["data"], p, "line_item")
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(
         req.params,
         {
-            "metadata": Meta(),
+            "metadata": Metadata(),
             "description": Str(emptyable=True),
             "auto_advance": Bool(),
             "footer": Str(emptyable=True),
         },
     )
-    invoice = em.store.require("invoice", req.arg("id"))
+    invoice = state.store.require("invoice", req.arg("id"))
     if "metadata" in p:
         invoice["metadata"] = merge_metadata(invoice["metadata"], p["metadata"])
     for key in ("description", "footer"):
@@ -103,10 +101,10 @@ def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             invoice[key] = p[key]
     if "auto_advance" in p:
         invoice["auto_advance"] = p["auto_advance"]
-    return show(em, req, invoice)
+    return show(state, req, invoice)
 
 
-def _create_preview(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create_preview(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, PREVIEW)
     if not p.get("customer") and not p.get("subscription"):
         raise invalid(
@@ -115,7 +113,7 @@ def _create_preview(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             code="parameter_missing",
         )
     if p.get("subscription"):
-        sub = em.store.get("subscription", p["subscription"])
+        sub = state.store.get("subscription", p["subscription"])
         if sub is None:
             raise not_found_in_params("subscription", p["subscription"], "subscription")
         if p.get("customer") and p["customer"] != sub["customer"]:
@@ -123,11 +121,11 @@ def _create_preview(em: Emulator, req: ApiRequest) -> dict[str, Any]:
                 "The subscription does not belong to this customer.", param="subscription"
             )
     else:
-        if em.store.get("customer", p["customer"]) is None:
+        if state.store.get("customer", p["customer"]) is None:
             raise not_found_in_params("customer", p["customer"], "customer")
         subs = [
             s
-            for s in em.store.all("subscription")
+            for s in state.store.all("subscription")
             if s["customer"] == p["customer"] and s["status"] in billing_cycle.LIVE
         ]
         if not subs:
@@ -141,14 +139,14 @@ def _create_preview(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         raise StripeError(
             400, f"No upcoming invoices for subscription: {sub['id']}", code="invoice_upcoming_none"
         )
-    preview = billing_cycle.preview_invoice(em, sub, em.customer_now(sub["customer"]))
+    preview = billing_cycle.preview_invoice(state, sub, state.customer_now(sub["customer"]))
     preview["id"] = f"upcoming_in_{sub['id'][4:]}"
-    return show(em, req, preview)
+    return show(state, req, preview)
 
 
-def _finalize(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _finalize(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {"auto_advance": Bool()})
-    invoice = em.store.require("invoice", req.arg("id"))
+    invoice = state.store.require("invoice", req.arg("id"))
     if invoice["status"] != "draft":
         raise invalid(
             "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
@@ -156,19 +154,19 @@ def _finalize(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         )
     if "auto_advance" in p:
         invoice["auto_advance"] = p["auto_advance"]
-    now = em.customer_now(invoice["customer"])
+    now = state.customer_now(invoice["customer"])
     sub_id = invoicing.sub_id_of(invoice)
-    sub = em.store.get("subscription", sub_id) if sub_id else None
+    sub = state.store.get("subscription", sub_id) if sub_id else None
     if sub is not None:
-        billing_cycle.refresh_usage(em, invoice, sub)
-    invoicing.finalize(em, invoice, now)
-    return show(em, req, invoice)
+        billing_cycle.refresh_usage(state, invoice, sub)
+    invoicing.finalize(state, invoice, now)
+    return show(state, req, invoice)
 
 
-def _pay(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _pay(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, PAY)
-    invoice = em.store.require("invoice", req.arg("id"))
-    now = em.customer_now(invoice["customer"])
+    invoice = state.store.require("invoice", req.arg("id"))
+    now = state.customer_now(invoice["customer"])
     if invoice["status"] == "paid":
         raise invalid("Invoice is already paid", code="invoice_already_paid")
     if invoice["status"] == "void":
@@ -177,51 +175,53 @@ def _pay(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         )
     if invoice["status"] == "draft":
         sub_id = invoicing.sub_id_of(invoice)
-        sub = em.store.get("subscription", sub_id) if sub_id else None
+        sub = state.store.get("subscription", sub_id) if sub_id else None
         if sub is not None:
-            billing_cycle.refresh_usage(em, invoice, sub)
-        invoicing.finalize(em, invoice, now)
+            billing_cycle.refresh_usage(state, invoice, sub)
+        invoicing.finalize(state, invoice, now)
         if invoice["status"] == "paid":
-            return show(em, req, invoice)
+            return show(state, req, invoice)
     pm = p.get("payment_method")
     if pm is not None:
         if payments.is_test_token(pm):
-            pm = payments.create_from_token(em, pm, invoice["customer"])["id"]
-        found = em.store.get("payment_method", pm)
+            pm = payments.create_from_token(state, pm, invoice["customer"])["id"]
+        found = state.store.get("payment_method", pm)
         if found is None:
             raise not_found_in_params("PaymentMethod", pm, "payment_method")
     if p.get("paid_out_of_band") or p.get("forgive"):
-        invoicing.mark_paid(em, invoice, now)
-        return show(em, req, invoice)
-    decline = invoicing.attempt_payment(em, invoice, now, automatic=False, payment_method=pm)
+        invoicing.mark_paid(state, invoice, now)
+        return show(state, req, invoice)
+    decline = invoicing.attempt_payment(state, invoice, now, automatic=False, payment_method=pm)
     if decline is not None:
         raise card_declined(decline, payments.DECLINE_MESSAGES.get(decline, "Declined."))
-    return show(em, req, invoice)
+    return show(state, req, invoice)
 
 
-def _void(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _void(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    invoice = em.store.require("invoice", req.arg("id"))
+    invoice = state.store.require("invoice", req.arg("id"))
     if invoice["status"] not in ("open", "uncollectible"):
         raise invalid(
             f"You can only void open invoices (this one is {invoice['status']}).",
             code="invoice_not_editable",
         )
-    invoicing.void(em, invoice, em.customer_now(invoice["customer"]))
-    return show(em, req, invoice)
+    invoicing.void(state, invoice, state.customer_now(invoice["customer"]))
+    return show(state, req, invoice)
 
 
-def _uncollectible(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _uncollectible(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    invoice = em.store.require("invoice", req.arg("id"))
+    invoice = state.store.require("invoice", req.arg("id"))
     if invoice["status"] != "open":
         raise invalid(
             "You can only mark open invoices as uncollectible.", code="invoice_not_editable"
         )
     invoice["status"] = "uncollectible"
     invoice["next_payment_attempt"] = None
-    invoice["status_transitions"]["marked_uncollectible_at"] = em.customer_now(invoice["customer"])
-    return show(em, req, invoice)
+    invoice["status_transitions"]["marked_uncollectible_at"] = state.customer_now(
+        invoice["customer"]
+    )
+    return show(state, req, invoice)
 
 
 def register(router: Router) -> None:

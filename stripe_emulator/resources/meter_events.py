@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import metering
 from ..clock import parse_rfc3339, rfc3339
 from ..errors import StripeError, param_error
-from ..http import Response, json_response
 from ..ids import new_id, random_token
-from ..wire import AnyValue, Enum, Int, List, Obj, Str, validate
+from ..messages import ApiRequest, Response, json_response
+from ..router import Router
+from ..state import EmulatorState
+from ..wire import AnyValue, Choice, Int, ListOf, Obj, Str, validate
 from .common import show
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 CREATE = {
     "event_name": Str(required=True, max_len=100),
@@ -26,7 +23,7 @@ CREATE = {
 }
 ADJUST = {
     "event_name": Str(required=True, max_len=100),
-    "type": Enum("cancel", required=True),
+    "type": Choice("cancel", required=True),
     "cancel": Obj({"identifier": Str(max_len=100)}),
 }
 V2_EVENT = {
@@ -43,11 +40,11 @@ def _payload(value: Any) -> dict[str, Any]:
     return value
 
 
-def _create_v1(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create_v1(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     identifier = p.get("identifier") or str(uuid.uuid4())
     record = metering.ingest(
-        em,
+        state,
         event_name=p["event_name"],
         payload=_payload(p["payload"]),
         identifier=identifier,
@@ -55,9 +52,9 @@ def _create_v1(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         source="v1",
         strict=True,
     )
-    metering.report_errors(em, [record])
+    metering.report_errors(state, [record])
     return show(
-        em,
+        state,
         req,
         {
             "object": "billing.meter_event",
@@ -71,7 +68,7 @@ def _create_v1(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     )
 
 
-def _adjust(em: Emulator, req: ApiRequest, v2: bool) -> dict[str, Any]:
+def _adjust(state: EmulatorState, req: ApiRequest, v2: bool) -> dict[str, Any]:
     p = validate(req.params, ADJUST) if not v2 else _v2_validate(req.params, ADJUST)
     identifier = (p.get("cancel") or {}).get("identifier")
     if not identifier:
@@ -80,20 +77,20 @@ def _adjust(em: Emulator, req: ApiRequest, v2: bool) -> dict[str, Any]:
             param="cancel[identifier]",
             code="parameter_missing",
         )
-    metering.cancel(em, p["event_name"], identifier)
+    metering.cancel(state, p["event_name"], identifier)
     if v2:
         return {
             "id": new_id("mtradj", 24),
             "object": "v2.billing.meter_event_adjustment",
             "cancel": {"identifier": identifier},
-            "created": rfc3339(em.now()),
+            "created": rfc3339(state.now()),
             "event_name": p["event_name"],
             "livemode": False,
             "status": "pending",
             "type": "cancel",
         }
     return show(
-        em,
+        state,
         req,
         {
             "object": "billing.meter_event_adjustment",
@@ -138,12 +135,12 @@ def _v2_event(record: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _create_v2(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create_v2(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = _v2_validate(req.params, V2_EVENT)
     identifier = p.get("identifier") or str(uuid.uuid4())
     try:
         record = metering.ingest(
-            em,
+            state,
             event_name=p["event_name"],
             payload=_payload(p["payload"]),
             identifier=identifier,
@@ -155,31 +152,31 @@ def _create_v2(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         raise StripeError(
             400, dup.message, code="duplicate_meter_event", headers=dup.headers
         ) from dup
-    metering.report_errors(em, [record])
+    metering.report_errors(state, [record])
     return _v2_event(record, p["payload"])
 
 
-def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _session(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     _v2_validate(req.params, {})
-    now = em.now()
+    now = state.now()
     token = f"mes_tok_test_{random_token(40)}"
     session = {
         "id": new_id("mes", 24),
         "object": "v2.billing.meter_event_session",
         "authentication_token": token,
         "created": rfc3339(now),
-        "expires_at": rfc3339(now + em.config.meter_event_session_ttl),
+        "expires_at": rfc3339(now + state.config.meter_event_session_ttl),
         "livemode": False,
     }
-    em.store.meter_sessions[token] = {
+    state.store.meter_sessions[token] = {
         "id": session["id"],
-        "expires_at": now + em.config.meter_event_session_ttl,
+        "expires_at": now + state.config.meter_event_session_ttl,
     }
     return session
 
 
-def _stream(em: Emulator, req: ApiRequest) -> Response:
-    p = _v2_validate(req.params, {"events": List(AnyValue(), max_items=100, required=True)})
+def _stream(state: EmulatorState, req: ApiRequest) -> Response:
+    p = _v2_validate(req.params, {"events": ListOf(AnyValue(), max_items=100, required=True)})
     checked: list[tuple[str, dict[str, Any], str, int | None]] = []
     for i, raw in enumerate(p["events"]):
         if not isinstance(raw, dict):
@@ -208,7 +205,7 @@ def _stream(em: Emulator, req: ApiRequest) -> Response:
         try:
             records.append(
                 metering.ingest(
-                    em,
+                    state,
                     event_name=event_name,
                     payload=payload,
                     identifier=identifier,
@@ -219,14 +216,16 @@ def _stream(em: Emulator, req: ApiRequest) -> Response:
             )
         except metering.DuplicateIdentifier:
             continue  # validation is asynchronous on the stream: duplicates are dropped
-    metering.report_errors(em, records)
+    metering.report_errors(state, records)
     return json_response({})
 
 
 def register(router: Router) -> None:
     router.post("/v1/billing/meter_events", _create_v1)
-    router.post("/v1/billing/meter_event_adjustments", lambda em, req: _adjust(em, req, False))
+    router.post(
+        "/v1/billing/meter_event_adjustments", lambda state, req: _adjust(state, req, False)
+    )
     router.post("/v2/billing/meter_events", _create_v2)
-    router.post("/v2/billing/meter_event_adjustments", lambda em, req: _adjust(em, req, True))
+    router.post("/v2/billing/meter_event_adjustments", lambda state, req: _adjust(state, req, True))
     router.post("/v2/billing/meter_event_session", _session)
     router.post("/v2/billing/meter_event_stream", _stream, auth="session")

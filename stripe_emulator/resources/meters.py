@@ -3,43 +3,44 @@
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import invalid, param_error
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..metering import combine, counted
-from ..wire import LIST_PARAMS, Enum, Int, Obj, Str, validate
+from ..router import Router
+from ..state import EmulatorState
+from ..wire import LIST_PARAMS, Choice, Int, Obj, Str, validate
 from .common import page, show
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 CREATE = {
     "display_name": Str(required=True, max_len=250),
     "event_name": Str(required=True, max_len=100),
     "default_aggregation": Obj(
-        {"formula": Enum("sum", "count", "last", required=True)}, required=True
+        {"formula": Choice("sum", "count", "last", required=True)}, required=True
     ),
     "customer_mapping": Obj(
-        {"event_payload_key": Str(required=True, max_len=100), "type": Enum("by_id", required=True)}
+        {
+            "event_payload_key": Str(required=True, max_len=100),
+            "type": Choice("by_id", required=True),
+        }
     ),
     "value_settings": Obj({"event_payload_key": Str(required=True, max_len=100)}),
-    "event_time_window": Enum("day", "hour"),
+    "event_time_window": Choice("day", "hour"),
 }
 SUMMARIES = {
     **LIST_PARAMS,
     "customer": Str(required=True),
     "start_time": Int(required=True),
     "end_time": Int(required=True),
-    "value_grouping_window": Enum("hour", "day"),
+    "value_grouping_window": Choice("hour", "day"),
 }
 WINDOWS = {"hour": 3600, "day": 86400}
 
 
-def _unique(em: Emulator, event_name: str, meter_id: str | None) -> None:
-    for other in em.store.all("billing.meter"):
+def _unique(state: EmulatorState, event_name: str, meter_id: str | None) -> None:
+    for other in state.store.all("billing.meter"):
         if (
             other["id"] != meter_id
             and other["status"] == "active"
@@ -51,10 +52,10 @@ def _unique(em: Emulator, event_name: str, meter_id: str | None) -> None:
             )
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
-    _unique(em, p["event_name"], None)
-    now = em.now()
+    _unique(state, p["event_name"], None)
+    now = state.now()
     meter = {
         "id": new_id("mtr", 24),
         "object": "billing.meter",
@@ -71,50 +72,50 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "updated": now,
         "value_settings": p.get("value_settings") or {"event_payload_key": "value"},
     }
-    em.store.put("billing.meter", meter)
-    return show(em, req, meter)
+    state.store.put("billing.meter", meter)
+    return show(state, req, meter)
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("billing.meter", req.arg("id")))
+    return show(state, req, state.store.require("billing.meter", req.arg("id")))
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {"display_name": Str(max_len=250)})
-    meter = em.store.require("billing.meter", req.arg("id"))
+    meter = state.store.require("billing.meter", req.arg("id"))
     if "display_name" in p:
         meter["display_name"] = p["display_name"]
-        meter["updated"] = em.now()
-    return show(em, req, meter)
+        meter["updated"] = state.now()
+    return show(state, req, meter)
 
 
-def _deactivate(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _deactivate(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    meter = em.store.require("billing.meter", req.arg("id"))
+    meter = state.store.require("billing.meter", req.arg("id"))
     if meter["status"] == "active":
         meter["status"] = "inactive"
-        meter["status_transitions"] = {"deactivated_at": em.now()}
-        meter["updated"] = em.now()
-    return show(em, req, meter)
+        meter["status_transitions"] = {"deactivated_at": state.now()}
+        meter["updated"] = state.now()
+    return show(state, req, meter)
 
 
-def _reactivate(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _reactivate(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    meter = em.store.require("billing.meter", req.arg("id"))
+    meter = state.store.require("billing.meter", req.arg("id"))
     if meter["status"] != "active":
-        _unique(em, meter["event_name"], meter["id"])
+        _unique(state, meter["event_name"], meter["id"])
         meter["status"] = "active"
-        meter["updated"] = em.now()
-    return show(em, req, meter)
+        meter["updated"] = state.now()
+    return show(state, req, meter)
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
-    p = validate(req.params, {**LIST_PARAMS, "status": Enum("active", "inactive")})
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
+    p = validate(req.params, {**LIST_PARAMS, "status": Choice("active", "inactive")})
     items = [
-        m for m in em.store.all("billing.meter") if p.get("status", m["status"]) == m["status"]
+        m for m in state.store.all("billing.meter") if p.get("status", m["status"]) == m["status"]
     ]
-    return page(em, req, items, p, "billing.meter")
+    return page(state, req, items, p, "billing.meter")
 
 
 def _summary(meter_id: str, customer: str, start: int, end: int, value: float) -> dict[str, Any]:
@@ -130,9 +131,9 @@ def _summary(meter_id: str, customer: str, start: int, end: int, value: float) -
     }
 
 
-def _event_summaries(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _event_summaries(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, SUMMARIES)
-    meter = em.store.require("billing.meter", req.arg("id"))
+    meter = state.store.require("billing.meter", req.arg("id"))
     start, end = p["start_time"], p["end_time"]
     for name, value in (("start_time", start), ("end_time", end)):
         if value % 60:
@@ -140,9 +141,9 @@ def _event_summaries(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     if end <= start:
         raise param_error("end_time must be after start_time.", param="end_time")
     customer = p["customer"]
-    em.store.require("customer", customer, param="customer", status=400)
+    state.store.require("customer", customer, param="customer", status=400)
     window = WINDOWS.get(p.get("value_grouping_window", ""))
-    records = [r for r in counted(em, meter["id"], customer) if start <= r["timestamp"] < end]
+    records = [r for r in counted(state, meter["id"], customer) if start <= r["timestamp"] < end]
     items: list[dict[str, Any]] = []
     if window is None:
         value = float(combine(meter, records, start, end))
@@ -156,7 +157,7 @@ def _event_summaries(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             lo, hi = max(bucket, start), min(bucket + window, end)
             value = float(combine(meter, buckets[bucket], lo, hi))
             items.append(_summary(meter["id"], customer, lo, hi, value))
-    return page(em, req, items, p, "billing.meter_event_summary")
+    return page(state, req, items, p, "billing.meter_event_summary")
 
 
 def register(router: Router) -> None:

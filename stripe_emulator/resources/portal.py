@@ -13,16 +13,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import invalid, param_error
 from ..ids import new_id, random_token
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import (
     LIST_PARAMS,
     AnyValue,
     Bool,
-    Enum,
-    Meta,
+    Choice,
+    Metadata,
     Obj,
     Str,
     Unsupported,
@@ -30,11 +33,6 @@ from ..wire import (
     validate,
 )
 from .common import merge_metadata, not_found_in_params, page, show
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 CONFIG = "billing_portal.configuration"
 SESSION = "billing_portal.session"
@@ -69,7 +67,7 @@ CONFIG_PARAMS = {
     "business_profile": BUSINESS,
     "default_return_url": Str(emptyable=True),
     "features": AnyValue(),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "name": Str(emptyable=True),
     "login_page": Unsupported(),
 }
@@ -104,8 +102,8 @@ def _merge(base: dict[str, Any], update: Mapping[str, Any], name: str) -> dict[s
     return out
 
 
-def _new_config(em: Emulator, p: dict[str, Any], *, is_default: bool) -> dict[str, Any]:
-    now = em.now()
+def _new_config(state: EmulatorState, p: dict[str, Any], *, is_default: bool) -> dict[str, Any]:
+    now = state.now()
     features = _merge(DEFAULT_FEATURES, _plain(p.get("features") or {}, "features"), "features")
     config = {
         "id": new_id("bpc", 24),
@@ -128,12 +126,12 @@ def _new_config(em: Emulator, p: dict[str, Any], *, is_default: bool) -> dict[st
         "name": p.get("name"),
         "updated": now,
     }
-    return em.store.put(CONFIG, config)
+    return state.store.put(CONFIG, config)
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**CONFIG_PARAMS, "features": AnyValue(required=True)})
-    return show(em, req, _new_config(em, p, is_default=False))
+    return show(state, req, _new_config(state, p, is_default=False))
 
 
 NO_DEFAULT_MESSAGE = (
@@ -143,23 +141,23 @@ NO_DEFAULT_MESSAGE = (
 )
 
 
-def save_dashboard_default(em: Emulator) -> dict[str, Any]:
+def save_dashboard_default(state: EmulatorState) -> dict[str, Any]:
     """What saving the portal settings in the Dashboard does: the default configuration."""
-    for config in em.store.all(CONFIG):
+    for config in state.store.all(CONFIG):
         if config["is_default"]:
             return config
     features = {"invoice_history": {"enabled": True}, "payment_method_update": {"enabled": True}}
-    return _new_config(em, {"features": features}, is_default=True)
+    return _new_config(state, {"features": features}, is_default=True)
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require(CONFIG, req.arg("id")))
+    return show(state, req, state.store.require(CONFIG, req.arg("id")))
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**CONFIG_PARAMS, "active": Bool()})
-    config = em.store.require(CONFIG, req.arg("id"))
+    config = state.store.require(CONFIG, req.arg("id"))
     if "features" in p:
         config["features"] = _merge(
             config["features"], _plain(p["features"] or {}, "features"), "features"
@@ -171,22 +169,22 @@ def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             config[key] = p[key]
     if "metadata" in p:
         config["metadata"] = merge_metadata(config["metadata"], p["metadata"])
-    config["updated"] = em.now()
-    return show(em, req, config)
+    config["updated"] = state.now()
+    return show(state, req, config)
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**LIST_PARAMS, "active": Bool(), "is_default": Bool()})
     items = [
         c
-        for c in em.store.all(CONFIG)
+        for c in state.store.all(CONFIG)
         if p.get("active", c["active"]) == c["active"]
         and p.get("is_default", c["is_default"]) == c["is_default"]
     ]
-    return page(em, req, items, p, "billing_portal.configuration")
+    return page(state, req, items, p, "billing_portal.configuration")
 
 
-def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _session(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(
         req.params,
         {
@@ -197,10 +195,10 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             "on_behalf_of": Unsupported(),
             "flow_data": Obj(
                 {
-                    "type": Enum("payment_method_update", required=True),
+                    "type": Choice("payment_method_update", required=True),
                     "after_completion": Obj(
                         {
-                            "type": Enum("portal_homepage", "redirect", required=True),
+                            "type": Choice("portal_homepage", "redirect", required=True),
                             "redirect": Obj({"return_url": Str(required=True)}),
                             "hosted_confirmation": Unsupported(),
                         }
@@ -219,11 +217,11 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         raise param_error(
             "Missing required param: customer.", param="customer", code="parameter_missing"
         )
-    customer = em.store.get("customer", p["customer"])
+    customer = state.store.get("customer", p["customer"])
     if customer is None:
         raise not_found_in_params("customer", p["customer"], "customer")
     if p.get("configuration"):
-        config = em.store.get(CONFIG, p["configuration"])
+        config = state.store.get(CONFIG, p["configuration"])
         if config is None:
             raise not_found_in_params(
                 "billing_portal.configuration", p["configuration"], "configuration"
@@ -231,7 +229,7 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         if not config["active"]:
             raise invalid("The configuration is inactive.", param="configuration")
     else:
-        defaults = [c for c in em.store.all(CONFIG) if c["is_default"]]
+        defaults = [c for c in state.store.all(CONFIG) if c["is_default"]]
         if not defaults:
             raise invalid(NO_DEFAULT_MESSAGE)
         config = defaults[0]
@@ -247,7 +245,7 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "id": session_id,
         "object": SESSION,
         "configuration": config["id"],
-        "created": em.now(),
+        "created": state.now(),
         "customer": customer["id"],
         "customer_account": None,
         "flow": flow,
@@ -257,9 +255,9 @@ def _session(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "return_url": return_url,
         "url": f"{req.base_url.rstrip('/')}/emulator/p/session/{session_id}?s={token}",
     }
-    em.store.put(SESSION, session)
-    em.store.aux(session_id)["token"] = token
-    return show(em, req, session)
+    state.store.put(SESSION, session)
+    state.store.aux(session_id)["token"] = token
+    return show(state, req, session)
 
 
 def _flow(config: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import invalid, missing_param, param_error
 from ..ids import new_id
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
 from ..tiers import decimal_text
 from ..wire import (
     LIST_PARAMS,
     RANGE,
     Bool,
+    Choice,
     Dec,
-    Enum,
     Int,
-    List,
-    Meta,
+    ListOf,
+    Metadata,
     Obj,
     Str,
     Unsupported,
@@ -27,11 +30,6 @@ from ..wire import (
 )
 from .common import merge_metadata, not_found_in_params, page, set_fields, show
 from .products import create_product
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 TIER = Obj(
     {
@@ -44,19 +42,19 @@ TIER = Obj(
 )
 RECURRING = Obj(
     {
-        "interval": Enum("day", "week", "month", "year", required=True),
+        "interval": Choice("day", "week", "month", "year", required=True),
         "interval_count": Int(min_value=1),
-        "usage_type": Enum("licensed", "metered"),
+        "usage_type": Choice("licensed", "metered"),
         "meter": Str(),
         "trial_period_days": Int(min_value=1),
     }
 )
 CREATE = {
     "active": Bool(),
-    "billing_scheme": Enum("per_unit", "tiered"),
+    "billing_scheme": Choice("per_unit", "tiered"),
     "currency": Str(required=True),
     "lookup_key": Str(max_len=200),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "nickname": Str(emptyable=True),
     "product": Str(),
     "product_data": Obj(
@@ -64,7 +62,7 @@ CREATE = {
             "name": Str(required=True),
             "active": Bool(),
             "id": Str(),
-            "metadata": Meta(),
+            "metadata": Metadata(),
             "statement_descriptor": Str(max_len=22),
             "tax_code": Str(),
             "unit_label": Str(max_len=12),
@@ -72,9 +70,9 @@ CREATE = {
         }
     ),
     "recurring": RECURRING,
-    "tax_behavior": Enum("exclusive", "inclusive", "unspecified"),
-    "tiers": List(TIER),
-    "tiers_mode": Enum("graduated", "volume"),
+    "tax_behavior": Choice("exclusive", "inclusive", "unspecified"),
+    "tiers": ListOf(TIER),
+    "tiers_mode": Choice("graduated", "volume"),
     "transfer_lookup_key": Bool(),
     "unit_amount": Int(min_value=0),
     "unit_amount_decimal": Dec(),
@@ -85,9 +83,9 @@ CREATE = {
 UPDATE = {
     "active": Bool(),
     "lookup_key": Str(max_len=200, emptyable=True),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "nickname": Str(emptyable=True),
-    "tax_behavior": Enum("exclusive", "inclusive", "unspecified"),
+    "tax_behavior": Choice("exclusive", "inclusive", "unspecified"),
     "transfer_lookup_key": Bool(),
     "currency_options": Unsupported(),
 }
@@ -96,16 +94,16 @@ LIST = {
     "active": Bool(),
     "created": RANGE,
     "currency": Str(),
-    "lookup_keys": List(Str(), max_items=10),
+    "lookup_keys": ListOf(Str(), max_items=10),
     "product": Str(),
     "recurring": Obj(
         {
-            "interval": Enum("day", "week", "month", "year"),
+            "interval": Choice("day", "week", "month", "year"),
             "meter": Str(),
-            "usage_type": Enum("licensed", "metered"),
+            "usage_type": Choice("licensed", "metered"),
         }
     ),
-    "type": Enum("one_time", "recurring"),
+    "type": Choice("one_time", "recurring"),
 }
 
 
@@ -162,7 +160,7 @@ def _tiers(p: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _recurring(em: Emulator, p: dict[str, Any]) -> dict[str, Any] | None:
+def _recurring(state: EmulatorState, p: dict[str, Any]) -> dict[str, Any] | None:
     rec = p.get("recurring")
     if rec is None:
         return None
@@ -176,7 +174,7 @@ def _recurring(em: Emulator, p: dict[str, Any]) -> dict[str, Any] | None:
                 "`recurring[meter]` can only be set when `recurring[usage_type]` is `metered`.",
                 param="recurring[meter]",
             )
-        meter = em.store.get("billing.meter", meter_id)
+        meter = state.store.get("billing.meter", meter_id)
         if meter is None:
             raise not_found_in_params("billing.meter", meter_id, "recurring[meter]")
         if meter["status"] != "active":
@@ -190,8 +188,8 @@ def _recurring(em: Emulator, p: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _claim_lookup_key(em: Emulator, price_id: str, key: str, transfer: bool) -> None:
-    for other in em.store.all("price"):
+def _claim_lookup_key(state: EmulatorState, price_id: str, key: str, transfer: bool) -> None:
+    for other in state.store.all("price"):
         if other["id"] != price_id and other.get("lookup_key") == key:
             if not transfer:
                 raise invalid(
@@ -200,18 +198,18 @@ def _claim_lookup_key(em: Emulator, price_id: str, key: str, transfer: bool) -> 
             other["lookup_key"] = None
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     currency = p["currency"].lower()
     if len(currency) != 3 or not currency.isalpha():
         raise param_error(f"Invalid currency: {p['currency']}", param="currency")
     exclusive(p, "product", "product_data")
     if p.get("product"):
-        product = em.store.get("product", p["product"])
+        product = state.store.get("product", p["product"])
         if product is None:
             raise not_found_in_params("product", p["product"], "product")
     elif p.get("product_data"):
-        product = create_product(em, p["product_data"])
+        product = create_product(state, p["product_data"])
     else:
         raise invalid(
             "You must specify either `product` or `product_data` when creating a price.",
@@ -240,16 +238,16 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         unit, unit_dec = _amount_pair(p, "unit_amount", p, "unit_amount")
         if unit_dec is None:
             raise missing_param("unit_amount")
-    recurring = _recurring(em, p)
+    recurring = _recurring(state, p)
     price_id = new_id("price", 24)
     if p.get("lookup_key"):
-        _claim_lookup_key(em, price_id, p["lookup_key"], bool(p.get("transfer_lookup_key")))
+        _claim_lookup_key(state, price_id, p["lookup_key"], bool(p.get("transfer_lookup_key")))
     price: dict[str, Any] = {
         "id": price_id,
         "object": "price",
         "active": p.get("active", True),
         "billing_scheme": scheme,
-        "created": em.now(),
+        "created": state.now(),
         "currency": currency,
         "custom_unit_amount": None,
         "livemode": False,
@@ -267,35 +265,37 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     }
     if tiers is not None:
         price["tiers"] = tiers
-    em.store.put("price", price)
-    return show(em, req, price)
+    state.store.put("price", price)
+    return show(state, req, price)
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("price", req.arg("id")))
+    return show(state, req, state.store.require("price", req.arg("id")))
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, UPDATE)
-    price = em.store.require("price", req.arg("id"))
+    price = state.store.require("price", req.arg("id"))
     if "lookup_key" in p:
         if p["lookup_key"]:
-            _claim_lookup_key(em, price["id"], p["lookup_key"], bool(p.get("transfer_lookup_key")))
+            _claim_lookup_key(
+                state, price["id"], p["lookup_key"], bool(p.get("transfer_lookup_key"))
+            )
         price["lookup_key"] = p["lookup_key"]
     set_fields(price, p, "active", "nickname", "tax_behavior")
     if "metadata" in p:
         price["metadata"] = merge_metadata(price["metadata"], p["metadata"])
-    return show(em, req, price)
+    return show(state, req, price)
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST)
     rec = p.get("recurring") or {}
     keys = p.get("lookup_keys")
     items = [
         price
-        for price in em.store.all("price")
+        for price in state.store.all("price")
         if ("active" not in p or price["active"] == p["active"])
         and ("product" not in p or price["product"] == p["product"])
         and ("currency" not in p or price["currency"] == p["currency"].lower())
@@ -304,7 +304,7 @@ def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         and all((price.get("recurring") or {}).get(k) == v for k, v in rec.items())
         and in_range(price["created"], p.get("created"))
     ]
-    return page(em, req, items, p, "price")
+    return page(state, req, items, p, "price")
 
 
 def register(router: Router) -> None:

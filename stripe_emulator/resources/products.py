@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import invalid
 from ..ids import new_id
-from ..wire import LIST_PARAMS, RANGE, Bool, Enum, List, Meta, Str, Unsupported, in_range, validate
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
+from ..wire import (
+    LIST_PARAMS,
+    RANGE,
+    Bool,
+    Choice,
+    ListOf,
+    Metadata,
+    Str,
+    Unsupported,
+    in_range,
+    validate,
+)
 from .common import deleted, merge_metadata, page, set_fields, show
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 COMMON = {
     "active": Bool(),
     "description": Str(max_len=40000, emptyable=True),
-    "images": List(Str(), emptyable=True, max_items=8),
-    "metadata": Meta(),
+    "images": ListOf(Str(), emptyable=True, max_items=8),
+    "metadata": Metadata(),
     "name": Str(),
     "shippable": Bool(),
     "statement_descriptor": Str(max_len=22, emptyable=True),
@@ -33,7 +42,7 @@ CREATE = {
     **COMMON,
     "name": Str(required=True),
     "id": Str(),
-    "type": Enum("service", "good"),
+    "type": Choice("service", "good"),
     "default_price_data": Unsupported(),
 }
 UPDATE = {**COMMON, "default_price": Str(emptyable=True)}
@@ -41,18 +50,18 @@ LIST = {
     **LIST_PARAMS,
     "active": Bool(),
     "created": RANGE,
-    "ids": List(Str()),
+    "ids": ListOf(Str()),
     "shippable": Bool(),
-    "type": Enum("service", "good"),
+    "type": Choice("service", "good"),
     "url": Str(),
 }
 
 
-def create_product(em: Emulator, p: dict[str, Any]) -> dict[str, Any]:
+def create_product(state: EmulatorState, p: dict[str, Any]) -> dict[str, Any]:
     product_id = p.get("id") or new_id("prod", 14)
-    if em.store.get("product", product_id) is not None:
+    if state.store.get("product", product_id) is not None:
         raise invalid("Product already exists.", param="id", code="resource_already_exists")
-    now = em.now()
+    now = state.now()
     product: dict[str, Any] = {
         "id": product_id,
         "object": "product",
@@ -74,11 +83,11 @@ def create_product(em: Emulator, p: dict[str, Any]) -> dict[str, Any]:
         "updated": now,
         "url": None,
     }
-    _apply(em, product, p)
-    return em.store.put("product", product)
+    _apply(state, product, p)
+    return state.store.put("product", product)
 
 
-def _apply(em: Emulator, product: dict[str, Any], p: dict[str, Any]) -> None:
+def _apply(state: EmulatorState, product: dict[str, Any], p: dict[str, Any]) -> None:
     set_fields(
         product,
         p,
@@ -98,47 +107,47 @@ def _apply(em: Emulator, product: dict[str, Any], p: dict[str, Any]) -> None:
     if "default_price" in p:
         price_id = p["default_price"]
         if price_id is not None:
-            price = em.store.get("price", price_id)
+            price = state.store.get("price", price_id)
             if price is None or price["product"] != product["id"]:
                 raise invalid(
                     f"No such price: '{price_id}'", param="default_price", code="resource_missing"
                 )
         product["default_price"] = price_id
-    product["updated"] = em.now()
+    product["updated"] = state.now()
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
-    return show(em, req, create_product(em, validate(req.params, CREATE)))
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
+    return show(state, req, create_product(state, validate(req.params, CREATE)))
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("product", req.arg("id")))
+    return show(state, req, state.store.require("product", req.arg("id")))
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, UPDATE)
-    product = em.store.require("product", req.arg("id"))
-    _apply(em, product, p)
-    return show(em, req, product)
+    product = state.store.require("product", req.arg("id"))
+    _apply(state, product, p)
+    return show(state, req, product)
 
 
-def _delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _delete(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    product = em.store.require("product", req.arg("id"))
-    if any(price["product"] == product["id"] for price in em.store.all("price")):
+    product = state.store.require("product", req.arg("id"))
+    if any(price["product"] == product["id"] for price in state.store.all("price")):
         raise invalid(
             "This product cannot be deleted because it has one or more user-created prices."
         )
-    em.store.delete("product", product["id"])
+    state.store.delete("product", product["id"])
     return deleted(product["id"], "product")
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST)
     items = [
         prod
-        for prod in em.store.all("product")
+        for prod in state.store.all("product")
         if ("active" not in p or prod["active"] == p["active"])
         and ("ids" not in p or prod["id"] in p["ids"])
         and ("shippable" not in p or prod["shippable"] == p["shippable"])
@@ -146,7 +155,7 @@ def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         and ("url" not in p or prod["url"] == p["url"])
         and in_range(prod["created"], p.get("created"))
     ]
-    return page(em, req, items, p, "product")
+    return page(state, req, items, p, "product")
 
 
 def register(router: Router) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .. import events, invoice_shapes, invoicing
+from .. import events, invoicing
 from ..errors import StripeError, invalid
-from ..wire import Bool, List, Obj, Str, Unsupported, validate
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
+from ..wire import Bool, ListOf, Obj, Str, Unsupported, validate
 from .common import diff, merge_metadata, not_found_in_params, show
 from .subscriptions import (
     COMMON,
@@ -19,14 +22,9 @@ from .subscriptions import (
     recurring_price,
 )
 
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
-
 UPDATE = {
     **COMMON,
-    "items": List(Obj({**ITEM, "id": Str(), "deleted": Bool(), "clear_usage": Bool()})),
+    "items": ListOf(Obj({**ITEM, "id": Str(), "deleted": Bool(), "clear_usage": Bool()})),
     "cancellation_details": Obj({"comment": Str(emptyable=True), "feedback": Str()}),
     "billing_cycle_anchor": Unsupported(),
     "pause_collection": Unsupported(),
@@ -38,9 +36,9 @@ CANCEL = {
 }
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, UPDATE)
-    sub = em.store.require("subscription", req.arg("id"))
+    sub = state.store.require("subscription", req.arg("id"))
     if sub["status"] in ("canceled", "incomplete_expired") and set(p) - {
         "metadata",
         "cancellation_details",
@@ -50,9 +48,9 @@ def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             "A canceled subscription can only update its cancellation_details and metadata."
         )
     before = copy.deepcopy(sub)
-    now = em.customer_now(sub["customer"])
+    now = state.customer_now(sub["customer"])
     if "default_payment_method" in p:
-        check_payment_method(em, sub["customer"], p["default_payment_method"])
+        check_payment_method(state, sub["customer"], p["default_payment_method"])
         sub["default_payment_method"] = p["default_payment_method"]
     for key in ("cancel_at_period_end", "description", "days_until_due", "collection_method"):
         if key in p:
@@ -68,15 +66,17 @@ def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     if "cancellation_details" in p:
         sub["cancellation_details"].update(p["cancellation_details"] or {})
     if "items" in p:
-        _update_items(em, sub, p["items"], now)
+        _update_items(state, sub, p["items"], now)
     changes = diff(before, sub)
     if changes:
-        events.emit(em, "customer.subscription.updated", sub, changes)
-    return show(em, req, sub)
+        events.emit(state, "customer.subscription.updated", sub, changes)
+    return show(state, req, sub)
 
 
-def _update_items(em: Emulator, sub: dict[str, Any], specs: list[dict[str, Any]], now: int) -> None:
-    internal = em.store.aux(sub["id"])
+def _update_items(
+    state: EmulatorState, sub: dict[str, Any], specs: list[dict[str, Any]], now: int
+) -> None:
+    internal = state.store.aux(sub["id"])
     items: list[dict[str, Any]] = sub["items"]["data"]
     current = items[0] if items else None
     start = current["current_period_start"] if current else now
@@ -87,22 +87,22 @@ def _update_items(em: Emulator, sub: dict[str, Any], specs: list[dict[str, Any]]
         if item_id is not None and item_id not in by_id:
             raise not_found_in_params("subscription_item", item_id, f"items[{i}][id]")
         if item_id is None:
-            price = recurring_price(em, spec.get("price"), f"items[{i}][price]")
-            item = make_item(em, sub["id"], price, spec, start, end, now)
-            em.store.aux(item["id"])["usage_from"] = now
+            price = recurring_price(state, spec.get("price"), f"items[{i}][price]")
+            item = make_item(state, sub["id"], price, spec, start, end, now)
+            state.store.aux(item["id"])["usage_from"] = now
             items.append(item)
             by_id[item["id"]] = item
             continue
         item = by_id[item_id]
         if spec.get("deleted"):
-            _retire(em, internal, item, now, bool(spec.get("clear_usage")))
+            _retire(state, internal, item, now, bool(spec.get("clear_usage")))
             items.remove(item)
             continue
         if spec.get("price") and spec["price"] != item["price"]["id"]:
-            price = recurring_price(em, spec["price"], f"items[{i}][price]")
-            _retire(em, internal, item, now, bool(spec.get("clear_usage")))
+            price = recurring_price(state, spec["price"], f"items[{i}][price]")
+            _retire(state, internal, item, now, bool(spec.get("clear_usage")))
             item["price"], item["plan"] = copy.deepcopy(price), plan_of(price)
-            em.store.aux(item["id"])["usage_from"] = now + 1
+            state.store.aux(item["id"])["usage_from"] = now + 1
             if price["recurring"]["usage_type"] == "metered":
                 item.pop("quantity", None)
             else:
@@ -118,7 +118,11 @@ def _update_items(em: Emulator, sub: dict[str, Any], specs: list[dict[str, Any]]
 
 
 def _retire(
-    em: Emulator, internal: dict[str, Any], item: dict[str, Any], now: int, clear_usage: bool
+    state: EmulatorState,
+    internal: dict[str, Any],
+    item: dict[str, Any],
+    now: int,
+    clear_usage: bool,
 ) -> None:
     """A metered item leaving mid-period still bills its usage so far (unless cleared)."""
     if item["price"]["recurring"]["usage_type"] != "metered" or clear_usage:
@@ -129,57 +133,30 @@ def _retire(
             "price": copy.deepcopy(item["price"]),
             "removed_at": now,
             "usage_until": now + 1,
-            "usage_from": em.store.aux(item["id"]).get("usage_from", item["current_period_start"]),
+            "usage_from": state.store.aux(item["id"]).get(
+                "usage_from", item["current_period_start"]
+            ),
         }
     )
 
 
-def _cancel(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _cancel(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CANCEL)
-    sub = em.store.require("subscription", req.arg("id"))
+    sub = state.store.require("subscription", req.arg("id"))
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise StripeError(
             400, "This subscription has already been canceled.", code="resource_missing", param="id"
         )
-    now = em.customer_now(sub["customer"])
+    now = state.customer_now(sub["customer"])
     if "cancellation_details" in p:
         sub["cancellation_details"].update(p["cancellation_details"] or {})
     if p.get("invoice_now"):
-        _final_invoice(em, sub, now)
+        invoice = invoicing.period_invoice(state, sub, now, advance=None, through_end=True)
+        if invoice is not None:
+            invoicing.issue(state, sub, invoice, now)
     sub["canceled_at"] = now
-    invoicing.end_subscription(em, sub, now, reason="cancellation_requested")
-    return show(em, req, sub)
-
-
-def _final_invoice(em: Emulator, sub: dict[str, Any], now: int) -> None:
-    customer = em.store.require("customer", sub["customer"])
-    start = sub["items"]["data"][0]["current_period_start"]
-    invoice = invoice_shapes.new_invoice(
-        em,
-        sub,
-        customer,
-        billing_reason="subscription_cycle",
-        period_start=start,
-        period_end=now,
-        created=now,
-    )
-    # usage up to and including the cancellation second
-    lines = invoicing.subscription_lines(
-        em, sub, invoice["id"], usage=(start, now + 1), advance=None
-    )
-    for line in lines:
-        line["period"]["end"] = now
-    lines += invoicing.pending_item_lines(em, sub["customer"], sub["id"], invoice["id"])
-    em.store.aux(sub["id"])["removed_items"] = []
-    if not lines:
-        return
-    invoicing.set_lines(invoice, lines)
-    invoicing.save_invoice(em, invoice)
-    sub["latest_invoice"] = invoice["id"]
-    events.emit(em, "invoice.created", invoice)
-    invoicing.finalize(em, invoice, now)
-    if invoice["status"] == "open" and sub["collection_method"] == "charge_automatically":
-        invoicing.attempt_payment(em, invoice, now, automatic=False)
+    invoicing.end_subscription(state, sub, now, reason="cancellation_requested")
+    return show(state, req, sub)
 
 
 def register(router: Router) -> None:

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import events, invoice_shapes, invoicing, payments
 from ..errors import card_declined, invalid, missing_param
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..periods import add_interval
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import (
     LIST_PARAMS,
     RANGE,
     Bool,
-    Enum,
+    Choice,
     Int,
-    List,
-    Meta,
+    ListOf,
+    Metadata,
     Obj,
     Str,
     Unsupported,
@@ -26,15 +29,10 @@ from ..wire import (
 )
 from .common import merge_metadata, not_found_in_params, page, show
 
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
-
 ITEM = {
     "price": Str(),
     "quantity": Int(min_value=0),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "plan": Unsupported(),
     "price_data": Unsupported(),
     "tax_rates": Unsupported(),
@@ -43,14 +41,14 @@ ITEM = {
 }
 COMMON = {
     "cancel_at_period_end": Bool(),
-    "collection_method": Enum("charge_automatically", "send_invoice"),
+    "collection_method": Choice("charge_automatically", "send_invoice"),
     "days_until_due": Int(min_value=0),
     "default_payment_method": Str(emptyable=True),
     "description": Str(emptyable=True),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "off_session": Bool(),
-    "payment_behavior": Enum("allow_incomplete", "default_incomplete", "error_if_incomplete"),
-    "proration_behavior": Enum("create_prorations", "none", "always_invoice"),
+    "payment_behavior": Choice("allow_incomplete", "default_incomplete", "error_if_incomplete"),
+    "proration_behavior": Choice("create_prorations", "none", "always_invoice"),
     "cancel_at": Unsupported(),
     "trial_end": Unsupported(),
     "trial_period_days": Unsupported(),
@@ -63,7 +61,7 @@ COMMON = {
 CREATE = {
     **COMMON,
     "customer": Str(required=True),
-    "items": List(Obj(ITEM), max_items=20),
+    "items": ListOf(Obj(ITEM), max_items=20),
     "billing_cycle_anchor": Int(),
     "currency": Str(),
     "billing_mode": Unsupported(),
@@ -85,10 +83,10 @@ LIST = {
     **LIST_PARAMS,
     "customer": Str(),
     "price": Str(),
-    "status": Enum(*STATUSES),
+    "status": Choice(*STATUSES),
     "test_clock": Str(),
     "created": RANGE,
-    "collection_method": Enum("charge_automatically", "send_invoice"),
+    "collection_method": Choice("charge_automatically", "send_invoice"),
     "current_period_end": RANGE,
     "current_period_start": RANGE,
 }
@@ -119,10 +117,10 @@ def plan_of(price: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def recurring_price(em: Emulator, price_id: str | None, param: str) -> dict[str, Any]:
+def recurring_price(state: EmulatorState, price_id: str | None, param: str) -> dict[str, Any]:
     if not price_id:
         raise missing_param(param)
-    price = em.store.get("price", price_id)
+    price = state.store.get("price", price_id)
     if price is None:
         raise not_found_in_params("price", price_id, param)
     if price["type"] != "recurring":
@@ -140,7 +138,7 @@ def recurring_price(em: Emulator, price_id: str | None, param: str) -> dict[str,
 
 
 def make_item(
-    em: Emulator,
+    state: EmulatorState,
     sub_id: str,
     price: dict[str, Any],
     spec: dict[str, Any],
@@ -192,10 +190,10 @@ def check_items(items: list[dict[str, Any]]) -> None:
         raise invalid("Cannot add multiple subscription items with the same plan.", param="items")
 
 
-def check_payment_method(em: Emulator, customer_id: str, pm_id: str | None) -> None:
+def check_payment_method(state: EmulatorState, customer_id: str, pm_id: str | None) -> None:
     if pm_id is None:
         return
-    pm = em.store.get("payment_method", pm_id)
+    pm = state.store.get("payment_method", pm_id)
     if pm is None or pm.get("customer") != customer_id:
         raise invalid(
             f"The customer does not have a payment method with the ID {pm_id}. The "
@@ -204,22 +202,22 @@ def check_payment_method(em: Emulator, customer_id: str, pm_id: str | None) -> N
         )
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
-    customer = em.store.get("customer", p["customer"])
+    customer = state.store.get("customer", p["customer"])
     if customer is None:
         raise not_found_in_params("customer", p["customer"], "customer")
     specs = p.get("items") or []
     if not specs:
         raise missing_param("items")
     prices = [
-        recurring_price(em, s.get("price"), f"items[{i}][price]") for i, s in enumerate(specs)
+        recurring_price(state, s.get("price"), f"items[{i}][price]") for i, s in enumerate(specs)
     ]
-    check_payment_method(em, customer["id"], p.get("default_payment_method"))
+    check_payment_method(state, customer["id"], p.get("default_payment_method"))
     collection = p.get("collection_method", "charge_automatically")
     if collection == "send_invoice" and p.get("days_until_due") is None:
         raise missing_param("days_until_due")
-    now = em.customer_now(customer["id"])
+    now = state.customer_now(customer["id"])
     anchor = p.get("billing_cycle_anchor") or now
     if anchor < now:
         raise invalid("billing_cycle_anchor cannot be in the past.", param="billing_cycle_anchor")
@@ -228,7 +226,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     end = add_interval(anchor, rec["interval"], rec["interval_count"] * cycle)
     sub_id = new_id("sub", 24)
     items = [
-        make_item(em, sub_id, price, spec, now, end, now)
+        make_item(state, sub_id, price, spec, now, end, now)
         for price, spec in zip(prices, specs, strict=True)
     ]
     check_items(items)
@@ -289,7 +287,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "trial_start": None,
     }
     invoice = invoice_shapes.new_invoice(
-        em,
+        state,
         sub,
         customer,
         billing_reason="subscription_create",
@@ -302,43 +300,39 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         full = end - add_interval(end, rec["interval"], -rec["interval_count"])
         proration = Decimal(end - now) / Decimal(full)
     lines = invoicing.subscription_lines(
-        em, sub, invoice["id"], usage=None, advance=(now, end), proration=proration
+        state, sub, invoice["id"], usage=None, advance=(now, end), proration=proration
     )
     for item in items:
         if item["price"]["recurring"]["usage_type"] == "metered":
             lines.append(
                 invoice_shapes.make_line(
-                    em, invoice["id"], sub_id, item["id"], item["price"], 0, now, end
+                    state, invoice["id"], sub_id, item["id"], item["price"], 0, now, end
                 )
             )
     invoicing.set_lines(invoice, lines)
     behavior = p.get("payment_behavior", "allow_incomplete")
     charge = invoice["amount_due"] > 0 and collection == "charge_automatically"
     if charge:
-        pm = sub["default_payment_method"] or payments.default_payment_method(em, customer)
-        decline = payments.charge_outcome(em, customer, pm)
+        pm = sub["default_payment_method"] or payments.default_payment_method(state, customer)
+        decline = payments.charge_outcome(state, customer, pm)
         if decline and behavior == "error_if_incomplete":
             raise card_declined(decline, payments.DECLINE_MESSAGES.get(decline, "Declined."))
         if decline or behavior == "default_incomplete":
             sub["status"] = "incomplete"
     sub["latest_invoice"] = invoice["id"]
-    em.store.put("subscription", sub)
-    em.store.aux(sub_id)["cycle"] = cycle
-    invoicing.save_invoice(em, invoice)
-    events.emit(em, "customer.subscription.created", sub)
-    events.emit(em, "invoice.created", invoice)
-    invoicing.finalize(em, invoice, now)
-    if charge and behavior != "default_incomplete":
-        invoicing.attempt_payment(em, invoice, now, automatic=False)
-    return show(em, req, sub)
+    state.store.put("subscription", sub)
+    state.store.aux(sub_id)["cycle"] = cycle
+    events.emit(state, "customer.subscription.created", sub)
+    invoicing.issue(state, sub, invoice, now, charge=behavior != "default_incomplete")
+    return show(state, req, sub)
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("subscription", req.arg("id")))
+    return show(state, req, state.store.require("subscription", req.arg("id")))
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST)
     status = p.get("status")
 
@@ -353,7 +347,7 @@ def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
 
     items = [
         s
-        for s in em.store.all("subscription")
+        for s in state.store.all("subscription")
         if status_ok(s)
         and ("customer" not in p or s["customer"] == p["customer"])
         and ("test_clock" not in p or s["test_clock"] == p["test_clock"])
@@ -363,22 +357,22 @@ def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         and in_range(s["items"]["data"][0]["current_period_end"], p.get("current_period_end"))
         and in_range(s["items"]["data"][0]["current_period_start"], p.get("current_period_start"))
     ]
-    return page(em, req, items, p, "subscription")
+    return page(state, req, items, p, "subscription")
 
 
-def _item_list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _item_list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {**LIST_PARAMS, "subscription": Str(required=True)})
-    sub = em.store.require("subscription", p["subscription"], param="subscription", status=400)
-    return page(em, req, list(sub["items"]["data"]), p, "subscription_item")
+    sub = state.store.require("subscription", p["subscription"], param="subscription", status=400)
+    return page(state, req, list(sub["items"]["data"]), p, "subscription_item")
 
 
-def _item_retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _item_retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    for sub in em.store.all("subscription"):
+    for sub in state.store.all("subscription"):
         for item in sub["items"]["data"]:
             if item["id"] == req.arg("id"):
-                return show(em, req, item)
-    return show(em, req, em.store.require("subscription_item", req.arg("id")))
+                return show(state, req, item)
+    return show(state, req, state.store.require("subscription_item", req.arg("id")))
 
 
 def register(router: Router) -> None:

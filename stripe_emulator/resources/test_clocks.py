@@ -8,26 +8,24 @@ before the call returns; the response says ``advancing`` like Stripe's, and the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..billing_cycle import run_due
 from ..errors import invalid
 from ..ids import new_id
+from ..messages import ApiRequest
 from ..periods import add_interval, describe, interval_seconds
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import LIST_PARAMS, Int, Str, validate
 from .common import deleted, page, show
-
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
 
 KIND = "test_helpers.test_clock"
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {"frozen_time": Int(required=True), "name": Str(max_len=300)})
-    now = em.now()
+    now = state.now()
     clock = {
         "id": new_id("clock", 24),
         "object": KIND,
@@ -39,36 +37,36 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "status": "ready",
         "status_details": {},
     }
-    em.store.put(KIND, clock)
-    return show(em, req, clock)
+    state.store.put(KIND, clock)
+    return show(state, req, clock)
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require(KIND, req.arg("id")))
+    return show(state, req, state.store.require(KIND, req.arg("id")))
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST_PARAMS)
-    return page(em, req, em.store.all(KIND), p, "test_clock")
+    return page(state, req, state.store.all(KIND), p, "test_clock")
 
 
-def _customers(em: Emulator, clock_id: str) -> list[dict[str, Any]]:
-    return [c for c in em.store.all("customer") if c.get("test_clock") == clock_id]
+def _customers(state: EmulatorState, clock_id: str) -> list[dict[str, Any]]:
+    return [c for c in state.store.all("customer") if c.get("test_clock") == clock_id]
 
 
-def _advance(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _advance(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {"frozen_time": Int(required=True)})
-    clock = em.store.require(KIND, req.arg("id"))
+    clock = state.store.require(KIND, req.arg("id"))
     target = p["frozen_time"]
     if target <= clock["frozen_time"]:
         raise invalid(
             "The frozen_time must be after the test clock's current frozen_time.",
             param="frozen_time",
         )
-    members = {c["id"] for c in _customers(em, clock["id"])}
+    members = {c["id"] for c in _customers(state, clock["id"])}
     shortest: tuple[int, str] | None = None
-    for sub in em.store.all("subscription"):
+    for sub in state.store.all("subscription"):
         if sub["customer"] in members and sub["status"] not in ("canceled", "incomplete_expired"):
             rec = sub["items"]["data"][0]["price"]["recurring"]
             span = interval_seconds(rec["interval"], rec["interval_count"])
@@ -86,23 +84,23 @@ def _advance(em: Emulator, req: ApiRequest) -> dict[str, Any]:
             param="frozen_time",
         )
     clock["frozen_time"] = target
-    run_due(em, clock["id"])
+    run_due(state, clock["id"])
     clock["status"] = "ready"
-    return show(em, req, {**clock, "status": "advancing"})
+    return show(state, req, {**clock, "status": "advancing"})
 
 
-def _delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _delete(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    clock = em.store.require(KIND, req.arg("id"))
-    members = {c["id"] for c in _customers(em, clock["id"])}
+    clock = state.store.require(KIND, req.arg("id"))
+    members = {c["id"] for c in _customers(state, clock["id"])}
     for kind in ("subscription", "invoice", "payment_method"):
-        for obj in em.store.all(kind):
+        for obj in state.store.all(kind):
             if obj.get("customer") in members:
-                em.store.delete(kind, obj["id"])
+                state.store.delete(kind, obj["id"])
     for customer_id in members:
-        em.store.delete("customer", customer_id)
-        em.store.aux(customer_id)["deleted"] = True
-    em.store.delete(KIND, clock["id"])
+        state.store.delete("customer", customer_id)
+        state.store.aux(customer_id)["deleted"] = True
+    state.store.delete(KIND, clock["id"])
     return deleted(clock["id"], KIND)
 
 

@@ -4,47 +4,46 @@ plus v2 event destinations for thin events (``/v2/core/event_destinations``)."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 from ..clock import rfc3339
 from ..errors import invalid, param_error
 from ..events import THIN_EVENT_TYPES, emit_thin, matches_type
 from ..ids import new_id, random_token
+from ..messages import ApiRequest
+from ..router import Router
+from ..state import EmulatorState
 from ..wire import (
     LIST_PARAMS,
     RANGE,
     AnyValue,
     Bool,
-    Enum,
-    List,
-    Meta,
+    Choice,
+    ListOf,
+    Metadata,
     Obj,
     Str,
     Unsupported,
+    in_range,
     validate,
 )
 from .common import deleted, merge_metadata, page, show
 
-if TYPE_CHECKING:
-    from ..emulator import Emulator
-    from ..http import ApiRequest
-    from ..router import Router
-
 _EVENT_NAME = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_*]+)*)$")
 CREATE = {
     "url": Str(required=True),
-    "enabled_events": List(Str(), required=True),
+    "enabled_events": ListOf(Str(), required=True),
     "description": Str(emptyable=True),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "api_version": Str(),
     "connect": Unsupported(),
 }
 UPDATE = {
     "url": Str(),
-    "enabled_events": List(Str()),
+    "enabled_events": ListOf(Str()),
     "description": Str(emptyable=True),
-    "metadata": Meta(),
+    "metadata": Metadata(),
     "disabled": Bool(),
 }
 
@@ -66,7 +65,7 @@ def _check(p: dict[str, Any]) -> None:
                 )
 
 
-def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, CREATE)
     _check(p)
     secret = f"whsec_{random_token(32)}"
@@ -75,7 +74,7 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "object": "webhook_endpoint",
         "api_version": p.get("api_version"),
         "application": None,
-        "created": em.now(),
+        "created": state.now(),
         "description": p.get("description"),
         "enabled_events": p["enabled_events"],
         "livemode": False,
@@ -83,20 +82,20 @@ def _create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "status": "enabled",
         "url": p["url"],
     }
-    em.store.put("webhook_endpoint", endpoint)
-    em.store.aux(endpoint["id"])["secret"] = secret
-    return show(em, req, {**endpoint, "secret": secret})
+    state.store.put("webhook_endpoint", endpoint)
+    state.store.aux(endpoint["id"])["secret"] = secret
+    return show(state, req, {**endpoint, "secret": secret})
 
 
-def _retrieve(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _retrieve(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    return show(em, req, em.store.require("webhook_endpoint", req.arg("id")))
+    return show(state, req, state.store.require("webhook_endpoint", req.arg("id")))
 
 
-def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, UPDATE)
     _check(p)
-    endpoint = em.store.require("webhook_endpoint", req.arg("id"))
+    endpoint = state.store.require("webhook_endpoint", req.arg("id"))
     for key in ("url", "enabled_events", "description"):
         if key in p:
             endpoint[key] = p[key]
@@ -104,35 +103,33 @@ def _update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         endpoint["metadata"] = merge_metadata(endpoint["metadata"], p["metadata"])
     if "disabled" in p:
         endpoint["status"] = "disabled" if p["disabled"] else "enabled"
-    return show(em, req, endpoint)
+    return show(state, req, endpoint)
 
 
-def _delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _delete(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    endpoint = em.store.require("webhook_endpoint", req.arg("id"))
-    em.store.delete("webhook_endpoint", endpoint["id"])
+    endpoint = state.store.require("webhook_endpoint", req.arg("id"))
+    state.store.delete("webhook_endpoint", endpoint["id"])
     return deleted(endpoint["id"], "webhook_endpoint")
 
 
-def _list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, LIST_PARAMS)
-    return page(em, req, em.store.all("webhook_endpoint"), p, "webhook_endpoint")
+    return page(state, req, state.store.all("webhook_endpoint"), p, "webhook_endpoint")
 
 
 # -- events ----------------------------------------------------------------------------
-def _events(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _events(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(
         req.params,
         {
             **LIST_PARAMS,
             "type": Str(),
-            "types": List(Str(), max_items=20),
+            "types": ListOf(Str(), max_items=20),
             "created": RANGE,
             "delivery_success": Bool(),
         },
     )
-    from ..wire import in_range
-
     if p.get("type") and p.get("types"):
         raise invalid(
             "You may only specify one of these parameters: type, types.",
@@ -142,37 +139,37 @@ def _events(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     wanted = p.get("types") or ([p["type"]] if p.get("type") else None)
     items = [
         e
-        for e in reversed(list(em.store.events.values()))
+        for e in reversed(list(state.store.events.values()))
         if (wanted is None or any(matches_type(e["type"], w) for w in wanted))
         and in_range(e["created"], p.get("created"))
         and ("delivery_success" not in p or (e["pending_webhooks"] == 0) == p["delivery_success"])
     ]
-    return page(em, req, items, p, "event")
+    return page(state, req, items, p, "event")
 
 
-def _event(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _event(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {})
-    event = em.store.events.get(req.arg("id"))
+    event = state.store.events.get(req.arg("id"))
     if event is None:
-        return show(em, req, em.store.require("event", req.arg("id")))
-    return show(em, req, event)
+        return show(state, req, state.store.require("event", req.arg("id")))
+    return show(state, req, event)
 
 
-def _v2_events(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _v2_events(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(
         req.params,
         {
             "limit": LIST_PARAMS["limit"],
             "page": Str(),
             "object_id": Str(),
-            "types": List(Str()),
+            "types": ListOf(Str()),
             "created": Unsupported(),
         },
         expand=False,
     )
     items = [
         e
-        for e in reversed(list(em.store.thin_events.values()))
+        for e in reversed(list(state.store.thin_events.values()))
         if ("object_id" not in p or (e.get("related_object") or {}).get("id") == p["object_id"])
         and ("types" not in p or e["type"] in p["types"])
     ]
@@ -187,9 +184,9 @@ def _v2_events(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     }
 
 
-def _v2_event(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _v2_event(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {}, expand=False)
-    event = em.store.thin_events.get(req.arg("id"))
+    event = state.store.thin_events.get(req.arg("id"))
     if event is None:
         raise invalid(f"No such event: '{req.arg('id')}'", code="resource_missing")
     return event
@@ -197,16 +194,16 @@ def _v2_event(em: Emulator, req: ApiRequest) -> dict[str, Any]:
 
 # -- v2 event destinations -------------------------------------------------------------------
 DEST = "v2.core.event_destination"
-INCLUDE = List(Str())
+INCLUDE = ListOf(Str())
 DEST_CREATE = {
     "name": Str(required=True),
-    "type": Enum("webhook_endpoint", required=True),
-    "event_payload": Enum("thin", "snapshot", required=True),
-    "enabled_events": List(Str(), required=True),
+    "type": Choice("webhook_endpoint", required=True),
+    "event_payload": Choice("thin", "snapshot", required=True),
+    "enabled_events": ListOf(Str(), required=True),
     "description": Str(),
     "webhook_endpoint": Obj({"url": Str(required=True)}),
-    "metadata": Meta(),
-    "events_from": List(Str()),
+    "metadata": Metadata(),
+    "events_from": ListOf(Str()),
     "snapshot_api_version": Str(),
     "include": INCLUDE,
     "amazon_eventbridge": Unsupported(),
@@ -215,7 +212,7 @@ DEST_CREATE = {
 DEST_UPDATE = {
     "name": Str(),
     "description": Str(),
-    "enabled_events": List(Str()),
+    "enabled_events": ListOf(Str()),
     "webhook_endpoint": Obj({"url": Str(required=True)}),
     "metadata": AnyValue(),
     "include": INCLUDE,
@@ -236,9 +233,9 @@ def _check_dest_events(payload: str, enabled: list[str]) -> None:
             )
 
 
-def _dest_view(em: Emulator, dest: dict[str, Any], include: list[str]) -> dict[str, Any]:
+def _dest_view(state: EmulatorState, dest: dict[str, Any], include: list[str]) -> dict[str, Any]:
     """The destination as Stripe shows it: URL and signing secret redacted unless included."""
-    secret = em.store.aux(dest["id"]).get("secret")
+    secret = state.store.aux(dest["id"]).get("secret")
     url = dest["webhook_endpoint"]["url"]
     return {
         **dest,
@@ -253,7 +250,7 @@ def _include(p: dict[str, Any]) -> list[str]:
     return list(p.get("include") or [])
 
 
-def _dest_create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _dest_create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, DEST_CREATE, expand=False)
     url = (p.get("webhook_endpoint") or {}).get("url")
     if not url:
@@ -268,7 +265,7 @@ def _dest_create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         raise param_error(
             "snapshot_api_version is only for snapshot events.", param="snapshot_api_version"
         )
-    now = rfc3339(em.now())
+    now = rfc3339(state.now())
     dest = {
         "id": new_id("ed_test", 24),
         "object": DEST,
@@ -281,26 +278,26 @@ def _dest_create(em: Emulator, req: ApiRequest) -> dict[str, Any]:
         "metadata": merge_metadata({}, p.get("metadata") or {}),
         "name": p["name"],
         "snapshot_api_version": p.get("snapshot_api_version")
-        or (em.config.api_version if p["event_payload"] == "snapshot" else None),
+        or (state.config.api_version if p["event_payload"] == "snapshot" else None),
         "status": "enabled",
         "status_details": None,
         "type": "webhook_endpoint",
         "updated": now,
         "webhook_endpoint": {"signing_secret": None, "url": url},
     }
-    em.store.put(DEST, dest)
-    em.store.aux(dest["id"])["secret"] = f"whsec_{random_token(32)}"
-    return _dest_view(em, dest, _include(p))
+    state.store.put(DEST, dest)
+    state.store.aux(dest["id"])["secret"] = f"whsec_{random_token(32)}"
+    return _dest_view(state, dest, _include(p))
 
 
-def _dest_get(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _dest_get(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, {"include": INCLUDE}, expand=False)
-    return _dest_view(em, em.store.require(DEST, req.arg("id")), _include(p))
+    return _dest_view(state, state.store.require(DEST, req.arg("id")), _include(p))
 
 
-def _dest_update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _dest_update(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(req.params, DEST_UPDATE, expand=False)
-    dest = em.store.require(DEST, req.arg("id"))
+    dest = state.store.require(DEST, req.arg("id"))
     if "enabled_events" in p:
         _check_dest_events(dest["event_payload"], p["enabled_events"])
         dest["enabled_events"] = p["enabled_events"]
@@ -313,17 +310,17 @@ def _dest_update(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     if isinstance(p.get("metadata"), dict):
         update = {k: (None if v in (None, "") else str(v)) for k, v in p["metadata"].items()}
         dest["metadata"] = merge_metadata(dest["metadata"], update)
-    dest["updated"] = rfc3339(em.now())
-    return _dest_view(em, dest, _include(p))
+    dest["updated"] = rfc3339(state.now())
+    return _dest_view(state, dest, _include(p))
 
 
-def _dest_list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _dest_list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     p = validate(
         req.params,
         {"include": INCLUDE, "limit": LIST_PARAMS["limit"], "page": Str()},
         expand=False,
     )
-    items = [_dest_view(em, d, _include(p)) for d in reversed(em.store.all(DEST))]
+    items = [_dest_view(state, d, _include(p)) for d in reversed(state.store.all(DEST))]
     limit = p.get("limit") or 20
     page_token = str(p.get("page") or "0")
     start = int(page_token) if page_token.isdigit() else 0
@@ -335,34 +332,34 @@ def _dest_list(em: Emulator, req: ApiRequest) -> dict[str, Any]:
     }
 
 
-def _dest_delete(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _dest_delete(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     validate(req.params, {}, expand=False)
-    em.store.require(DEST, req.arg("id"))
-    em.store.delete(DEST, req.arg("id"))
+    state.store.require(DEST, req.arg("id"))
+    state.store.delete(DEST, req.arg("id"))
     return {"id": req.arg("id"), "object": DEST, "deleted": True}
 
 
 def _dest_toggle(status: str) -> Any:
-    def handler(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+    def handler(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
         validate(req.params, {}, expand=False)
-        dest = em.store.require(DEST, req.arg("id"))
+        dest = state.store.require(DEST, req.arg("id"))
         dest["status"] = status
-        dest["updated"] = rfc3339(em.now())
-        return _dest_view(em, dest, [])
+        dest["updated"] = rfc3339(state.now())
+        return _dest_view(state, dest, [])
 
     return handler
 
 
-def _dest_ping(em: Emulator, req: ApiRequest) -> dict[str, Any]:
+def _dest_ping(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
     """Send a ``v2.core.event_destination.ping`` thin event to this destination only."""
     validate(req.params, {}, expand=False)
-    dest = em.store.require(DEST, req.arg("id"))
+    dest = state.store.require(DEST, req.arg("id"))
     related = {
         "id": dest["id"],
         "type": DEST,
         "url": f"/v2/core/event_destinations/{dest['id']}",
     }
-    return emit_thin(em, "v2.core.event_destination.ping", related, {}, only=dest)
+    return emit_thin(state, "v2.core.event_destination.ping", related, {}, only=dest)
 
 
 def register(router: Router) -> None:

@@ -15,7 +15,7 @@ import stripe
 
 from stripe_emulator import sdk_params
 from stripe_emulator.resources import build_router
-from stripe_emulator.wire import Enum, Field, List, Obj
+from stripe_emulator.wire import Choice, Field, ListOf, Obj
 
 from .helpers import API_KEY
 
@@ -75,13 +75,13 @@ def _bad_enum(fields: dict[str, Field]) -> tuple[dict[str, Any], str, tuple[str,
     """Parameters holding one value outside an enum (top level, in a list or one object
     down), the parameter's full name and the allowed values."""
     for name, field in fields.items():
-        if isinstance(field, Enum) and field.choices != ("",):
+        if isinstance(field, Choice) and field.choices != ("",):
             return {name: "zz_not_allowed"}, name, field.choices
-        if isinstance(field, List) and isinstance(field.item, Enum):
+        if isinstance(field, ListOf) and isinstance(field.item, Choice):
             return {name: ["zz_not_allowed"]}, f"{name}[0]", field.item.choices
         if isinstance(field, Obj):
             for child, sub in field.children.items():
-                if isinstance(sub, Enum) and sub.choices != ("",):
+                if isinstance(sub, Choice) and sub.choices != ("",):
                     return {name: {child: "zz_not_allowed"}}, f"{name}[{child}]", sub.choices
     return None
 

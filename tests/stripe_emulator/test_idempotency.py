@@ -87,8 +87,8 @@ def test_keys_expire_after_24_hours(client: stripe.StripeClient, control: Contro
 
 
 def test_oldest_keys_are_evicted_beyond_the_configured_bound() -> None:
-    from stripe_emulator.http import Response
     from stripe_emulator.idempotency import IdempotencyLayer
+    from stripe_emulator.messages import Response
     from stripe_emulator.store import Store
 
     layer = IdempotencyLayer(Store(), max_keys=2)

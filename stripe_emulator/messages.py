@@ -1,15 +1,15 @@
-"""Request and response types shared by the router, the handlers and the ASGI app."""
+"""The API's messages: the request a handler gets and the response it gives (shared by the
+router, the handlers and the ASGI app)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
-if TYPE_CHECKING:
-    from .emulator import Emulator
+from .state import EmulatorState
 
 Auth = Literal["secret", "session", "none"]
 
@@ -44,4 +44,4 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 HandlerResult = dict[str, Any] | Response
-Handler = Callable[["Emulator", ApiRequest], HandlerResult]
+Handler = Callable[[EmulatorState, ApiRequest], HandlerResult]
