@@ -4,8 +4,8 @@ Everything the two databases do differently for the ledger is in a store: the dr
 insert of the usage writer's common batch (`direct_insert`), the running counters' upserts
 (`add_counts`, the only way `usage_daily` and `usage_endpoint_daily` are ever added to, in the
 transaction that inserts the events), the Idempotency-Key claim's upsert, the UTC hour of an
-event in SQL, a many-row insert in one statement, the claim's snapshot and row count, and the
-usage reads' statement timeout.
+event in SQL, a many-row insert in one statement, the claim's snapshot and row count, the
+usage reads' statement timeout, and which errors mean a write was refused for its rows.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, Result, Table, insert
 from sqlalchemy.dialects.postgresql import Insert as PostgresUpsert
 from sqlalchemy.dialects.sqlite import Insert as SqliteUpsert
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from novo_gateway.kit.models_base import UTCDateTime
@@ -27,6 +27,14 @@ from novo_gateway.metering.counters import BatchCounts
 from novo_gateway.metering.models import UsageEvent
 
 _INSERT_EVENTS = insert(UsageEvent)
+# Errors about the rows themselves, as SQLAlchemy raises them for either database, and values a
+# driver cannot bind (asyncpg's client-side DataError is a ValueError).
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    IntegrityError,
+    DataError,
+    ValueError,
+    OverflowError,
+)
 
 
 class LedgerInsert(Protocol):
@@ -44,6 +52,20 @@ class LedgerInsert(Protocol):
 class LedgerStore(ABC):
     """The ledger's SQL for one database (`ledger_store` picks it)."""
 
+    def refused_rows(self, error: BaseException) -> bool:
+        """Whether the database refused a write for what some of its rows hold (a constraint, a
+        value out of range or not encodable); not for being unreachable or locked, where
+        writing the rows one by one would only fail as many times."""
+        return any(
+            isinstance(cause, _ROW_ERRORS) or self._refused_by_driver(cause)
+            for cause in (error, error.__cause__)
+            if cause is not None
+        )
+
+    @abstractmethod
+    def _refused_by_driver(self, error: BaseException) -> bool:
+        """`refused_rows` for an error the driver raised itself."""
+
     @abstractmethod
     def direct_insert(
         self, engine: AsyncEngine, table: Table, columns: Sequence[str]
@@ -57,8 +79,8 @@ class LedgerStore(ABC):
     async def insert_events(
         self, session: AsyncSession, rows: Sequence[dict[str, Any]], counts: BatchCounts
     ) -> None:
-        """Insert events (their column values) and add their `counts` to the counters, in the
-        session's transaction."""
+        """Insert events (their column values) and add their `counts` (`count_batch` of the same
+        events) to the counters, in the session's transaction."""
         await session.execute(_INSERT_EVENTS, list(rows))
         await self.add_counts(await session.connection(), counts)
 

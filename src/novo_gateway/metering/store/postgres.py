@@ -26,6 +26,9 @@ log = logging.getLogger("novo_gateway.metering.writer")
 
 # SQLSTATE of a statement cancelled by statement_timeout (query_canceled).
 _QUERY_CANCELED = "57014"
+# SQLSTATE classes of a write refused for its rows: "data exception", "integrity constraint
+# violation" (asyncpg's server errors carry it).
+_ROW_SQLSTATES = ("22", "23")
 
 # One statement per counter for the whole batch: the rows travel as arrays, one per column.
 _DAILY_UPSERT = (
@@ -60,6 +63,10 @@ def _counter_statements(counts: BatchCounts) -> list[tuple[str, list[list[Any]]]
 
 
 class PostgresStore(LedgerStore):
+    def _refused_by_driver(self, error: BaseException) -> bool:
+        sqlstate = getattr(error, "sqlstate", None)
+        return isinstance(sqlstate, str) and sqlstate[:2] in _ROW_SQLSTATES
+
     def direct_insert(
         self, engine: AsyncEngine, table: Table, columns: Sequence[str]
     ) -> PostgresInsert:

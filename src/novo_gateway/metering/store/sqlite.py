@@ -92,6 +92,9 @@ def _counter_statements(counts: BatchCounts) -> list[tuple[str, list[tuple[Any, 
 
 
 class SqliteStore(LedgerStore):
+    def _refused_by_driver(self, error: BaseException) -> bool:
+        return isinstance(error, sqlite3.IntegrityError | sqlite3.DataError)
+
     def direct_insert(
         self, engine: AsyncEngine, table: Table, columns: Sequence[str]
     ) -> SqliteInsert | None:
