@@ -3,12 +3,12 @@ the per-endpoint day counter, on PostgreSQL and SQLite.
 
 For each backend, on a fresh migrated database: `--events` events of one account spread over the
 last 366 days (8 endpoints, latencies from 1 ms to seconds), written with the usage writer's own
-driver insert (`ledger_insert.py`), which adds the day counters in the same transactions. Then,
+driver insert (`metering/store/`), which adds the day counters in the same transactions. Then,
 median of `--runs`:
 
 - before: the events-only query the view ran until now (`endpoints.stats_from_events`: every
   event of the year sorted per endpoint for its p95);
-- after: the view's read now (`service.endpoint_usage`: 364 whole days from
+- after: the view's read now (`queries.endpoint_usage`: 364 whole days from
   `usage_endpoint_daily`, two partial days from the events).
 
 And what keeping the counter costs the usage writer: `--write-events` events of `--customers`
@@ -43,9 +43,9 @@ from bench.servers import PG_ADMIN, _psql
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
-from novo_gateway.metering import counters, daily, endpoint_daily, endpoints, service
-from novo_gateway.metering.ledger_insert import direct_insert
+from novo_gateway.metering import counters, daily, endpoint_daily, endpoints, queries
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.store import direct_insert
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
 from novo_gateway.migrate import upgrade
 
@@ -106,7 +106,7 @@ async def timed(settings: Settings, user_id: int, now: datetime, runs: int) -> d
                     if name == "before":
                         stats = await endpoints.stats_from_events(session, user_id, start, now)
                     else:
-                        _period, stats = await service.endpoint_usage(
+                        _period, stats = await queries.endpoint_usage(
                             session, user_id, now=now, days=366
                         )
                     took.append(time.perf_counter() - began)

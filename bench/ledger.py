@@ -6,7 +6,7 @@ For each backend, on a fresh migrated database:
    `UsageWriter` (group commit, each event committed before `record` returns), from 512
    concurrent producers, as the metered path does: events/s, CPU per event, bytes per event on
    disk (the events' table and indexes; and apart, the daily counter `usage_daily`);
-2. usage: `/billing/usage`'s query (`metering.service.usage_summary`) for a customer with
+2. usage: `/billing/usage`'s query (`metering.queries.usage_summary`) for a customer with
    `--heavy` events in the period, and for an ordinary one: milliseconds, median of 5;
 3. reporter (`--reporter v1,v2`): the customers become Stripe customers of a fresh Stripe
    emulator (in their current billing period), and `UsageReporter` claims every pending event
@@ -56,7 +56,7 @@ from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import create_engine, create_session_factory, session_scope
-from novo_gateway.metering import service
+from novo_gateway.metering import queries
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriter
 from novo_gateway.migrate import upgrade
 
@@ -179,7 +179,7 @@ async def usage_latency(settings: Settings, user_id: int, now: datetime) -> floa
         async with session_scope(sessions) as session:
             user = await session.get_one(User, user_id)
             started = time.perf_counter()
-            await service.usage_summary(session, user, settings, now=now)
+            await queries.usage_summary(session, user, settings, now=now)
             times.append((time.perf_counter() - started) * 1000)
     await engine.dispose()
     return round(statistics.median(times), 1)

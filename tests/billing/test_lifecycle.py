@@ -18,7 +18,7 @@ from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.kit.clock import Clock, FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
-from novo_gateway.metering.service import usage_summary
+from novo_gateway.metering.queries import usage_summary
 from tests.billing.conftest import Emulator, Ledger
 from tests.billing.webhook_helpers import (
     SECRET,

@@ -14,6 +14,7 @@ from novo_gateway.keys.models import ApiKey
 from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.browser.conftest import Gateway
+from tests.metering.ledger import add_to_ledger
 
 PASSWORD = "a long passphrase for tests"
 
@@ -82,4 +83,4 @@ async def record_days(
                 )
                 for i in range(calls)
             ]
-        session.add_all(rows)
+        await add_to_ledger(session, rows)

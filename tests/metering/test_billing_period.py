@@ -14,7 +14,7 @@ from novo_gateway.accounts.models import User
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
-from novo_gateway.metering.service import Period, following_period, period_at
+from novo_gateway.metering.queries import Period, following_period, period_at
 from tests.conftest import AppClient
 from tests.gateway.helpers import make_account, runtime_of
 from tests.metering.test_usage_views import add_events, usage

@@ -32,6 +32,7 @@ from novo_gateway.migrate import upgrade
 from tests.conftest import AppClient
 from tests.factories import create_api_key, create_user
 from tests.gateway.helpers import Account, make_account, runtime_of
+from tests.metering.ledger import add_to_ledger
 from tests.metering.test_usage_daily import (  # noqa: F401  (empty_database: a fixture)
     MIDNIGHT,
     downgrade,
@@ -135,8 +136,8 @@ async def _seed(client: AppClient, now: datetime, count: int) -> Account:
     for start in range(0, len(events), 200):
         await asyncio.gather(*(runtime.usage.record(e) for e in events[start : start + 200]))
     async with session_scope(runtime.sessions) as session:
-        for event in events[:30]:
-            session.add(UsageEvent(**{**asdict(event), "idempotency_key": None}))
+        rows = [UsageEvent(**{**asdict(event), "idempotency_key": None}) for event in events[:30]]
+        await add_to_ledger(session, rows)
     return account
 
 

@@ -17,9 +17,9 @@ from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.kit.models_base import UTCDateTime
-from novo_gateway.metering import ledger_insert
-from novo_gateway.metering.ledger_insert import sqlite_timestamp
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.store import sqlite as sqlite_store
+from novo_gateway.metering.store.sqlite import sqlite_timestamp
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from tests.factories import create_api_key, create_user
 
@@ -148,16 +148,16 @@ async def test_sqlite_checkpoint_empties_the_log_once_it_is_large(
 ) -> None:
     if backend != "sqlite":
         pytest.skip("checkpoints are SQLite's")
-    monkeypatch.setattr(ledger_insert, "CHECKPOINT_WAL_BYTES", 1)
-    monkeypatch.setattr(ledger_insert, "_CHECK_WAL_EVERY_COMMITS", 2)
-    real = ledger_insert._checkpoint
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_WAL_BYTES", 1)
+    monkeypatch.setattr(sqlite_store, "_CHECK_WAL_EVERY_COMMITS", 2)
+    real = sqlite_store._checkpoint
     log_sizes: list[int] = []
 
     def checkpoint(path: str) -> None:
         real(path)
         log_sizes.append(Path(f"{path}-wal").stat().st_size)
 
-    monkeypatch.setattr(ledger_insert, "_checkpoint", checkpoint)
+    monkeypatch.setattr(sqlite_store, "_checkpoint", checkpoint)
     for _ in range(4):
         await writer.record(event)
     await writer.stop()  # waits for a checkpoint still running

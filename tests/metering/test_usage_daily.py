@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from alembic import command
 from sqlalchemy import Select, String, case, column, func, insert, select, table, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.keys.models import ApiKey
@@ -23,7 +23,8 @@ from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import SessionFactory, create_engine, create_session_factory, session_scope
 from novo_gateway.kit.models_base import UTCDateTime
-from novo_gateway.metering import service
+from novo_gateway.metering import queries
+from novo_gateway.metering.counters import count_batch
 from novo_gateway.metering.daily import utc_day
 from novo_gateway.metering.models import (
     UsageDaily,
@@ -31,10 +32,12 @@ from novo_gateway.metering.models import (
     decode_request_id,
     encode_request_id,
 )
+from novo_gateway.metering.store import ledger_store
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
 from novo_gateway.migrate import alembic_config, upgrade
 from tests.conftest import PG_URL, make_test_settings
 from tests.factories import create_api_key, create_user
+from tests.metering.ledger import add_to_ledger
 
 MIDNIGHT = datetime(2026, 11, 26, tzinfo=UTC)
 # The events' table before migration 0004, as far as these tests write it.
@@ -210,34 +213,25 @@ async def test_two_writers_on_one_account_and_day_keep_one_exact_counter(
     assert await counter(sessions) == {(ada[0], date(2026, 11, 26)): (300, 300, 0)}
 
 
-async def test_events_added_by_a_session_are_counted_with_it(
+async def test_events_inserted_by_a_session_are_counted_with_it(
     sessions: SessionFactory, clock: FrozenClock
 ) -> None:
+    """The store's insert through a session (the writer's path for Idempotency-Keys) adds the
+    counts in the session's transaction: twice in one, and not at all when it rolls back."""
     ada = await account(sessions, "ada@example.com")
 
-    def rows(count: int) -> list[UsageEvent]:
-        return [
-            UsageEvent(
-                user_id=ada[0],
-                api_key_id=ada[1],
-                endpoint="/api/v1/insights",
-                method="GET",
-                status=200,
-                latency_ms=1,
-                billable=True,
-                created_at=clock.now(),  # units left to the column's default (1)
-            )
-            for _ in range(count)
-        ]
+    async def insert(session: AsyncSession, count: int) -> None:
+        events = [call(ada, clock.now()) for _ in range(count)]
+        store = ledger_store(session.get_bind().dialect.name)
+        counts = count_batch(events, [e.billable for e in events])
+        await store.insert_events(session, [asdict(e) for e in events], counts)
 
     async with session_scope(sessions) as session:
-        session.add_all(rows(3))
-        await session.flush()
-        session.add_all(rows(2))  # a second flush in the same transaction
+        await insert(session, 3)
+        await insert(session, 2)  # a second insert in the same transaction
     with pytest.raises(RuntimeError):
         async with session_scope(sessions) as session:
-            session.add_all(rows(7))
-            await session.flush()
+            await insert(session, 7)
             raise RuntimeError("rolled back")
     assert await counter(sessions) == {(ada[0], date(2026, 11, 26)): (5, 5, 0)}
 
@@ -261,21 +255,24 @@ async def test_period_totals_equal_the_events_of_any_period(
     times = [base + timedelta(minutes=97 * i, microseconds=i) for i in range(150)]
     times += [MIDNIGHT, MIDNIGHT - timedelta(microseconds=1), MIDNIGHT + timedelta(hours=3)]
     async with session_scope(sessions) as session:
-        session.add_all(
-            UsageEvent(
-                user_id=user[0],
-                api_key_id=user[1],
-                endpoint="/api/v1/insights",
-                method="GET",
-                status=200 if i % 4 else 500,
-                latency_ms=1,
-                units=1 + i % 3,
-                billable=bool(i % 4),
-                created_at=at,
-            )
-            for i, at in enumerate(times)
-            for user in (ada, other)
-            if user is ada or i % 5 == 0
+        await add_to_ledger(
+            session,
+            [
+                UsageEvent(
+                    user_id=user[0],
+                    api_key_id=user[1],
+                    endpoint="/api/v1/insights",
+                    method="GET",
+                    status=200 if i % 4 else 500,
+                    latency_ms=1,
+                    units=1 + i % 3,
+                    billable=bool(i % 4),
+                    created_at=at,
+                )
+                for i, at in enumerate(times)
+                for user in (ada, other)
+                if user is ada or i % 5 == 0
+            ],
         )
     periods = [
         (MIDNIGHT - timedelta(days=2), MIDNIGHT + timedelta(days=1)),  # whole days
@@ -291,7 +288,7 @@ async def test_period_totals_equal_the_events_of_any_period(
     checked = Counter[bool]()
     async with session_scope(sessions) as session:
         for index, (start, end) in enumerate(periods):
-            totals = await service.period_totals(session, ada[0], start, end)
+            totals = await queries.period_totals(session, ada[0], start, end)
             expected = (await session.execute(_events_sum(ada[0], start, end))).one()
             got = (totals.calls, totals.billable_units, totals.unbilled_calls)
             assert got == tuple(expected), (start, end)
@@ -299,10 +296,10 @@ async def test_period_totals_equal_the_events_of_any_period(
             # Many accounts at once, each in its own period (the admin page's totals).
             each = {ada[0]: (start, end), other[0]: periods[(index + 3) % len(periods)]}
             billed = {
-                user_id: (await service.period_totals(session, user_id, *period)).billable_units
+                user_id: (await queries.period_totals(session, user_id, *period)).billable_units
                 for user_id, period in each.items()
             }
-            assert await service.billed_units_by_account(session, each) == {
+            assert await queries.billed_units_by_account(session, each) == {
                 user_id: units for user_id, units in billed.items() if units
             }, each
     assert checked[True] >= 6  # most periods hold events
@@ -318,7 +315,7 @@ async def test_daily_breakdown_is_read_from_the_counter(
         writer.record(call(ada, MIDNIGHT + timedelta(hours=5))),
     )
     async with session_scope(sessions) as session:
-        days = await service.daily_usage(session, ada[0], now=clock.now(), days=3)
+        days = await queries.daily_usage(session, ada[0], now=clock.now(), days=3)
     assert [(d.day, d.calls, d.billable_units) for d in days] == [
         (date(2026, 11, 24), 0, 0),
         (date(2026, 11, 25), 1, 2),

@@ -17,10 +17,12 @@ from novo_gateway.billing.claim import ClaimBatch, Claimer
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
-from novo_gateway.metering import service
+from novo_gateway.metering import queries
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.store import ledger_store
 from tests.conftest import AppClient
 from tests.gateway.helpers import Account, make_account, runtime_of
+from tests.metering.ledger import add_to_ledger
 
 EVENTS_INDEX = "ix_usage_events_user_created"
 PENDING_INDEX = "ix_usage_events_unreported"
@@ -114,7 +116,7 @@ def usage_of(client: AppClient, user_id: int) -> Callable[[AsyncSession], Awaita
         user = await session.get(User, user_id)
         assert user is not None
         runtime = runtime_of(client)
-        return await service.usage_summary(session, user, runtime.settings, now=runtime.clock.now())
+        return await queries.usage_summary(session, user, runtime.settings, now=runtime.clock.now())
 
     return read
 
@@ -123,7 +125,7 @@ def endpoints_of(client: AppClient, user_id: int) -> Callable[[AsyncSession], Aw
     """What `GET /billing/usage/endpoints` reads for the account (its default 30 days)."""
 
     async def read(session: AsyncSession) -> object:
-        return await service.endpoint_usage(
+        return await queries.endpoint_usage(
             session, user_id, now=runtime_of(client).clock.now(), days=30
         )
 
@@ -186,7 +188,7 @@ async def test_endpoint_usage_reads_whole_days_by_the_counter_key_and_two_partia
     client: AppClient = await start_app(settings, FrozenClock(NOW))
     account = await make_account(client)
     async with session_scope(runtime_of(client).sessions) as session:
-        session.add(insights_call(account, datetime(2026, 11, 10, tzinfo=UTC)))
+        await add_to_ledger(session, [insights_call(account, datetime(2026, 11, 10, tzinfo=UTC))])
     found = await captured(client, endpoints_of(client, account.user_id))
     assert len(found) == 2
     counter, events = found
@@ -203,11 +205,14 @@ async def test_pending_events_are_found_by_the_partial_index(
     account = await make_account(client)
     engine = runtime_of(client).engine
     async with session_scope(runtime_of(client).sessions) as session:
-        session.add_all(
-            insights_call(
-                account, NOW, report_id=None if i % 500 == 0 else "nvr_cus_1_1"
-            )  # most are reported
-            for i in range(3000)
+        await add_to_ledger(
+            session,
+            [
+                insights_call(
+                    account, NOW, report_id=None if i % 500 == 0 else "nvr_cus_1_1"
+                )  # most are reported
+                for i in range(3000)
+            ],
         )
     async with engine.begin() as conn:
         await conn.exec_driver_sql("ANALYZE")
@@ -253,7 +258,7 @@ async def test_a_cut_of_one_customer_reads_the_events_index_in_order(
     account = await make_account(client)
     engine = runtime_of(client).engine
     cut = ClaimBatch(((account.user_id, NOW),), max_event_id=10**9, limit=2_000)
-    events = Claimer._batch_events(cut, engine.dialect.name)
+    events = Claimer._batch_events(cut, ledger_store(engine.dialect.name))
     seen: list[tuple[str, Any]] = []
     async with own_connection(engine, seen, "usage_events") as conn:
         await conn.execute(select(events))

@@ -19,6 +19,7 @@ from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient
 from tests.gateway.helpers import Account, ledger, make_account, runtime_of
+from tests.metering.ledger import add_to_ledger
 
 NOW = datetime(2026, 11, 26, 15, 30, tzinfo=UTC)
 Start = Callable[..., Any]
@@ -63,7 +64,7 @@ async def add_events(
         for i in range(count)
     ]
     async with session_scope(runtime_of(client).sessions) as session:
-        session.add_all(rows)
+        await add_to_ledger(session, rows)
 
 
 async def usage(client: AppClient, account: Account) -> dict[str, Any]:

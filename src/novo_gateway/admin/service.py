@@ -21,7 +21,7 @@ from novo_gateway.billing.webhooks import FAILED, PENDING
 from novo_gateway.kit.config import Settings
 from novo_gateway.metering import pricing
 from novo_gateway.metering.models import UsageEvent
-from novo_gateway.metering.service import billed_units_by_account, period_at
+from novo_gateway.metering.queries import billed_units_by_account, period_at
 
 CUSTOMERS_SHOWN: Final = 200
 DEAD_SHOWN: Final = 50

@@ -35,30 +35,29 @@ clock cannot make Stripe refuse a whole period's usage as "in the future").
 
 from __future__ import annotations
 
-import json
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from functools import reduce
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     String,
+    Table,
     and_,
     case,
     cast,
     column,
     func,
-    insert,
     literal,
     or_,
     select,
-    text,
     update,
     values,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.lease import Lease
@@ -66,12 +65,14 @@ from novo_gateway.billing.models import UsageReport
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.kit.models_base import UTCDateTime
-from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.models import UNREPORTED_BILLABLE, UsageEvent
+from novo_gateway.metering.store import LedgerStore, ledger_store
 
 STRIPE_MAX_EVENT_AGE = timedelta(days=35)
 PERIOD_WINDOW = "p"
 # Customers per batch: two bound parameters each (id, oldest pending event) in one statement.
 MAX_CUSTOMERS = 5_000
+_REPORTS: Table = UsageReport.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -146,21 +147,15 @@ def _pending() -> ColumnElement[bool]:
     of an account still `pending` waits for its first period (reported now, it would be dated
     before any period and billed on no invoice)."""
     return and_(
-        UsageEvent.report_id.is_(None),
-        UsageEvent.billable.is_(True),
+        UNREPORTED_BILLABLE,
         User.stripe_customer_id.is_not(None),
         User.subscription_status != UNSUBSCRIBED,
     )
 
 
-def _window_key(dialect: str) -> ColumnElement[str]:
+def _window_key(store: LedgerStore) -> ColumnElement[str]:
     """ "p" for the customer's current period, else the UTC hour and the side of the period."""
-    if dialect == "postgresql":
-        hour: ColumnElement[str] = func.to_char(
-            func.timezone("UTC", UsageEvent.created_at), "YYYY-MM-DD HH24", type_=String
-        )
-    else:  # SQLite keeps timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC
-        hour = func.substr(UsageEvent.created_at, 1, 13, type_=String)
+    hour = store.utc_hour(UsageEvent.created_at)
     start, end = User.current_period_start, User.current_period_end
     # In the account's first period, the calls it made before (while pending) belong to it too.
     first_period = and_(User.billing_started_at.is_not(None), start == User.billing_started_at)
@@ -174,43 +169,36 @@ def _window_key(dialect: str) -> ColumnElement[str]:
     return case((in_period, literal(PERIOD_WINDOW)), else_=hour + side)
 
 
+# A report's id: `nvr_<Stripe customer, first 60 characters>_<its first event's id>`. Stripe
+# deduplicates identifiers across the whole Stripe account, so the id names the Stripe customer:
+# another database on the same account (staging, a re-created one) reuses account and event ids,
+# and its reports would be dropped as duplicates. Built in Python for the report and in SQL to
+# mark its events, both from `_report_id_parts`, so the two are the same text.
+_REPORT_ID_CUSTOMER_CHARS = 60
+_Part = TypeVar("_Part")
+
+
+def _report_id_parts(customer: _Part, first_event_id: _Part) -> tuple[str | _Part, ...]:
+    """The pieces of a report id in order, given its customer part and first event id as text."""
+    return ("nvr_", customer, "_", first_event_id)
+
+
 def _report_id(customer: str, first_event_id: int) -> str:
-    # Stripe deduplicates identifiers across the whole Stripe account, so the id names the
-    # Stripe customer: another database on the same account (staging, a re-created one) reuses
-    # account and event ids, and its reports would be dropped as duplicates.
-    return f"nvr_{customer[:60]}_{first_event_id}"
+    parts = _report_id_parts(customer[:_REPORT_ID_CUSTOMER_CHARS], str(first_event_id))
+    return "".join(parts)
+
+
+def _report_id_sql(customer: Any, first_event_id: Any) -> ColumnElement[str]:
+    parts = _report_id_parts(
+        func.substr(customer, 1, _REPORT_ID_CUSTOMER_CHARS, type_=String),
+        cast(first_event_id, String),
+    )
+    pieces = [literal(p, String) if isinstance(p, str) else p for p in parts]
+    return reduce(operator.add, pieces)
 
 
 def _hour(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
-
-
-def _sqlite_value(value: object) -> object:
-    """A value as SQLite stores it for the ORM (timestamps as naive UTC text)."""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
-
-
-async def _insert_reports(
-    session: AsyncSession, dialect: str, reports: list[dict[str, Any]]
-) -> None:
-    """Write the batch's reports: on SQLite one statement, the rows in one JSON parameter
-    (aiosqlite's thread would pay a GIL hand-off per row of an executemany); on PostgreSQL the
-    driver's executemany (one prepared statement, pipelined)."""
-    if dialect != "sqlite":
-        await session.execute(insert(UsageReport), reports)
-        return
-    columns = list(reports[0])
-    rows = json.dumps([[_sqlite_value(r[c]) for c in columns] for r in reports])
-    picks = ", ".join(f"value ->> {i}" for i in range(len(columns)))
-    await session.execute(
-        text(
-            f"INSERT INTO usage_reports ({', '.join(columns)}) "  # noqa: S608 - our column names
-            f"SELECT {picks} FROM json_each(:rows)"
-        ),
-        {"rows": rows},
-    )
 
 
 class Claimer:
@@ -255,14 +243,12 @@ class Claimer:
     async def claim(self, batch: ClaimBatch) -> BatchClaimed | None:
         """Claim one batch in one transaction; None when the lease is held by someone else."""
         async with session_scope(self._sessions) as session:
-            dialect = session.get_bind().dialect.name
-            if dialect == "postgresql":
-                # One snapshot for the grouping and the marking below.
-                await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            store = ledger_store(session.get_bind().dialect.name)
+            await store.one_snapshot(session)  # for the grouping and the marking below
             if not await self._lease.acquire_in(session):
                 return None
             batch = self._resumed(batch)
-            events = self._batch_events(batch, dialect)
+            events = self._batch_events(batch, store)
             groups = (
                 await session.execute(
                     select(
@@ -289,11 +275,8 @@ class Claimer:
                 return BatchClaimed(0, 0)
             now = self._clock.now()
             reports = [self._report(row, now) for row in groups]
-            await _insert_reports(session, dialect, reports)
-            marked = await session.execute(self._mark(events))
-            count = int(marked.rowcount)  # type: ignore[attr-defined]
-            if dialect == "sqlite":  # the driver gives no row count for a statement led by WITH
-                count = int(await session.scalar(text("SELECT changes()")) or 0)
+            await store.insert_many(session, _REPORTS, reports)
+            count = await store.changed_rows(session, await session.execute(self._mark(events)))
             expected = sum(int(r[6]) for r in groups)
             if count != expected:
                 raise RuntimeError("usage events changed while being claimed")
@@ -314,7 +297,7 @@ class Claimer:
         return replace(batch, customers=((user_id, resume_at),))
 
     @staticmethod
-    def _batch_events(batch: ClaimBatch, dialect: str) -> Any:
+    def _batch_events(batch: ClaimBatch, store: LedgerStore) -> Any:
         """The batch's events: each customer's pending events from its oldest one on.
 
         Driven by the customers: the ledger's (user_id, created_at) index finds each one's recent
@@ -330,7 +313,7 @@ class Claimer:
             User.stripe_customer_id.label("customer"),
             User.current_period_start.label("period_start"),
             User.current_period_end.label("period_end"),
-            _window_key(dialect).label("wkey"),
+            _window_key(store).label("wkey"),
         )
         if batch.limit is not None:
             [(user_id, since)] = batch.customers
@@ -371,12 +354,7 @@ class Claimer:
     def _mark(events: Any) -> Any:
         """UPDATE … FROM: every event of the batch gets its group's report id."""
         first = func.min(events.c.id).over(partition_by=(events.c.user_id, events.c.wkey))
-        report_id = (
-            literal("nvr_", String)
-            + func.substr(events.c.customer, 1, 60, type_=String)
-            + literal("_", String)
-            + cast(first, String)
-        )
+        report_id = _report_id_sql(events.c.customer, first)
         ids = select(events.c.id, report_id.label("report_id")).subquery("marks")
         return (
             update(UsageEvent)

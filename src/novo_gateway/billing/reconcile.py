@@ -44,7 +44,7 @@ from novo_gateway.billing.stripe_types import CarriedItem, MeterEvent, PeriodInv
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import SessionFactory, session_scope
-from novo_gateway.metering.service import calendar_month, counted_from, period_totals
+from novo_gateway.metering.queries import calendar_month, counted_from, period_totals
 
 
 @dataclass(frozen=True)

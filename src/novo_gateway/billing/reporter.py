@@ -58,8 +58,8 @@ from novo_gateway.kit import failpoints, metrics
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import SessionFactory, session_scope
-from novo_gateway.metering.ledger_insert import MAX_LOCK_PAUSE_SECONDS
 from novo_gateway.metering.models import UsageEvent
+from novo_gateway.metering.store.sqlite import MAX_LOCK_PAUSE_SECONDS
 
 log = logging.getLogger("novo_gateway.billing.reporter")
 

@@ -1,6 +1,6 @@
 """What the customer dashboard shows, gathered from the services that own each part.
 
-Usage comes from `metering.service`, keys from `keys.service`, the subscription, invoices and the
+Usage comes from `metering.queries`, keys from `keys.service`, the subscription, invoices and the
 portal from `billing.service`. Nothing here writes but through those services.
 """
 
@@ -24,7 +24,7 @@ from novo_gateway.dashboard.chart import UsageChart, usage_chart
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import ApiKeyInfo
 from novo_gateway.kit.errors import GatewayError
-from novo_gateway.metering import service as metering
+from novo_gateway.metering import queries as metering
 from novo_gateway.metering.schemas import CarriedOver, CurrentPeriod, UsageResponse
 from novo_gateway.runtime import Runtime
 

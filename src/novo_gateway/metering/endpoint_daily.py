@@ -17,12 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
-from typing import Any
 
-from sqlalchemy import Table
-
-from novo_gateway.metering.daily import counter_upserts, utc_day
-from novo_gateway.metering.models import UsageEndpointDaily
+from novo_gateway.metering.daily import utc_day
 
 SUB_BUCKETS = 8
 EXACT_BELOW = 2 * SUB_BUCKETS  # 16 ms: one bucket per millisecond below
@@ -30,30 +26,6 @@ MAX_LATENCY_MS = 2**31 - 1
 
 # (user_id, day, endpoint, method, bucket, calls, billable_units, latency_ms_sum)
 EndpointDayRow = tuple[int, date, str, str, int, int, int, int]
-COUNTS = ("calls", "billable_units", "latency_ms_sum")
-_KEY = ("user_id", "day", "endpoint", "method", "bucket")
-_TABLE: Table = UsageEndpointDaily.__table__  # type: ignore[assignment]
-_CHUNK = 600  # rows per statement: 4,800 bound values, under both databases' limits
-
-SQLITE_UPSERT = (
-    "INSERT INTO usage_endpoint_daily "
-    "(user_id, day, endpoint, method, bucket, calls, billable_units, latency_ms_sum) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (user_id, day, endpoint, method, bucket) DO UPDATE SET "
-    "calls = calls + excluded.calls, "
-    "billable_units = billable_units + excluded.billable_units, "
-    "latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum"
-)
-POSTGRES_UPSERT = (
-    "INSERT INTO usage_endpoint_daily "
-    "(user_id, day, endpoint, method, bucket, calls, billable_units, latency_ms_sum) "
-    "SELECT * FROM unnest($1::bigint[], $2::date[], $3::varchar[], $4::varchar[], "
-    "$5::smallint[], $6::bigint[], $7::bigint[], $8::bigint[]) "
-    "ON CONFLICT (user_id, day, endpoint, method, bucket) DO UPDATE SET "
-    "calls = usage_endpoint_daily.calls + excluded.calls, "
-    "billable_units = usage_endpoint_daily.billable_units + excluded.billable_units, "
-    "latency_ms_sum = usage_endpoint_daily.latency_ms_sum + excluded.latency_ms_sum"
-)
 
 
 def latency_bucket(latency_ms: int) -> int:
@@ -110,18 +82,3 @@ def count_endpoint_days(
                 found[1] += units
             found[2] += latency
     return sorted([(*key, c[0], c[1], c[2]) for key, c in counts.items()])
-
-
-def sqlite_rows(rows: list[EndpointDayRow]) -> list[tuple[Any, ...]]:
-    """Rows for `SQLITE_UPSERT` (a day is stored as SQLAlchemy's `Date` stores it there)."""
-    return [(row[0], row[1].isoformat(), *row[2:]) for row in rows]
-
-
-def postgres_arrays(rows: list[EndpointDayRow]) -> list[list[Any]]:
-    """The eight arrays of `POSTGRES_UPSERT`."""
-    return [list(values) for values in zip(*rows, strict=True)]
-
-
-def upsert_statements(dialect: str, rows: list[EndpointDayRow]) -> list[Any]:
-    """SQLAlchemy statements adding `rows` to the counter (for writes made through a session)."""
-    return counter_upserts(dialect, _TABLE, _KEY, COUNTS, rows, _CHUNK)

@@ -1,9 +1,9 @@
 """The usage ledger: one row per authenticated metered call, never updated but to be claimed.
 
 `usage_daily` is the ledger's running counter: per account and UTC day, the calls, the billed
-units and the unbilled calls of that day's events. The usage writer adds each batch's counts in
-the transaction that inserts the batch (`metering/daily.py`), and so does any session flush that
-adds `UsageEvent` objects, so the counter is exactly the sum of the events, never more or less.
+units and the unbilled calls of that day's events. The ledger's store (`metering/store/`) adds
+each insert's counts in the transaction that inserts the events, so the counter is exactly the
+sum of the events, never more or less; events are inserted only through the store.
 `usage_endpoint_daily` is kept the same way, per endpoint and latency bucket as well.
 """
 

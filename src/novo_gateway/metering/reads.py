@@ -11,21 +11,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.kit.errors import ServiceUnavailable, TooManyRequests
+from novo_gateway.metering.store import ledger_store
 
-# PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
-_QUERY_CANCELED = "57014"
-# SQLite calls the progress handler every this many virtual machine instructions (~0.1 ms).
-_SQLITE_CHECK_EVERY = 1000
 RETRY_AFTER_SECONDS = 1
 
 
@@ -77,32 +71,15 @@ class AccountReads:
 @asynccontextmanager
 async def statement_timeout(session: AsyncSession, seconds: float) -> AsyncIterator[None]:
     """Stop any statement of the block that runs past `seconds`: `ServiceUnavailable` (503)."""
-    connection = await session.connection()
-    postgres = connection.dialect.name == "postgresql"
-    driver: Any = None
-    if postgres:
-        milliseconds = max(1, round(seconds * 1000))  # 0 would mean no timeout
-        await session.execute(select(func.set_config("statement_timeout", str(milliseconds), True)))
-    else:
-        driver = (await connection.get_raw_connection()).driver_connection
-        deadline = time.monotonic() + seconds
-        await driver.set_progress_handler(lambda: time.monotonic() > deadline, _SQLITE_CHECK_EVERY)
-    try:
-        yield
-    except DBAPIError as exc:
-        if not _timed_out(exc, postgres):
-            raise
-        raise ServiceUnavailable(
-            f"This usage query took longer than {seconds:g} s and was stopped. "
-            "Ask for fewer days, or retry later.",
-            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        ) from exc
-    finally:
-        if driver is not None:
-            await driver.set_progress_handler(None, _SQLITE_CHECK_EVERY)
-
-
-def _timed_out(exc: DBAPIError, postgres: bool) -> bool:
-    if postgres:
-        return getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED
-    return "interrupted" in str(exc.orig)
+    store = ledger_store((await session.connection()).dialect.name)
+    async with store.time_limit(session, seconds):
+        try:
+            yield
+        except DBAPIError as exc:
+            if not store.timed_out(exc):
+                raise
+            raise ServiceUnavailable(
+                f"This usage query took longer than {seconds:g} s and was stopped. "
+                "Ask for fewer days, or retry later.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ) from exc

@@ -16,7 +16,7 @@ from novo_gateway.kit.errors import (
     Unauthorized,
     error_responses,
 )
-from novo_gateway.metering import service
+from novo_gateway.metering import queries
 from novo_gateway.metering.schemas import EndpointUsageResponse, UsageResponse
 from novo_gateway.runtime import RuntimeDep
 
@@ -32,7 +32,7 @@ async def get_usage(user: CurrentAccount, session: Session, runtime: RuntimeDep)
     """Usage and estimated cost of the current billing period, and the last 30 days; late usage
     of earlier periods carried over to this period's invoice."""
     async with runtime.reads.bounded(session, user.id, heavy=False):
-        usage = await service.usage_summary(
+        usage = await queries.usage_summary(
             session, user, runtime.settings, now=runtime.clock.now()
         )
         carried = await carried_into(session, user.id, usage.period.start, usage.period.end)
@@ -48,7 +48,7 @@ async def get_endpoint_usage(
 ) -> EndpointUsageResponse:
     """Calls, billed units and latency per endpoint over the last `days` days."""
     async with runtime.reads.bounded(session, user.id):
-        period, stats = await service.endpoint_usage(
+        period, stats = await queries.endpoint_usage(
             session, user.id, now=runtime.clock.now(), days=days
         )
     return EndpointUsageResponse.of(period, days, stats)

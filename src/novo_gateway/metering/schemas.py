@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from novo_gateway.billing.carryover import CarriedPeriod
 from novo_gateway.metering import pricing
-from novo_gateway.metering.service import EndpointStats, Period, UsageSummary
+from novo_gateway.metering.queries import EndpointStats, Period, UsageSummary
 
 
 class _Camel(BaseModel):

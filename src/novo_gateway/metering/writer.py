@@ -2,9 +2,10 @@
 
 Requests call `record(event)`, which queues the event with a future and waits. One writer task takes
 everything queued, writes it in one transaction (one executemany INSERT, idempotency keys resolved
-in the same transaction, and the batch's counts added to the running counters `usage_daily`,
-one upsert row per account and UTC day, see `daily.py`, and `usage_endpoint_daily`, per
-endpoint and latency bucket as well, see `endpoint_daily.py`), commits, and resolves the futures.
+in the same transaction, and the ledger's store adds the batch's counts to the running counters
+`usage_daily`, one upsert row per account and UTC day, see `daily.py`, and `usage_endpoint_daily`,
+per endpoint and latency bucket as well, see `endpoint_daily.py`), commits, and resolves the
+futures.
 While it commits, the next batch forms, so under load one commit serves many requests and the
 database sees one writer.
 
@@ -24,7 +25,8 @@ the rest commit; otherwise (the database unreachable) each of its requests gets
 
 Two ways to write a batch. A batch with a key to claim, or when the hourly purge of old keys is
 due, goes through a SQLAlchemy session as above. The common batch (nothing to claim) is written by
-the driver itself (`ledger_insert.py`): one `executemany` and a commit, the same rows, a small part
+the driver itself (the store's `direct_insert`): one `executemany` (a `COPY` on PostgreSQL) and a
+commit, the same rows, a small part
 of the cost of a session, a flush and the ORM's per-row bookkeeping (bench/README.md).
 """
 
@@ -33,23 +35,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, insert
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, delete
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from novo_gateway.kit import metrics
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.metering import counters
-from novo_gateway.metering.ledger_insert import direct_insert
 from novo_gateway.metering.models import UsageEvent, UsageIdempotencyKey
+from novo_gateway.metering.store import direct_insert, ledger_store
 
 log = logging.getLogger("novo_gateway.metering.writer")
 
@@ -80,7 +78,6 @@ class UsageWriteError(Exception):
 
 _Pending = tuple[NewUsageEvent, "asyncio.Future[bool]"]
 _USAGE_TABLE: Table = UsageEvent.__table__  # type: ignore[assignment]
-_USAGE_INSERT = insert(_USAGE_TABLE)
 # The columns an event fills, in the order of `_values`.
 _COLUMNS = (
     "user_id",
@@ -124,12 +121,9 @@ class UsageWriter:
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        engine = sessions.kw.get("bind")
-        self._direct = (
-            direct_insert(engine, _USAGE_TABLE, _COLUMNS)
-            if isinstance(engine, AsyncEngine)
-            else None
-        )
+        engine: AsyncEngine = sessions.kw["bind"]
+        self._store = ledger_store(engine.dialect.name)
+        self._direct = direct_insert(engine, _USAGE_TABLE, _COLUMNS)
         self._max_batch = max_batch
         self._max_queued = max_queued
         self._queue: list[_Pending] = []
@@ -197,7 +191,7 @@ class UsageWriter:
             else:
                 billed = await self._write_in_session(events)
         except Exception as exc:
-            if len(batch) > 1 and _refused_rows(exc):
+            if len(batch) > 1 and self._store.refused_rows(exc):
                 # One bad event (a value the database refuses) must not fail the others: write
                 # each half on its own, down to the event that is refused alone.
                 half = len(batch) // 2
@@ -210,7 +204,7 @@ class UsageWriter:
                 type(exc).__name__,
                 exc_info=exc,
             )
-            if len(batch) == 1 and _refused_rows(exc):
+            if len(batch) == 1 and self._store.refused_rows(exc):
                 log.error("usage event refused by the database, not recorded: %r", batch[0][0])
             else:  # the database itself failed: not ready until a batch commits again
                 self.failing = True
@@ -233,10 +227,7 @@ class UsageWriter:
                 dict(zip(_COLUMNS, _values(event, bill), strict=True))
                 for event, bill in zip(events, billed, strict=True)
             ]
-            await session.execute(_USAGE_INSERT, rows)
-            dialect = session.get_bind().dialect.name
-            for stmt in counters.upsert_statements(dialect, _day_counts(events, billed)):
-                await session.execute(stmt)
+            await self._store.insert_events(session, rows, _day_counts(events, billed))
             await self._maybe_purge(session)
         return billed
 
@@ -272,8 +263,7 @@ class UsageWriter:
             {"user_id": user_id, "key": key, "first_seen_at": events[index].created_at}
             for (user_id, key), index in sorted(first_claim.items())
         ]
-        dialect = session.get_bind().dialect.name
-        stmt: Any = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(rows)
+        stmt: Any = self._store.upsert(table).values(rows)
         stale = table.c.first_seen_at <= self._clock.now() - IDEMPOTENCY_WINDOW
         stmt = stmt.on_conflict_do_update(
             index_elements=[table.c.user_id, table.c.key],
@@ -300,32 +290,6 @@ class UsageWriter:
 def _day_counts(events: list[NewUsageEvent], billed: list[bool]) -> counters.BatchCounts:
     """The batch's rows for the running counters (per account and UTC day, and per endpoint)."""
     return counters.count_batch(events, billed)
-
-
-# Errors about the rows themselves (a constraint, a value out of range or not encodable), as
-# SQLAlchemy or the drivers raise them; not about the database being unreachable or locked,
-# where writing the events one by one would only fail as many times. asyncpg's server errors
-# carry the SQLSTATE: class 22 is "data exception", class 23 "integrity constraint violation".
-_ROW_ERRORS: tuple[type[BaseException], ...] = (
-    sa_exc.IntegrityError,
-    sa_exc.DataError,
-    sqlite3.IntegrityError,
-    sqlite3.DataError,
-    ValueError,  # a value the driver cannot bind (asyncpg's client-side DataError is one)
-    OverflowError,
-)
-_ROW_SQLSTATES = ("22", "23")
-
-
-def _refused_rows(exc: BaseException) -> bool:
-    """Whether the database refused the batch for what some of its rows hold."""
-    for error in (exc, exc.__cause__):
-        if isinstance(error, _ROW_ERRORS):
-            return True
-        sqlstate = getattr(error, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in _ROW_SQLSTATES:
-            return True
-    return False
 
 
 def _claims(events: list[NewUsageEvent]) -> bool:

@@ -38,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import User
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.models_base import UTCDateTime
-from novo_gateway.metering import counters as _counters  # noqa: F401  (registers the flush hook)
 from novo_gateway.metering import endpoints, pricing
 from novo_gateway.metering.daily import billed_units, utc_midnight
 from novo_gateway.metering.endpoints import EndpointStats as EndpointStats
