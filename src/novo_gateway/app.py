@@ -13,6 +13,7 @@ from novo_gateway import __version__
 from novo_gateway.accounts.routes import router as accounts_router
 from novo_gateway.admin.routes import router as admin_router
 from novo_gateway.billing.routes import router as billing_router
+from novo_gateway.billing.usage_routes import router as usage_router
 from novo_gateway.billing.webhook_routes import router as webhook_router
 from novo_gateway.dashboard.assets import router as assets_router
 from novo_gateway.dashboard.reset_routes import router as dashboard_reset_router
@@ -28,7 +29,6 @@ from novo_gateway.keys.routes import router as keys_router
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.logs import configure_logging
-from novo_gateway.metering.routes import router as usage_router
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from novo_gateway.openapi import install_openapi

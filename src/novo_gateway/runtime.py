@@ -9,13 +9,13 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from novo_gateway.background_jobs import build_job_runner
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.webhooks import WebhookWorker
 from novo_gateway.gateway.access import AccessPolicy
 from novo_gateway.gateway.idempotency import Idempotency
 from novo_gateway.gateway.proxy import UpstreamProxy
-from novo_gateway.jobs.handlers import build_job_runner
 from novo_gateway.jobs.worker import JobRunner
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.kit.clock import Clock

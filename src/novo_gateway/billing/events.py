@@ -32,7 +32,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.stripe_client import StripeBilling, StripeRejected
 from novo_gateway.billing.stripe_types import SubscriptionInfo, subscription_info
 from novo_gateway.billing.subscription_state import ENDED, apply_subscription, user_for_customer
@@ -218,8 +218,8 @@ async def on_meter_error_report(
         # Stripe did not count it: dead until an operator fixes the cause and retries it.
         await session.execute(
             update(UsageReport)
-            .where(UsageReport.id == identifier, UsageReport.status != "expired")
-            .values(status="dead", last_error=message[:1000])
+            .where(UsageReport.id == identifier, UsageReport.status != ReportStatus.EXPIRED)
+            .values(status=ReportStatus.DEAD, last_error=message[:1000])
         )
     return "recorded"
 

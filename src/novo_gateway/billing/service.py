@@ -16,7 +16,7 @@ from typing import Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SubscriptionStatus, User
 from novo_gateway.billing import portal
 from novo_gateway.billing.access import Standing, grace_ends, refusal
 from novo_gateway.billing.reporter import UsageNotReported, UsageReporter
@@ -81,7 +81,7 @@ def require_stripe(stripe: StripeBilling | None) -> StripeBilling:
 def customer_of(user: User) -> str:
     """The account's Stripe customer id; 409 while provisioning has not created it yet."""
     if not user.stripe_customer_id:
-        raise Conflict(SETTING_UP, status="pending")
+        raise Conflict(SETTING_UP, status=SubscriptionStatus.PENDING)
     return user.stripe_customer_id
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,6 +43,7 @@ from novo_gateway.billing.stripe_types import (
     upcoming_invoice,
     webhook_endpoint_info,
 )
+from novo_gateway.billing.subscription_state import ENDED
 from novo_gateway.kit import jsonbody
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
@@ -84,19 +84,24 @@ class InvalidSignature(Exception):
 
 
 class _RateLimit:
-    """A token bucket: at most `rate` calls per second on average, short bursts allowed."""
+    """A token bucket: at most `rate` calls per second on average, short bursts allowed.
+
+    It waits with `asyncio.sleep`, so it measures the event loop's clock, the one that sleep
+    waits on (a test clock that stands still would make it wait for ever)."""
 
     def __init__(self, rate: float) -> None:
         self._rate = rate
         self._tokens = rate
-        self._updated = time.monotonic()
+        self._updated: float | None = None
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
         async with self._lock:
             while True:
-                now = time.monotonic()
-                self._tokens = min(self._rate, self._tokens + (now - self._updated) * self._rate)
+                now = loop.time()
+                elapsed = 0.0 if self._updated is None else now - self._updated
+                self._tokens = min(self._rate, self._tokens + elapsed * self._rate)
                 self._updated = now
                 if self._tokens >= 1:
                     self._tokens -= 1
@@ -107,9 +112,9 @@ class _RateLimit:
 class StripeBilling:
     """Typed async calls to Stripe, with our idempotency keys and error classes."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self._settings = settings
-        self._clock = clock or Clock()
+        self._clock = clock
         base = settings.stripe_api_base.rstrip("/")
         addresses: Any = {"api": base, "meter_events": base} if base else None
         self._http = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
@@ -343,7 +348,7 @@ class StripeBilling:
 
     async def _meter_session_token(self, *, renew: bool) -> str:
         """A v2 meter event session token, renewed a minute before it expires."""
-        if self._stream_token and not renew and self._stream_token[1] - time.time() > 60:
+        if self._stream_token and not renew and self._stream_token[1] - self._clock.time() > 60:
             return self._stream_token[0]
         session = await self.call(self._client.v2.billing.meter_event_session.create_async)
         expires = datetime.fromisoformat(str(session.expires_at).replace("Z", "+00:00"))
@@ -642,7 +647,7 @@ class StripeBilling:
         )
         for sub in page.data:
             info = subscription_info(sub)
-            if info.status not in {"canceled", "incomplete_expired"}:
+            if info.status not in ENDED:
                 return info
         return None
 
