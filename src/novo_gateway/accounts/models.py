@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -26,6 +27,12 @@ class SubscriptionStatus(StrEnum):
     CANCELED = "canceled"
     UNPAID = "unpaid"
     PAUSED = "paused"
+
+
+# A subscription in one of these states is over for good (Stripe never revives it).
+SUBSCRIPTION_ENDED: Final = frozenset(
+    {SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED}
+)
 
 
 class User(Base):

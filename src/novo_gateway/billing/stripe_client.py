@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import stripe
 
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED
 from novo_gateway.billing.stripe_types import (
     ITEM_PERIOD_START,
     ITEM_SOURCE,
@@ -43,7 +44,6 @@ from novo_gateway.billing.stripe_types import (
     upcoming_invoice,
     webhook_endpoint_info,
 )
-from novo_gateway.billing.subscription_state import ENDED
 from novo_gateway.kit import jsonbody
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
@@ -436,14 +436,7 @@ class StripeBilling:
     async def portal_url(self, customer_id: str, return_url: str) -> str:
         """A billing portal session's URL for the customer, coming back to `return_url`, with
         our portal configuration (Stripe's default one is the Dashboard's, not ours)."""
-        params = {"customer": customer_id, "return_url": return_url}
-        configuration = await self.portal_configuration()
-        if configuration:
-            params["configuration"] = configuration
-        session = await self.call(
-            self._client.v1.billing_portal.sessions.create_async, params=params
-        )
-        return str(session.url)
+        return await self._portal_session({"customer": customer_id, "return_url": return_url})
 
     async def payment_method_url(self, customer_id: str, return_url: str) -> str:
         """A portal session that goes straight to adding a payment method (saved as the
@@ -456,9 +449,13 @@ class StripeBilling:
                 "after_completion": {"type": "redirect", "redirect": {"return_url": return_url}},
             },
         }
+        return await self._portal_session(params)
+
+    async def _portal_session(self, params: dict[str, Any]) -> str:
+        """A billing portal session's URL, with our portal configuration when there is one."""
         configuration = await self.portal_configuration()
         if configuration:
-            params["configuration"] = configuration
+            params = {**params, "configuration": configuration}
         session = await self.call(
             self._client.v1.billing_portal.sessions.create_async, params=params
         )
@@ -647,7 +644,7 @@ class StripeBilling:
         )
         for sub in page.data:
             info = subscription_info(sub)
-            if info.status not in ENDED:
+            if info.status not in SUBSCRIPTION_ENDED:
                 return info
         return None
 

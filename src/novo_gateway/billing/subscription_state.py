@@ -7,7 +7,6 @@ process notices the change within a second.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,9 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from novo_gateway.accounts.models import SubscriptionStatus, User
 from novo_gateway.billing.stripe_types import SubscriptionInfo
 from novo_gateway.kit.db import lock_rows
-
-# A subscription in one of these states is over for good (Stripe never revives it).
-ENDED: Final = frozenset({SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED})
 
 
 def apply_subscription(
