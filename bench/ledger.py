@@ -47,8 +47,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import PG_ADMIN, _psql, free_port
+from novo_gateway import offline_demo
 from novo_gateway.accounts.models import User
-from novo_gateway.billing import demo
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.keys.models import ApiKey
@@ -190,18 +190,18 @@ async def report(
 ) -> dict[str, Any]:
     """Every pending event reported to a fresh emulator on the `api` meter event endpoint."""
     port = free_port()
-    emulator = demo.start_emulator(port, tmp / f"emulator-{api}-{uuid.uuid4().hex[:6]}")
+    emulator = offline_demo.start_emulator(port, tmp / f"emulator-{api}-{uuid.uuid4().hex[:6]}")
     try:
         base = Settings(
             _env_file=None,  # type: ignore[call-arg]
             database_path=settings.database_path,
             database_url=settings.database_url,
-            stripe_secret_key=demo.EMULATOR_KEY,
+            stripe_secret_key=offline_demo.EMULATOR_KEY,
             stripe_api_base=emulator.url,
             stripe_meter_api=api,  # type: ignore[arg-type]
             stripe_rate_limit_per_second=ARGS.stripe_rate,
         )
-        setup = await demo._set_up(base, "http://127.0.0.1:9/webhooks/stripe")
+        setup = await offline_demo._set_up(base, "http://127.0.0.1:9/webhooks/stripe")
         local = base.model_copy(update={"stripe_price_id": setup.price_id})
         customer_ids = await emulator_customers(emulator.url, len(users))
         engine = create_engine(local)
@@ -209,7 +209,7 @@ async def report(
         async with session_scope(sessions) as session:
             for (user_id, _), customer in zip(users, customer_ids, strict=True):
                 (await session.get_one(User, user_id)).stripe_customer_id = customer
-        stripe = StripeBilling(local)
+        stripe = StripeBilling(local, Clock())
         reporter = UsageReporter(sessions, stripe, local, Clock())
         rss_before = peak_rss_mb()
         from novo_gateway.billing.reporter import ReporterRun
@@ -276,7 +276,7 @@ async def steady_run(
 
 
 async def emulator_customers(url: str, count: int) -> list[str]:
-    headers = {"Authorization": f"Bearer {demo.EMULATOR_KEY}"}
+    headers = {"Authorization": f"Bearer {offline_demo.EMULATOR_KEY}"}
     ids: list[str] = [""] * count
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         queue = list(range(count))

@@ -14,10 +14,12 @@ from novo_gateway.accounts.key_routes import router as keys_router
 from novo_gateway.accounts.models import User
 from novo_gateway.accounts.routes import router as accounts_router
 from novo_gateway.admin.routes import router as admin_router
+from novo_gateway.background_jobs import build_job_runner
 from novo_gateway.billing import provisioning
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.routes import router as billing_router
 from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.usage_routes import router as usage_router
 from novo_gateway.billing.webhook_routes import router as webhook_router
 from novo_gateway.billing.webhooks import WebhookWorker
 from novo_gateway.dashboard.assets import router as assets_router
@@ -32,7 +34,6 @@ from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.home.docs import router as docs_router
 from novo_gateway.home.routes import router as home_router
 from novo_gateway.host_split import HostSplit, HostSplitMiddleware
-from novo_gateway.jobs.handlers import build_job_runner
 from novo_gateway.keys.cache import KeyCache
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
@@ -41,7 +42,6 @@ from novo_gateway.kit.http_middleware import BodySizeLimitMiddleware, RequestCon
 from novo_gateway.kit.limiter import RateLimiter
 from novo_gateway.kit.logs import configure_logging
 from novo_gateway.metering.reads import AccountReads
-from novo_gateway.metering.routes import router as usage_router
 from novo_gateway.metering.writer import UsageWriter
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router

@@ -15,8 +15,7 @@ import typer
 import uvicorn
 from sqlalchemy.exc import SQLAlchemyError
 
-from novo_gateway import __version__, startup_checks
-from novo_gateway.billing import demo
+from novo_gateway import __version__, background_jobs, offline_demo, startup_checks
 from novo_gateway.billing import operations as billing_ops
 from novo_gateway.billing import setup as stripe_setup
 from novo_gateway.billing.models import ReportStatus
@@ -24,7 +23,6 @@ from novo_gateway.billing.reconcile import SETTLE
 from novo_gateway.billing.setup import SetupError, webhook_url_for
 from novo_gateway.billing.stripe_client import StripeFailure, StripeRejected
 from novo_gateway.connection_guard import guarded_protocol
-from novo_gateway.jobs import handlers as job_handlers
 from novo_gateway.kit import metrics
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.logs import configure_logging
@@ -139,8 +137,10 @@ def serve(
             stack.enter_context(metrics.multiprocess_directory())
         if not settings.stripe_secret_key:  # the offline demo: the Stripe emulator beside us
             try:
-                stack.enter_context(demo.offline_stripe(settings, host=bind_host, port=bind_port))
-            except (demo.DemoError, StripeFailure, StripeRejected, SetupError) as exc:
+                stack.enter_context(
+                    offline_demo.offline_stripe(settings, host=bind_host, port=bind_port)
+                )
+            except (offline_demo.DemoError, StripeFailure, StripeRejected, SetupError) as exc:
                 typer.echo(f"The offline Stripe emulator could not start: {exc}", err=True)
                 raise typer.Exit(code=1) from None
         uvicorn.run(
@@ -185,8 +185,8 @@ def _stripe_settings() -> Settings:
     configure_logging(settings.log_level)
     if not settings.stripe_secret_key:  # the offline demo's emulator, if `make run` runs it
         try:
-            settings = demo.offline_settings(settings)
-        except demo.DemoError as exc:
+            settings = offline_demo.offline_settings(settings)
+        except offline_demo.DemoError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(code=2) from None
         typer.echo(f"Using the offline Stripe emulator at {settings.stripe_api_base}.", err=True)
@@ -313,7 +313,7 @@ def run_jobs(
     configure_logging(settings.log_level)
     with _Progress("run-jobs") as progress:
         summary = asyncio.run(
-            job_handlers.run_jobs(
+            background_jobs.run_jobs(
                 settings,
                 once=once,
                 progress=lambda s: progress(f"{s.succeeded} jobs done, {s.failed} failed"),

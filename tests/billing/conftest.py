@@ -165,7 +165,7 @@ def stripe_settings(make_stripe_settings: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 async def stripe_billing(stripe_settings: Settings) -> Any:
-    billing = StripeBilling(stripe_settings)
+    billing = StripeBilling(stripe_settings, Clock())
     yield billing
     await billing.close()
 

@@ -34,7 +34,7 @@ _CRASHING_REPORTER = textwrap.dedent(
 
     async def main():
         settings = Settings(_env_file=None, database_url=sys.argv[1], database_path=sys.argv[2])
-        reporter = UsageReporter(None, StripeBilling(settings), settings, Clock())
+        reporter = UsageReporter(None, StripeBilling(settings, Clock()), settings, Clock())
         print(reporter._lease.holder, flush=True)
         os._exit(0)
 

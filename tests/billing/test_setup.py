@@ -20,6 +20,7 @@ from novo_gateway.billing.setup import (
 )
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
+from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from tests.billing.conftest import Emulator
 
@@ -40,7 +41,7 @@ def counts(emulator: Emulator) -> dict[str, int]:
 
 
 async def run_setup(settings: Settings, webhook_url: str | None = WEBHOOK_URL) -> Any:
-    stripe = StripeBilling(settings)
+    stripe = StripeBilling(settings, Clock())
     try:
         return await setup_stripe(stripe, settings, webhook_url=webhook_url)
     finally:

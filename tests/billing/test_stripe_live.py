@@ -24,6 +24,7 @@ import pytest
 from novo_gateway.billing.setup import METER_ERROR_EVENT, run_setup, setup_stripe
 from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
+from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from tests.billing.test_setup_cli import cli_env, run
 from tests.conftest import make_test_settings
@@ -45,7 +46,7 @@ def live_settings() -> Settings:
 
 @pytest.fixture
 async def live(live_settings: Settings) -> AsyncIterator[StripeBilling]:
-    billing = StripeBilling(live_settings)
+    billing = StripeBilling(live_settings, Clock())
     yield billing
     await billing.close()
 

@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
+from typing import Final
 
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from novo_gateway.kit.db import Base
 from novo_gateway.kit.models_base import BigId, UTCDateTime, utcnow
+
+
+class SubscriptionStatus(StrEnum):
+    """An account's subscription status: Stripe's, or `pending` before Stripe has one.
+
+    The column keeps whatever Stripe sends, so a status Stripe adds later is stored as it is."""
+
+    PENDING = "pending"  # not provisioned at Stripe yet
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
+
+
+# A subscription in one of these states is over for good (Stripe never revives it).
+SUBSCRIPTION_ENDED: Final = frozenset(
+    {SubscriptionStatus.CANCELED, SubscriptionStatus.INCOMPLETE_EXPIRED}
+)
 
 
 class User(Base):
@@ -23,7 +47,7 @@ class User(Base):
     # Billing state, kept in step with Stripe by provisioning and webhooks.
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     subscription_id: Mapped[str | None] = mapped_column(String(255))
-    subscription_status: Mapped[str] = mapped_column(String(32), default="pending")
+    subscription_status: Mapped[str] = mapped_column(String(32), default=SubscriptionStatus.PENDING)
     current_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     current_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)

@@ -10,7 +10,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import LoginSession, PasswordResetToken, User
+from novo_gateway.accounts.models import LoginSession, PasswordResetToken, SubscriptionStatus, User
 from novo_gateway.accounts.passwords import Verdict, check_password, hash_password, needs_rehash
 from novo_gateway.accounts.session_tokens import generate_session_token, hash_session_token
 from novo_gateway.accounts.throttle import LoginThrottle
@@ -62,7 +62,7 @@ async def register(
         name=name,
         password_hash=password_hash,
         created_at=now,
-        subscription_status="pending",
+        subscription_status=SubscriptionStatus.PENDING,
     )
     session.add(user)
     try:

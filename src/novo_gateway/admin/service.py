@@ -15,9 +15,15 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
-from novo_gateway.billing.models import UsageReport, WebhookEvent, WorkerLease
+from novo_gateway.billing.models import (
+    ReportStatus,
+    UsageReport,
+    WebhookEvent,
+    WebhookStatus,
+    WorkerLease,
+)
+from novo_gateway.billing.queries import unreported_of_customers
 from novo_gateway.billing.reporter import LEASE_NAME
-from novo_gateway.billing.webhooks import FAILED, PENDING
 from novo_gateway.kit.config import Settings
 from novo_gateway.metering import pricing
 from novo_gateway.metering.models import UsageEvent
@@ -190,22 +196,15 @@ async def reporter_health(
                 func.count(),
                 func.coalesce(func.sum(UsageReport.units), 0),
                 func.min(UsageReport.window_start),
-            ).where(UsageReport.status == "pending")
+            ).where(UsageReport.status == ReportStatus.PENDING)
         )
     ).one()
     unreported_count, unreported_units, unreported_oldest = (
         await session.execute(
-            select(
+            unreported_of_customers(
                 func.count(),
                 func.coalesce(func.sum(UsageEvent.units), 0),
                 func.min(UsageEvent.created_at),
-            )
-            .select_from(UsageEvent)
-            .join(User, User.id == UsageEvent.user_id)
-            .where(
-                UsageEvent.report_id.is_(None),
-                UsageEvent.billable.is_(True),
-                User.stripe_customer_id.is_not(None),
             )
         )
     ).one()
@@ -214,7 +213,7 @@ async def reporter_health(
         (
             await session.execute(
                 select(UsageReport.status, func.count())
-                .where(UsageReport.status.in_(("dead", "expired")))
+                .where(UsageReport.status.in_((ReportStatus.DEAD, ReportStatus.EXPIRED)))
                 .group_by(UsageReport.status)
             )
         ).all()
@@ -223,7 +222,7 @@ async def reporter_health(
         await session.execute(
             select(UsageReport, User.email)
             .outerjoin(User, User.id == UsageReport.user_id)
-            .where(UsageReport.status == "dead")
+            .where(UsageReport.status == ReportStatus.DEAD)
             .order_by(UsageReport.created_at.desc())
             .limit(DEAD_SHOWN)
         )
@@ -251,8 +250,8 @@ async def reporter_health(
             )
             for r, email in dead_rows
         ],
-        dead_count=int(counts.get("dead", 0)),
-        expired_count=int(counts.get("expired", 0)),
+        dead_count=int(counts.get(ReportStatus.DEAD, 0)),
+        expired_count=int(counts.get(ReportStatus.EXPIRED, 0)),
     )
 
 
@@ -279,8 +278,8 @@ async def _webhook_rows(session: AsyncSession, *conditions: Any) -> list[Webhook
 
 async def webhooks(session: AsyncSession) -> Webhooks:
     """The latest Stripe events, and those that failed or are being retried."""
-    failed = WebhookEvent.status == FAILED
-    retrying = (WebhookEvent.status == PENDING) & (WebhookEvent.attempts > 0)
+    failed = WebhookEvent.status == WebhookStatus.FAILED
+    retrying = (WebhookEvent.status == WebhookStatus.PENDING) & (WebhookEvent.attempts > 0)
     counts = (
         await session.execute(
             select(

@@ -17,21 +17,36 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from novo_gateway.accounts.models import SubscriptionStatus
 from novo_gateway.kit.errors import PaymentRequired
 
-ALLOWED: Final = frozenset({"active", "trialing", "pending", "incomplete"})
-PAST_DUE: Final = "past_due"
+ALLOWED: Final = frozenset(
+    {
+        SubscriptionStatus.ACTIVE,
+        SubscriptionStatus.TRIALING,
+        SubscriptionStatus.PENDING,
+        SubscriptionStatus.INCOMPLETE,
+    }
+)
 
 _PORTAL_HINT = "Update your payment method in the billing portal (POST /billing/portal)"
 _SUBSCRIBE_HINT = "Subscribe again with POST /billing/subscribe"
-MESSAGES: Final = {
-    "past_due": f"Your invoice is overdue and the grace period has ended. {_PORTAL_HINT} "
-    "to keep calling the API.",
-    "unpaid": f"Your invoice is unpaid. {_PORTAL_HINT} to keep calling the API.",
-    "canceled": f"Your subscription is canceled. {_SUBSCRIBE_HINT} to keep calling the API.",
-    "incomplete_expired": "Your subscription was never activated because its first payment "
-    f"did not complete. {_SUBSCRIBE_HINT} to call the API.",
-    "paused": f"Your subscription is paused. {_PORTAL_HINT} to resume it and call the API.",
+MESSAGES: Final[dict[str, str]] = {
+    SubscriptionStatus.PAST_DUE: (
+        f"Your invoice is overdue and the grace period has ended. {_PORTAL_HINT} "
+        "to keep calling the API."
+    ),
+    SubscriptionStatus.UNPAID: f"Your invoice is unpaid. {_PORTAL_HINT} to keep calling the API.",
+    SubscriptionStatus.CANCELED: (
+        f"Your subscription is canceled. {_SUBSCRIBE_HINT} to keep calling the API."
+    ),
+    SubscriptionStatus.INCOMPLETE_EXPIRED: (
+        "Your subscription was never activated because its first payment "
+        f"did not complete. {_SUBSCRIBE_HINT} to call the API."
+    ),
+    SubscriptionStatus.PAUSED: (
+        f"Your subscription is paused. {_PORTAL_HINT} to resume it and call the API."
+    ),
 }
 DEFAULT_MESSAGE: Final = (
     "Your subscription does not allow API calls right now. "
@@ -49,7 +64,7 @@ class Standing:
 
 def grace_ends(standing: Standing, grace: timedelta) -> datetime | None:
     """When a past-due account stops being allowed (None: not past due, or start unknown)."""
-    if standing.status != PAST_DUE or standing.past_due_since is None:
+    if standing.status != SubscriptionStatus.PAST_DUE or standing.past_due_since is None:
         return None
     return standing.past_due_since + grace
 
@@ -58,7 +73,7 @@ def refusal(standing: Standing, now: datetime, grace: timedelta) -> PaymentRequi
     """The 402 to answer, or None when the account may call the metered API."""
     if standing.status in ALLOWED:
         return None
-    if standing.status == PAST_DUE:
+    if standing.status == SubscriptionStatus.PAST_DUE:
         ends = grace_ends(standing, grace)
         # Unknown start: the webhook that sets it is on its way; allow meanwhile.
         if ends is None or now < ends:

@@ -23,14 +23,9 @@ before a crash lost its answer is found, not made again, even after Stripe forgo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.setup import Pricing
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.billing.stripe_types import CarriedItem, PeriodInvoice, PriceInfo, PriceTier
@@ -171,40 +166,3 @@ class CarryOver:
         if price_id not in self._prices:
             self._prices[price_id] = await self._stripe.retrieve_price(price_id)
         return self._prices[price_id]
-
-
-@dataclass(frozen=True, slots=True)
-class CarriedPeriod:
-    """Units of an earlier period carried over to an invoice, and what they cost."""
-
-    period_start: datetime
-    period_end: datetime
-    units: int
-    cents: int
-
-
-async def carried_into(
-    session: AsyncSession, user_id: int, start: datetime, end: datetime
-) -> list[CarriedPeriod]:
-    """What was carried over during [start, end): it is charged on the invoice that follows it,
-    per period it belongs to, oldest first."""
-    rows = await session.execute(
-        select(
-            UsageReport.period_start,
-            UsageReport.carried_period_end,
-            func.sum(UsageReport.units),
-            func.coalesce(func.sum(UsageReport.carried_cents), 0),
-        )
-        .where(
-            UsageReport.user_id == user_id,
-            UsageReport.status == ReportStatus.CARRIED,
-            UsageReport.sent_at >= start,
-            UsageReport.sent_at < end,
-        )
-        .group_by(UsageReport.period_start, UsageReport.carried_period_end)
-        .order_by(UsageReport.period_start)
-    )
-    return [
-        CarriedPeriod(row[0], row[1] or row[0], int(row[2] or 0), int(row[3] or 0))
-        for row in rows.all()
-    ]

@@ -59,9 +59,9 @@ from sqlalchemy import (
     values,
 )
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SubscriptionStatus, User
 from novo_gateway.billing.lease import Lease
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.kit.models_base import UTCDateTime
@@ -138,10 +138,6 @@ def plan_batches(
     return batches
 
 
-# The status of an account whose subscription does not exist yet (accounts/models.py).
-UNSUBSCRIBED = "pending"
-
-
 def _pending() -> ColumnElement[bool]:
     """Billable events not in a report yet, of customers whose subscription exists: the usage
     of an account still `pending` waits for its first period (reported now, it would be dated
@@ -149,7 +145,7 @@ def _pending() -> ColumnElement[bool]:
     return and_(
         UNREPORTED_BILLABLE,
         User.stripe_customer_id.is_not(None),
-        User.subscription_status != UNSUBSCRIBED,
+        User.subscription_status != SubscriptionStatus.PENDING,
     )
 
 
@@ -396,7 +392,7 @@ class Claimer:
             "event_count": int(count),
             # Too old for Stripe's meter (35 days) too: the reporter carries it over to the
             # next invoice when its period's invoice is final, and only else expires it.
-            "status": "pending",
+            "status": ReportStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
             "first_attempt_at": None,

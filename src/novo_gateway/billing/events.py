@@ -31,11 +31,11 @@ from typing import Any, Final
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
-from novo_gateway.billing.models import UsageReport
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED, User
+from novo_gateway.billing.models import ReportStatus, UsageReport
 from novo_gateway.billing.stripe_client import StripeBilling, StripeRejected
 from novo_gateway.billing.stripe_types import SubscriptionInfo, subscription_info
-from novo_gateway.billing.subscription_state import ENDED, apply_subscription, user_for_customer
+from novo_gateway.billing.subscription_state import apply_subscription, user_for_customer
 
 log = logging.getLogger("novo_gateway.billing.events")
 
@@ -95,9 +95,9 @@ def _belongs(user: User, info: SubscriptionInfo) -> bool:
     """Whether `info` is (or now replaces) the account's subscription."""
     if user.subscription_id is None or user.subscription_id == info.id:
         return True
-    if info.status in ENDED:
+    if info.status in SUBSCRIPTION_ENDED:
         return False  # an older subscription ending after it was replaced
-    if user.subscription_status in ENDED:
+    if user.subscription_status in SUBSCRIPTION_ENDED:
         return True  # a new subscription after the old one ended
     log.warning(
         "customer %s has another live subscription %s; keeping %s",
@@ -218,8 +218,8 @@ async def on_meter_error_report(
         # Stripe did not count it: dead until an operator fixes the cause and retries it.
         await session.execute(
             update(UsageReport)
-            .where(UsageReport.id == identifier, UsageReport.status != "expired")
-            .values(status="dead", last_error=message[:1000])
+            .where(UsageReport.id == identifier, UsageReport.status != ReportStatus.EXPIRED)
+            .values(status=ReportStatus.DEAD, last_error=message[:1000])
         )
     return "recorded"
 

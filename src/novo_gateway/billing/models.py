@@ -23,6 +23,14 @@ class ReportStatus(StrEnum):
     EXPIRED = "expired"  # older than Stripe accepts; flagged, never sent
 
 
+class WebhookStatus(StrEnum):
+    """Where a received Stripe event stands."""
+
+    PENDING = "pending"  # to be processed (again, after a failed attempt)
+    PROCESSED = "processed"  # applied; pruned after a while
+    FAILED = "failed"  # gave up after MAX_ATTEMPTS; retried only on request
+
+
 class UsageReport(Base):
     """Billable usage of one customer and reporting window, sent to Stripe as one meter event.
 
@@ -46,7 +54,7 @@ class UsageReport(Base):
     event_count: Mapped[int]
     # A `ReportStatus`: pending → sent, or carried (too late for its period's invoice); or
     # dead (Stripe refused it; retried only on request) or expired (never sent).
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=ReportStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -80,7 +88,7 @@ class WebhookEvent(Base):
     type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     object_created: Mapped[int | None]
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=WebhookStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from novo_gateway.billing.models import ReportStatus, UsageReport
+from novo_gateway.billing.queries import count_reports
 from novo_gateway.billing.reconcile import SETTLE, Reconciler
 from novo_gateway.billing.reporter import ReporterRun, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
@@ -31,7 +32,7 @@ async def _database(settings: Settings) -> AsyncIterator[SessionFactory]:
 
 @asynccontextmanager
 async def _stripe(settings: Settings) -> AsyncIterator[StripeBilling]:
-    stripe = StripeBilling(settings)
+    stripe = StripeBilling(settings, Clock())
     try:
         yield stripe
     finally:
@@ -52,8 +53,8 @@ async def report_all(
         run = await reporter.drain(max_seconds=max_seconds, progress=tell)
         left = await reporter.pending()
         async with session_scope(sessions) as session:
-            dead = await session.scalar(select(func.count()).where(UsageReport.status == "dead"))
-        return run, left, int(dead or 0)
+            dead = await count_reports(session, ReportStatus.DEAD)
+        return run, left, dead
 
 
 async def list_reports(settings: Settings, *, status: str, limit: int) -> list[str]:
@@ -93,11 +94,11 @@ async def retry_dead(settings: Settings, report_id: str) -> int:
 async def requeue_dead(sessions: SessionFactory, clock: Clock, report_id: str) -> int:
     """`retry_dead` on the gateway's own database sessions and clock (the operator page's)."""
     async with session_scope(sessions) as session:
-        query = update(UsageReport).where(UsageReport.status == "dead")
+        query = update(UsageReport).where(UsageReport.status == ReportStatus.DEAD)
         if report_id != "all":
             query = query.where(UsageReport.id == report_id)
         result = await session.execute(
-            query.values(status="pending", next_attempt_at=clock.now(), attempts=0)
+            query.values(status=ReportStatus.PENDING, next_attempt_at=clock.now(), attempts=0)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -33,12 +33,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.carryover import CarryOver, takes_usage
-from novo_gateway.billing.models import ReportStatus, UsageReport
+from novo_gateway.billing.queries import reported_units
 from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
 from novo_gateway.billing.stripe_types import CarriedItem, MeterEvent, PeriodInvoice
 from novo_gateway.kit.clock import Clock
@@ -205,8 +205,8 @@ class Reconciler:
         invoice: PeriodInvoice | None,
     ) -> Drift:
         """The period as the ledger has it (Stripe's meter is asked afterwards)."""
-        sent, carried, through, last_sent = await _reports_in(session, customer.user_id, start, end)
-        window_sent, *_ = await _reports_in(
+        reported = await reported_units(session, customer.user_id, start, end)
+        window = await reported_units(
             session, customer.user_id, _minute_floor(start), _minute_ceil(end)
         )
         invoiced = None
@@ -224,12 +224,12 @@ class Reconciler:
             start,
             end,
             totals.billable_units,
-            sent,
+            reported.sent,
             Decimal(0),
-            through,
-            last_sent,
-            window_reported_units=window_sent,
-            carried_units=carried,
+            reported.last_event_at,
+            reported.last_sent_at,
+            window_reported_units=window.sent,
+            carried_units=reported.carried,
             invoice=invoice,
             invoiced_units=invoiced,
         )
@@ -279,29 +279,3 @@ class Reconciler:
         )
         await self._carry.charge(drift.invoice, int(drift.drift), source)
         return True
-
-
-async def _reports_in(
-    session: AsyncSession, user_id: int, start: datetime, end: datetime
-) -> tuple[int, int, datetime | None, datetime | None]:
-    """Units of the sent and of the carried-over reports timestamped in [start, end), and the
-    latest sent report's timestamp and sending time."""
-    sent = UsageReport.status == ReportStatus.SENT
-    row = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(UsageReport.units).filter(sent), 0),
-                func.coalesce(
-                    func.sum(UsageReport.units).filter(UsageReport.status == ReportStatus.CARRIED),
-                    0,
-                ),
-                func.max(UsageReport.event_timestamp).filter(sent),
-                func.max(UsageReport.sent_at).filter(sent),
-            ).where(
-                UsageReport.user_id == user_id,
-                UsageReport.event_timestamp >= start,
-                UsageReport.event_timestamp < end,
-            )
-        )
-    ).one()
-    return int(row[0] or 0), int(row[1] or 0), row[2], row[3]

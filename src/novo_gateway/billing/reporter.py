@@ -41,12 +41,18 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SubscriptionStatus, User
 from novo_gateway.billing.carryover import CarryOver, ended_at
-from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, UNSUBSCRIBED, Claimer
+from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, Claimer
 from novo_gateway.billing.instance import instance_name
 from novo_gateway.billing.lease import Lease
 from novo_gateway.billing.models import ReportStatus, UsageReport
+from novo_gateway.billing.queries import (
+    count_reports,
+    sent_units,
+    sent_units_since,
+    unreported_of_customers,
+)
 from novo_gateway.billing.stripe_client import (
     DuplicateMeterEvent,
     StripeBilling,
@@ -58,7 +64,6 @@ from novo_gateway.kit import failpoints, metrics
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import SessionFactory, session_scope
-from novo_gateway.metering.models import UsageEvent
 from novo_gateway.metering.store.sqlite import MAX_LOCK_PAUSE_SECONDS
 
 log = logging.getLogger("novo_gateway.billing.reporter")
@@ -259,7 +264,7 @@ class UsageReporter:
                 await session.execute(
                     select(UsageReport.id, UsageReport.stripe_customer_id)
                     .where(
-                        UsageReport.status == "pending",
+                        UsageReport.status == ReportStatus.PENDING,
                         UsageReport.next_attempt_at <= self._clock.now(),
                     )
                     .order_by(UsageReport.created_at, UsageReport.id)
@@ -284,17 +289,19 @@ class UsageReporter:
         """Send these reports in one Stripe call and record the outcome, in one transaction."""
         async with session_scope(self._sessions) as session:
             query = select(UsageReport).where(
-                UsageReport.id.in_(report_ids), UsageReport.status == "pending"
+                UsageReport.id.in_(report_ids), UsageReport.status == ReportStatus.PENDING
             )
             if session.get_bind().dialect.name == "postgresql":
                 # A second reporter (should the lease ever overlap) skips reports being sent.
                 query = query.with_for_update(skip_locked=True)
             now = self._clock.now()
-            ready = [
-                report
-                for report in (await session.scalars(query)).all()
-                if await self._still_to_send(session, report, now, run)
-            ]
+            ready: list[UsageReport] = []
+            for report in (await session.scalars(query)).all():
+                if await self._already_at_stripe(session, report, now):
+                    self._mark_sent(report, now, note="found in Stripe's meter summaries")
+                    run.sent += 1
+                else:
+                    ready.append(report)
             if not ready:
                 return
             for report in ready:
@@ -320,7 +327,7 @@ class UsageReporter:
             except StripeRejected as exc:
                 ready = [r for r in ready if r.status == ReportStatus.PENDING]
                 for report in ready:
-                    report.status, report.last_error = "dead", str(exc)[:1000]
+                    report.status, report.last_error = ReportStatus.DEAD, str(exc)[:1000]
                 run.dead += len(ready)
                 log.error("%d reports refused by Stripe: %s", len(ready), exc)
             else:
@@ -378,31 +385,26 @@ class UsageReporter:
     ) -> bool:
         """True when the finalized invoice counted more than the period's other sent reports:
         this report is among them."""
-        others = await session.scalar(
-            select(func.coalesce(func.sum(UsageReport.units), 0)).where(
-                UsageReport.stripe_customer_id == report.stripe_customer_id,
-                UsageReport.status == ReportStatus.SENT,
-                UsageReport.event_timestamp >= invoice.period_start,
-                UsageReport.event_timestamp < invoice.period_end,
-                UsageReport.id != report.id,
-            )
+        others = await sent_units(
+            session,
+            report.stripe_customer_id,
+            invoice.period_start,
+            invoice.period_end,
+            excluding=report.id,
         )
-        return invoice.metered_units >= int(others or 0) + report.units
+        return invoice.metered_units >= others + report.units
 
-    async def _still_to_send(
-        self, session: AsyncSession, report: UsageReport, now: datetime, run: ReporterRun
+    async def _already_at_stripe(
+        self, session: AsyncSession, report: UsageReport, now: datetime
     ) -> bool:
-        """False for a report Stripe turns out to hold already (one older than Stripe's meter
-        takes goes on: `_carry_late` carries it over, or expires it)."""
+        """True when Stripe is found to hold the report already: asked only of one first tried
+        past Stripe's dedup window, and still for the meter (an older one is `_carry_late`'s,
+        which carries it over or expires it)."""
         if report.event_timestamp < now - STRIPE_MAX_EVENT_AGE:
-            return True  # not for the meter: `_carry_late` carries it over or expires it
+            return False
         first = report.first_attempt_at
         past_dedup_window = first is not None and now - first > STRIPE_DEDUP_WINDOW
-        if past_dedup_window and await self._stripe_holds(session, report):
-            self._mark_sent(report, now, note="found in Stripe's meter summaries")
-            run.sent += 1
-            return False
-        return True
+        return past_dedup_window and await self._stripe_holds(session, report)
 
     async def _deliver(self, reports: list[UsageReport]) -> None:
         event_name = self._settings.stripe_meter_event_name
@@ -423,19 +425,12 @@ class UsageReporter:
         held = await self._stripe.meter_total(
             meter_id=meter_id, customer_id=report.stripe_customer_id, start=start, end=end
         )
-        already = await session.scalar(
-            select(func.coalesce(func.sum(UsageReport.units), 0)).where(
-                UsageReport.stripe_customer_id == report.stripe_customer_id,
-                UsageReport.status == "sent",
-                UsageReport.event_timestamp >= start,
-                UsageReport.event_timestamp < end,
-            )
-        )
-        return held >= int(already or 0) + report.units
+        already = await sent_units(session, report.stripe_customer_id, start, end)
+        return held >= already + report.units
 
     @staticmethod
     def _mark_sent(report: UsageReport, now: datetime, note: str | None = None) -> None:
-        report.status, report.sent_at, report.last_error = "sent", now, note
+        report.status, report.sent_at, report.last_error = ReportStatus.SENT, now, note
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         base = min(self._max_backoff, 2.0 ** min(attempts, 20))
@@ -490,7 +485,10 @@ class UsageReporter:
                 (
                     await session.scalars(
                         select(UsageReport.id)
-                        .where(UsageReport.user_id == user_id, UsageReport.status == "pending")
+                        .where(
+                            UsageReport.user_id == user_id,
+                            UsageReport.status == ReportStatus.PENDING,
+                        )
                         .order_by(UsageReport.created_at, UsageReport.id)
                     )
                 ).all()
@@ -517,14 +515,7 @@ class UsageReporter:
             start, customer = user.current_period_start, user.stripe_customer_id
             if start is None:
                 return True
-            sent = await session.scalar(
-                select(func.coalesce(func.sum(UsageReport.units), 0)).where(
-                    UsageReport.user_id == user_id,
-                    UsageReport.status == "sent",
-                    UsageReport.event_timestamp >= start,
-                )
-            )
-        sent = int(sent or 0)
+            sent = await sent_units_since(session, user_id, start)
         if sent == 0:
             return True
         meter_id = await self._stripe.meter_id(self._settings.stripe_meter_event_name)
@@ -578,7 +569,7 @@ class UsageReporter:
         async with session_scope(self._sessions) as session:
             result = await session.execute(
                 delete(UsageReport)
-                .where(UsageReport.status == "sent", UsageReport.period_start < cutoff)
+                .where(UsageReport.status == ReportStatus.SENT, UsageReport.period_start < cutoff)
                 .execution_options(synchronize_session=False)
             )
         deleted = int(result.rowcount)  # type: ignore[attr-defined]
@@ -617,26 +608,20 @@ class UsageReporter:
     async def pending(self) -> int:
         """Reports not yet acknowledged plus billable events not yet in a report."""
         async with session_scope(self._sessions) as session:
-            reports = await session.scalar(
-                select(func.count()).where(UsageReport.status == "pending")
-            )
+            reports = await count_reports(session, ReportStatus.PENDING)
             events = await session.scalar(
-                select(func.count())
-                .select_from(UsageEvent)
-                .join(User, User.id == UsageEvent.user_id)
-                .where(
-                    UsageEvent.report_id.is_(None),
-                    UsageEvent.billable.is_(True),
-                    User.stripe_customer_id.is_not(None),
-                    User.subscription_status != UNSUBSCRIBED,
+                unreported_of_customers(func.count()).where(
+                    User.subscription_status != SubscriptionStatus.PENDING
                 )
             )
-        return int(reports or 0) + int(events or 0)
+        return reports + int(events or 0)
 
     async def _seconds_until_due(self) -> float:
         async with session_scope(self._sessions) as session:
             soonest = await session.scalar(
-                select(func.min(UsageReport.next_attempt_at)).where(UsageReport.status == "pending")
+                select(func.min(UsageReport.next_attempt_at)).where(
+                    UsageReport.status == ReportStatus.PENDING
+                )
             )
         if soonest is None:
             return 0.0

@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, StrictBool
 from pydantic.alias_generators import to_camel
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SubscriptionStatus, User
 from novo_gateway.billing.service import NO_SUBSCRIPTION, SETTING_UP, SubscriptionView
 from novo_gateway.billing.stripe_types import InvoiceInfo, UpcomingInvoice
 
@@ -210,7 +210,7 @@ class NoSubscription(CamelModel):
 
     @classmethod
     def of(cls, view: SubscriptionView) -> NoSubscription:
-        pending = view.user.subscription_status == "pending"
+        pending = view.user.subscription_status == SubscriptionStatus.PENDING
         return cls(
             status="pending" if pending else "none",
             message=SETTING_UP if pending else NO_SUBSCRIPTION,

@@ -16,13 +16,13 @@ from typing import Literal, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED, SubscriptionStatus, User
 from novo_gateway.billing import portal
 from novo_gateway.billing.access import Standing, grace_ends, refusal
 from novo_gateway.billing.reporter import UsageNotReported, UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling, StripeFailure, StripeRejected
 from novo_gateway.billing.stripe_types import InvoiceInfo, SubscriptionInfo, UpcomingInvoice
-from novo_gateway.billing.subscription_state import ENDED, apply_subscription
+from novo_gateway.billing.subscription_state import apply_subscription
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import after_commit
 from novo_gateway.kit.errors import BadGateway, Conflict, GatewayError, ServiceUnavailable
@@ -81,7 +81,7 @@ def require_stripe(stripe: StripeBilling | None) -> StripeBilling:
 def customer_of(user: User) -> str:
     """The account's Stripe customer id; 409 while provisioning has not created it yet."""
     if not user.stripe_customer_id:
-        raise Conflict(SETTING_UP, status="pending")
+        raise Conflict(SETTING_UP, status=SubscriptionStatus.PENDING)
     return user.stripe_customer_id
 
 
@@ -96,7 +96,7 @@ async def invoices(
     client = require_stripe(stripe)
     listed = await guarded(client.list_invoices(customer))
     upcoming = None
-    if user.subscription_id and user.subscription_status not in ENDED:
+    if user.subscription_id and user.subscription_status not in SUBSCRIPTION_ENDED:
         upcoming = await guarded(client.upcoming_invoice(customer, user.subscription_id))
     return listed, upcoming
 
@@ -190,7 +190,7 @@ async def cancel(
     customer_of(user)
     if not user.subscription_id:
         raise Conflict(NO_SUBSCRIPTION, status=user.subscription_status)
-    if user.subscription_status in ENDED:
+    if user.subscription_status in SUBSCRIPTION_ENDED:
         return "already_canceled"
     client = require_stripe(stripe)
     if immediately:
@@ -202,7 +202,7 @@ async def cancel(
     apply_subscription(user, info, now=now)
     await session.flush()
     _changed(session, user, forget)
-    if info.status in ENDED:
+    if info.status in SUBSCRIPTION_ENDED:
         return "canceled"
     return "cancel_scheduled" if info.cancel_at_period_end else "active"
 
@@ -227,7 +227,7 @@ async def _cancel_now(client: StripeBilling, subscription_id: str) -> Subscripti
     except StripeRejected:
         # Already canceled at Stripe (our copy had not heard yet): take Stripe's state.
         current = await guarded(client.retrieve_subscription(subscription_id))
-        if current.status in ENDED:
+        if current.status in SUBSCRIPTION_ENDED:
             return current
         raise BadGateway(STRIPE_REFUSED) from None
     except StripeFailure as exc:
@@ -248,7 +248,7 @@ async def resubscribe(
     client = require_stripe(stripe)
     current = await _current(client, user.subscription_id)
     _changed(session, user, forget)
-    if current is not None and current.status not in ENDED:
+    if current is not None and current.status not in SUBSCRIPTION_ENDED:
         outcome: Outcome = "active"
         if current.cancel_at_period_end:
             current = await guarded(client.set_cancel_at_period_end(current.id, False))

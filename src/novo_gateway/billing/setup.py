@@ -43,6 +43,7 @@ from novo_gateway.billing.stripe_types import (
     PriceInfo,
     PriceTier,
 )
+from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 
 DEFAULT_PRODUCT_ID = "prod_novo_api"
@@ -381,7 +382,7 @@ async def _ensure_destination(stripe: StripeBilling, url: str, result: SetupResu
 
 async def run_setup(settings: Settings, *, webhook_url: str | None = None) -> SetupResult:
     """`setup_stripe` with a Stripe client of its own (for the CLI and the offline demo)."""
-    stripe = StripeBilling(settings)
+    stripe = StripeBilling(settings, Clock())
     try:
         return await setup_stripe(stripe, settings, webhook_url=webhook_url)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +16,7 @@ from typing import Any, Final
 
 import stripe
 
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED
 from novo_gateway.billing.stripe_types import (
     ITEM_PERIOD_START,
     ITEM_SOURCE,
@@ -84,19 +84,24 @@ class InvalidSignature(Exception):
 
 
 class _RateLimit:
-    """A token bucket: at most `rate` calls per second on average, short bursts allowed."""
+    """A token bucket: at most `rate` calls per second on average, short bursts allowed.
+
+    It waits with `asyncio.sleep`, so it measures the event loop's clock, the one that sleep
+    waits on (a test clock that stands still would make it wait for ever)."""
 
     def __init__(self, rate: float) -> None:
         self._rate = rate
         self._tokens = rate
-        self._updated = time.monotonic()
+        self._updated: float | None = None
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
         async with self._lock:
             while True:
-                now = time.monotonic()
-                self._tokens = min(self._rate, self._tokens + (now - self._updated) * self._rate)
+                now = loop.time()
+                elapsed = 0.0 if self._updated is None else now - self._updated
+                self._tokens = min(self._rate, self._tokens + elapsed * self._rate)
                 self._updated = now
                 if self._tokens >= 1:
                     self._tokens -= 1
@@ -107,9 +112,9 @@ class _RateLimit:
 class StripeBilling:
     """Typed async calls to Stripe, with our idempotency keys and error classes."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self._settings = settings
-        self._clock = clock or Clock()
+        self._clock = clock
         base = settings.stripe_api_base.rstrip("/")
         addresses: Any = {"api": base, "meter_events": base} if base else None
         self._http = stripe.HTTPXClient(timeout=settings.stripe_timeout_seconds)
@@ -343,7 +348,7 @@ class StripeBilling:
 
     async def _meter_session_token(self, *, renew: bool) -> str:
         """A v2 meter event session token, renewed a minute before it expires."""
-        if self._stream_token and not renew and self._stream_token[1] - time.time() > 60:
+        if self._stream_token and not renew and self._stream_token[1] - self._clock.time() > 60:
             return self._stream_token[0]
         session = await self.call(self._client.v2.billing.meter_event_session.create_async)
         expires = datetime.fromisoformat(str(session.expires_at).replace("Z", "+00:00"))
@@ -431,14 +436,7 @@ class StripeBilling:
     async def portal_url(self, customer_id: str, return_url: str) -> str:
         """A billing portal session's URL for the customer, coming back to `return_url`, with
         our portal configuration (Stripe's default one is the Dashboard's, not ours)."""
-        params = {"customer": customer_id, "return_url": return_url}
-        configuration = await self.portal_configuration()
-        if configuration:
-            params["configuration"] = configuration
-        session = await self.call(
-            self._client.v1.billing_portal.sessions.create_async, params=params
-        )
-        return str(session.url)
+        return await self._portal_session({"customer": customer_id, "return_url": return_url})
 
     async def payment_method_url(self, customer_id: str, return_url: str) -> str:
         """A portal session that goes straight to adding a payment method (saved as the
@@ -451,9 +449,13 @@ class StripeBilling:
                 "after_completion": {"type": "redirect", "redirect": {"return_url": return_url}},
             },
         }
+        return await self._portal_session(params)
+
+    async def _portal_session(self, params: dict[str, Any]) -> str:
+        """A billing portal session's URL, with our portal configuration when there is one."""
         configuration = await self.portal_configuration()
         if configuration:
-            params["configuration"] = configuration
+            params = {**params, "configuration": configuration}
         session = await self.call(
             self._client.v1.billing_portal.sessions.create_async, params=params
         )
@@ -642,7 +644,7 @@ class StripeBilling:
         )
         for sub in page.data:
             info = subscription_info(sub)
-            if info.status not in {"canceled", "incomplete_expired"}:
+            if info.status not in SUBSCRIPTION_ENDED:
                 return info
         return None
 

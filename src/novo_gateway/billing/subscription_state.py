@@ -7,18 +7,13 @@ process notices the change within a second.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SubscriptionStatus, User
 from novo_gateway.billing.stripe_types import SubscriptionInfo
 from novo_gateway.kit.db import lock_rows
-
-# A subscription in one of these states is over for good (Stripe never revives it).
-ENDED: Final = frozenset({"canceled", "incomplete_expired"})
-PAST_DUE: Final = "past_due"
 
 
 def apply_subscription(
@@ -30,8 +25,8 @@ def apply_subscription(
     event arriving later is recognised as stale. `past_due_since` is set when the subscription
     becomes past due (Stripe's time, never later than ours) and cleared when it is not.
     """
-    if info.status == PAST_DUE:
-        if user.subscription_status != PAST_DUE or user.past_due_since is None:
+    if info.status == SubscriptionStatus.PAST_DUE:
+        if user.subscription_status != SubscriptionStatus.PAST_DUE or user.past_due_since is None:
             user.past_due_since = min(state_at, now) if state_at is not None else now
     else:
         user.past_due_since = None

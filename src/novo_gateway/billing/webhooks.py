@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.billing import events
-from novo_gateway.billing.models import WebhookEvent
+from novo_gateway.billing.models import WebhookEvent, WebhookStatus
 from novo_gateway.billing.stripe_client import (
     InvalidSignature,
     StripeBilling,
@@ -44,10 +44,6 @@ from novo_gateway.kit.db import SessionFactory, session_scope
 from novo_gateway.kit.errors import BadRequest
 
 log = logging.getLogger("novo_gateway.billing.webhooks")
-
-PENDING: Final = "pending"
-PROCESSED: Final = "processed"
-FAILED: Final = "failed"
 
 MAX_ATTEMPTS = 12
 BACKOFF_BASE_SECONDS = 5.0
@@ -116,7 +112,7 @@ async def receive(
             type=event_type,
             payload=event,
             object_created=int(created.timestamp()) if created else None,
-            status=PENDING,
+            status=WebhookStatus.PENDING,
             attempts=0,
             next_attempt_at=now + timedelta(seconds=FIRST_ATTEMPT_SECONDS),
             received_at=now,
@@ -144,14 +140,14 @@ async def _requeue(session: AsyncSession, event_id: str, now: datetime) -> None:
     """A redelivery of an event that failed before makes it due now (a failed one, again)."""
     await session.execute(
         update(WebhookEvent)
-        .where(WebhookEvent.id == event_id, WebhookEvent.status == FAILED)
-        .values(status=PENDING, attempts=0, next_attempt_at=now)
+        .where(WebhookEvent.id == event_id, WebhookEvent.status == WebhookStatus.FAILED)
+        .values(status=WebhookStatus.PENDING, attempts=0, next_attempt_at=now)
     )
     await session.execute(
         update(WebhookEvent)
         .where(
             WebhookEvent.id == event_id,
-            WebhookEvent.status == PENDING,
+            WebhookEvent.status == WebhookStatus.PENDING,
             WebhookEvent.attempts > 0,
             WebhookEvent.next_attempt_at > now,
             # waiting after a failure, not claimed by an attempt in progress
@@ -226,7 +222,10 @@ class WebhookWorker:
             due = (
                 await session.scalars(
                     select(WebhookEvent.id)
-                    .where(WebhookEvent.status == PENDING, WebhookEvent.next_attempt_at <= now)
+                    .where(
+                        WebhookEvent.status == WebhookStatus.PENDING,
+                        WebhookEvent.next_attempt_at <= now,
+                    )
                     .order_by(WebhookEvent.next_attempt_at)
                     .limit(BATCH)
                 )
@@ -264,7 +263,7 @@ class WebhookWorker:
         due = WebhookEvent.next_attempt_at <= now
         conditions = [
             WebhookEvent.id == event_id,
-            WebhookEvent.status == PENDING,
+            WebhookEvent.status == WebhookStatus.PENDING,
             # Just received: the first attempt is ours, unless another process has claimed it.
             due if only_if_due else or_(WebhookEvent.attempts == 0, due),
         ]
@@ -287,14 +286,14 @@ class WebhookWorker:
     async def _apply(self, event_id: str, now: datetime) -> tuple[str, str]:
         async with session_scope(self._sessions) as session:
             row = await session.get(WebhookEvent, event_id)
-            if row is None or row.status != PENDING:
+            if row is None or row.status != WebhookStatus.PENDING:
                 raise _AlreadyProcessed
             context = events.EventContext(now=now, stripe=self._stripe)
             outcome = await events.handle(session, dict(row.payload), context)
             marked = await session.execute(
                 update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.status == PENDING)
-                .values(status=PROCESSED, processed_at=now, last_error=None)
+                .where(WebhookEvent.id == event_id, WebhookEvent.status == WebhookStatus.PENDING)
+                .values(status=WebhookStatus.PROCESSED, processed_at=now, last_error=None)
             )
             if _rowcount(marked) != 1:
                 raise _AlreadyProcessed
@@ -315,9 +314,9 @@ class WebhookWorker:
             )
             await session.execute(
                 update(WebhookEvent)
-                .where(WebhookEvent.id == event_id, WebhookEvent.status == PENDING)
+                .where(WebhookEvent.id == event_id, WebhookEvent.status == WebhookStatus.PENDING)
                 .values(
-                    status=FAILED if give_up else PENDING,
+                    status=WebhookStatus.FAILED if give_up else WebhookStatus.PENDING,
                     last_error=error,
                     next_attempt_at=now + timedelta(seconds=backoff_seconds(attempts, retry_after)),
                 )
@@ -334,7 +333,8 @@ class WebhookWorker:
         async with session_scope(self._sessions) as session:
             result = await session.execute(
                 delete(WebhookEvent).where(
-                    WebhookEvent.status == PROCESSED, WebhookEvent.processed_at < cutoff
+                    WebhookEvent.status == WebhookStatus.PROCESSED,
+                    WebhookEvent.processed_at < cutoff,
                 )
             )
         return _rowcount(result)

@@ -14,18 +14,17 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED, User
 from novo_gateway.billing import portal
 from novo_gateway.billing import service as billing
-from novo_gateway.billing.carryover import carried_into
+from novo_gateway.billing.queries import carried_into
 from novo_gateway.billing.schemas import Invoice, Upcoming
-from novo_gateway.billing.subscription_state import ENDED
+from novo_gateway.billing.usage_schemas import CarriedOver, CurrentPeriod, UsageResponse
 from novo_gateway.dashboard.chart import UsageChart, usage_chart
 from novo_gateway.keys import service as keys
 from novo_gateway.keys.schemas import ApiKeyInfo
 from novo_gateway.kit.errors import GatewayError
 from novo_gateway.metering import queries as metering
-from novo_gateway.metering.schemas import CarriedOver, CurrentPeriod, UsageResponse
 from novo_gateway.runtime import Runtime
 
 log = logging.getLogger("novo_gateway.dashboard")
@@ -137,7 +136,7 @@ async def dashboard(session: AsyncSession, runtime: Runtime, user: User) -> Dash
 
 async def load_payment_method(runtime: Runtime, user: User) -> bool | None:
     """Whether Stripe holds a card for the account (None: unknown, so no banner)."""
-    if not user.subscription_id or user.subscription_status in ENDED:
+    if not user.subscription_id or user.subscription_status in SUBSCRIPTION_ENDED:
         return None
     try:
         async with asyncio.timeout(INVOICES_TIMEOUT_SECONDS):

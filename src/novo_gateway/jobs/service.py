@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.jobs.models import Job
+from novo_gateway.jobs.models import Job, JobStatus
 
 
 async def enqueue(
@@ -22,7 +22,7 @@ async def enqueue(
     run_after: datetime | None = None,
 ) -> Job:
     """Add a pending job to the session and flush it; due at `run_after` (default: now)."""
-    job = Job(kind=kind, payload=payload, status="pending", attempts=0)
+    job = Job(kind=kind, payload=payload, status=JobStatus.PENDING, attempts=0)
     if run_after is not None:
         job.run_after = run_after
         job.created_at = run_after

@@ -33,15 +33,12 @@ from typing import Any
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from novo_gateway.jobs.models import Job
+from novo_gateway.jobs.models import Job, JobStatus
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.db import SessionFactory, session_scope
 
 log = logging.getLogger("novo_gateway.jobs")
 
-PENDING = "pending"
-RUNNING = "running"
-DONE = "done"
 MAX_ERROR_CHARS = 2000
 # Done jobs are kept this long (what ran, and when, for a look after an incident), then deleted.
 JOB_RETENTION = timedelta(days=7)
@@ -121,8 +118,8 @@ class JobRunner:
         return and_(
             Job.kind.in_(sorted(self._handlers)),
             or_(
-                and_(Job.status == PENDING, Job.run_after <= now),
-                and_(Job.status == RUNNING, Job.locked_until <= now),
+                and_(Job.status == JobStatus.PENDING, Job.run_after <= now),
+                and_(Job.status == JobStatus.RUNNING, Job.locked_until <= now),
             ),
         )
 
@@ -154,7 +151,7 @@ class JobRunner:
                 update(Job)
                 .where(target, due)
                 .values(
-                    status=RUNNING,
+                    status=JobStatus.RUNNING,
                     attempts=Job.attempts + 1,
                     locked_until=now + timedelta(seconds=self.lease_seconds),
                 )
@@ -187,14 +184,14 @@ class JobRunner:
         return True
 
     def _fence(self, job: JobContext) -> ColumnElement[bool]:
-        return and_(Job.id == job.id, Job.status == RUNNING, Job.attempts == job.attempt)
+        return and_(Job.id == job.id, Job.status == JobStatus.RUNNING, Job.attempts == job.attempt)
 
     async def _finish(self, job: JobContext) -> None:
         async with session_scope(self._sessions) as session:
             await session.execute(
                 update(Job)
                 .where(self._fence(job))
-                .values(status=DONE, locked_until=None, finished_at=self._clock.now())
+                .values(status=JobStatus.DONE, locked_until=None, finished_at=self._clock.now())
                 .execution_options(synchronize_session=False)
             )
 
@@ -204,7 +201,7 @@ class JobRunner:
                 await session.execute(
                     update(Job)
                     .where(self._fence(job))
-                    .values(status=PENDING, locked_until=None, attempts=Job.attempts - 1)
+                    .values(status=JobStatus.PENDING, locked_until=None, attempts=Job.attempts - 1)
                     .execution_options(synchronize_session=False)
                 )
 
@@ -237,7 +234,7 @@ class JobRunner:
                 update(Job)
                 .where(self._fence(job))
                 .values(
-                    status=PENDING,
+                    status=JobStatus.PENDING,
                     locked_until=None,
                     last_error=error,
                     run_after=self._clock.now() + timedelta(seconds=delay),
@@ -297,8 +294,8 @@ class JobRunner:
                 while True:
                     async with session_scope(self._sessions) as session:
                         status = await session.scalar(select(Job.status).where(Job.id == job_id))
-                    if status != RUNNING:
-                        return status == DONE
+                    if status != JobStatus.RUNNING:
+                        return status == JobStatus.DONE
                     await asyncio.sleep(ELSEWHERE_POLL_SECONDS)
         return False
 
@@ -311,7 +308,7 @@ class JobRunner:
         async with session_scope(self._sessions) as session:
             result = await session.execute(
                 delete(Job)
-                .where(Job.status == DONE, finished < cutoff)
+                .where(Job.status == JobStatus.DONE, finished < cutoff)
                 .execution_options(synchronize_session=False)
             )
         deleted = int(result.rowcount)  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import User
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED, User
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.models_base import UTCDateTime
 from novo_gateway.metering import endpoints, pricing
@@ -91,7 +91,7 @@ def billing_period(user: User, now: datetime) -> Period:
     In the account's first period the usage counts from the account's creation: calls made
     while it was pending (before its subscription existed) are billed in that period.
     """
-    renews = not user.cancel_at_period_end and user.subscription_status not in _ENDED
+    renews = not user.cancel_at_period_end and user.subscription_status not in SUBSCRIPTION_ENDED
     period = period_at(user.current_period_start, user.current_period_end, now, renews=renews)
     return Period(counted_from(user, period.start), period.end)
 
@@ -104,11 +104,6 @@ def counted_from(user: User, period_start: datetime) -> datetime:
     if first is not None and period_start == first and user.created_at < first:
         return user.created_at
     return period_start
-
-
-# Subscription statuses that never renew (billing.subscription_state.ENDED; metering cannot
-# import billing, which sits beside it).
-_ENDED = frozenset({"canceled", "incomplete_expired"})
 
 
 def period_at(

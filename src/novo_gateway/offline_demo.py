@@ -38,9 +38,10 @@ import httpx
 
 from novo_gateway.billing.setup import WEBHOOK_PATH, SetupResult, setup_stripe
 from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 
-log = logging.getLogger("novo_gateway.billing.demo")
+log = logging.getLogger("novo_gateway.offline_demo")
 
 EMULATOR_KEY = "sk_test_emulator"
 EMULATOR_HOST = "127.0.0.1"
@@ -228,7 +229,7 @@ def _is_local_gateway(url: str) -> bool:
 
 
 async def _set_up(settings: Settings, url: str) -> SetupResult:
-    stripe = StripeBilling(settings)
+    stripe = StripeBilling(settings, Clock())
     try:
         # Stripe shows an endpoint's signing secret only when it is created; the demo makes a
         # fresh endpoint each start so the gateway knows its secret, and drops those of earlier

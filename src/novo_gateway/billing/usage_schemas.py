@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from novo_gateway.billing.carryover import CarriedPeriod
+from novo_gateway.billing.queries import CarriedPeriod
 from novo_gateway.metering import pricing
 from novo_gateway.metering.queries import EndpointStats, Period, UsageSummary
 

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from novo_gateway.accounts.deps import CurrentAccount
-from novo_gateway.billing.carryover import carried_into
+from novo_gateway.billing.queries import carried_into
+from novo_gateway.billing.usage_schemas import EndpointUsageResponse, UsageResponse
 from novo_gateway.kit.deps import Session
 from novo_gateway.kit.errors import (
     BadRequest,
@@ -17,7 +18,6 @@ from novo_gateway.kit.errors import (
     error_responses,
 )
 from novo_gateway.metering import queries
-from novo_gateway.metering.schemas import EndpointUsageResponse, UsageResponse
 from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix="/billing", tags=["usage"])

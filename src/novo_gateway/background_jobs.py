@@ -1,4 +1,9 @@
-"""Which handler runs each kind of job, and the job runner outside the gateway (`run-jobs`)."""
+"""The job runner's wiring: which domain handles each kind of job in this process, and the job
+runner outside the gateway (`run-jobs`).
+
+The `jobs` domain only runs what is registered with its `JobRunner`; the domains above it (billing's
+provisioning) register their handlers here, so the runner never imports them.
+"""
 
 from __future__ import annotations
 
