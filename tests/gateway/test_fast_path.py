@@ -14,9 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED, NOT_RECORDED
+from novo_gateway.gateway.pipeline import NOT_RECORDED
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
+from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED
 from novo_gateway.novo_api.fast import FastRoute, FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from tests.conftest import AppClient

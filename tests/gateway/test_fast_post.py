@@ -14,9 +14,9 @@ import httpx
 import orjson
 import pytest
 
-from novo_gateway.gateway.middleware import KEY_REQUIRED
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
+from novo_gateway.kit.credentials import KEY_REQUIRED
 from novo_gateway.novo_api.fast import FastPost, FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from tests.conftest import AppClient
