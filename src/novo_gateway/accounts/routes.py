@@ -36,7 +36,7 @@ from novo_gateway.kit.errors import (
     NotFound,
     RateLimitExceeded,
     ServiceUnavailable,
-    TooManyRequests,
+    Throttled,
     Unauthorized,
     error_responses,
 )
@@ -82,7 +82,7 @@ async def register(body: RegisterRequest, runtime: RuntimeDep) -> RegisterRespon
 @router.post(
     "/login",
     dependencies=[Depends(limit_sign_in_by_ip)],
-    responses=error_responses(BadRequest, Unauthorized, TooManyRequests, ServiceUnavailable),
+    responses=error_responses(BadRequest, Unauthorized, Throttled, ServiceUnavailable),
 )
 async def login(
     body: LoginRequest, session: Session, runtime: RuntimeDep, throttle: LoginThrottleDep
@@ -133,7 +133,7 @@ async def logout_everywhere(
 @router.post(
     "/password",
     dependencies=[Depends(limit_sign_in_by_ip)],
-    responses=error_responses(BadRequest, Unauthorized, TooManyRequests, RateLimitExceeded),
+    responses=error_responses(BadRequest, Unauthorized, Throttled, RateLimitExceeded),
 )
 async def change_password(
     body: ChangePasswordRequest,
@@ -161,7 +161,7 @@ async def change_password(
     "/password-reset",
     status_code=202,
     dependencies=[Depends(limit_sign_in_by_ip)],
-    responses=error_responses(BadRequest, NotFound, TooManyRequests, RateLimitExceeded),
+    responses=error_responses(BadRequest, NotFound, Throttled, RateLimitExceeded),
 )
 async def request_password_reset(
     body: PasswordResetRequest,

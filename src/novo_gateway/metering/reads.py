@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.kit.errors import ServiceUnavailable, TooManyRequests
+from novo_gateway.kit.errors import ServiceUnavailable, Throttled
 
 # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout (query_canceled).
 _QUERY_CANCELED = "57014"
@@ -58,7 +58,7 @@ class AccountReads:
     def _take(self, user_id: int) -> None:
         running = self._in_flight.get(user_id, 0)
         if running >= self.per_account:
-            raise TooManyRequests(
+            raise Throttled(
                 f"{running} usage queries of this account are still running. "
                 "Retry when one has finished.",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
