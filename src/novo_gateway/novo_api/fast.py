@@ -5,10 +5,11 @@ response validation are pure overhead for them; on this machine FastAPI's share 
 was larger than the whole metered path (bench/README.md). The JSON `POST` endpoints take one body
 model each: parsed and validated here with the same model, they need none of the framework's work
 either, and a body the model refuses is handed to the framework so every error stays its own.
-`gateway/fast_path.py` serves them with the bodies rendered here from the same service functions
-and schemas the FastAPI routes use. The routes stay declared in FastAPI (OpenAPI, and the fallback
-for anything the fast path does not take), and their `APIRoute` is put in the scope so usage and
-metrics name the route as before.
+`gateway/fast_path.py` serves them with the bodies rendered here from the same endpoint table
+(endpoints.py) the FastAPI routes are made from: every table entry without query parameters is
+taken. The routes stay declared in FastAPI (OpenAPI, and the fallback for anything the fast path
+does not take), and their `APIRoute` is put in the scope so usage and metrics name the route as
+before.
 """
 
 from __future__ import annotations
