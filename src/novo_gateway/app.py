@@ -29,12 +29,14 @@ from novo_gateway.error_handlers import install_error_handlers
 from novo_gateway.gateway.access import AccessPolicy
 from novo_gateway.gateway.fast_path import FastPath
 from novo_gateway.gateway.idempotency import Idempotency
-from novo_gateway.gateway.middleware import MeteredPath, MeteredPathMiddleware
+from novo_gateway.gateway.middleware import MeteredMiddleware
+from novo_gateway.gateway.pipeline import MeteredPipeline
 from novo_gateway.gateway.proxy import UpstreamProxy
 from novo_gateway.home.docs import router as docs_router
 from novo_gateway.home.routes import router as home_router
 from novo_gateway.host_split import HostSplit, HostSplitMiddleware
 from novo_gateway.keys.cache import KeyCache
+from novo_gateway.kit import metrics
 from novo_gateway.kit.clock import Clock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import create_engine, create_session_factory
@@ -43,6 +45,7 @@ from novo_gateway.kit.limiter import RateLimiter
 from novo_gateway.kit.logs import configure_logging
 from novo_gateway.metering.reads import AccountReads
 from novo_gateway.metering.writer import UsageWriter
+from novo_gateway.novo_api.endpoints import API_PREFIX, BUILTIN_PATHS
 from novo_gateway.novo_api.fast import FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from novo_gateway.openapi import install_openapi
@@ -99,15 +102,25 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.include_router(router)
 
     # Added last runs first: context (request id, access log) → body limit → metered path.
-    metered = MeteredPath(runtime)
-    app.add_middleware(MeteredPathMiddleware, metered=metered)
+    pipeline = MeteredPipeline(
+        settings,
+        clock=runtime.clock,
+        keys=runtime.keys,
+        limiter=runtime.limiter,
+        access=runtime.access,
+        idempotency=runtime.idempotency,
+        usage=runtime.usage,
+        proxy=runtime.proxy,
+    )
+    app.add_middleware(MeteredMiddleware, pipeline=pipeline)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.dashboard_host:  # the dashboards on a host of their own (host_split.py)
         app.host_split = HostSplit(settings.dashboard_host, settings.public_url)
         app.add_middleware(HostSplitMiddleware, split=app.host_split)
     app.add_middleware(RequestContextMiddleware)
     # The built-in endpoints skip all of the above in one pass (gateway/fast_path.py).
-    app.fast_path = FastPath(runtime, FastRoutes(novo_router.routes), metered, app.full_stack)
+    app.fast_path = FastPath(FastRoutes(novo_router.routes), pipeline, app.full_stack)
+    metrics.name_paths(API_PREFIX, BUILTIN_PATHS)
     return app
 
 

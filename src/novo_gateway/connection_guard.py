@@ -37,7 +37,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from novo_gateway.kit.config import Settings
-from novo_gateway.kit.errors import GatewayError, RequestTimeout, TooManyRequests
+from novo_gateway.kit.errors import GatewayError, RequestTimeout, Throttled
 
 # Set in a request's scope state when the guard cut it off: the status the client was sent.
 CUT_OFF: Final = "novo_cut_off_status"
@@ -219,8 +219,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def _too_many_connections(limit: int) -> TooManyRequests:
-    return TooManyRequests(
+def _too_many_connections(limit: int) -> Throttled:
+    return Throttled(
         f"Too many open connections from your address (at most {limit}). "
         "Reuse a connection, or close idle ones.",
         headers={"Retry-After": "1"},

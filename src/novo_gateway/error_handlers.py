@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from novo_gateway.connection_guard import CUT_OFF
-from novo_gateway.gateway.middleware import LIMIT_HEADERS
+from novo_gateway.gateway.pipeline import limit_headers_of
 from novo_gateway.kit.errors import (
     BadRequest,
     GatewayError,
@@ -145,8 +145,8 @@ async def _on_client_gone(request: Request, exc: Exception) -> Response:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    # A metered call's limit headers, as on its every other answer (gateway/middleware.py).
-    headers: dict[str, str] = request.scope.get("state", {}).get(LIMIT_HEADERS) or {}
+    # A metered call's limit headers, as on its every other answer (gateway/pipeline.py).
+    headers = limit_headers_of(request.scope)
     err = GatewayError("Something went wrong on our side. Please try again later.", headers=headers)
     return error_response(err)
 

@@ -14,9 +14,11 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED, NOT_RECORDED
+from novo_gateway.gateway.pipeline import NOT_RECORDED
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
+from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED
+from novo_gateway.novo_api.endpoints import ENDPOINTS, Endpoint
 from novo_gateway.novo_api.fast import FastRoute, FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from tests.conftest import AppClient
@@ -65,6 +67,25 @@ async def test_fast_health_is_byte_for_byte_the_routes_answer(frozen_client: App
     assert fast.status_code == 200
     assert _comparable(fast) == _comparable(full)
     assert await ledger(frozen_client) == []
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [e for e in ENDPOINTS if e.fast and e.body is None],
+    ids=lambda e: e.path,
+)
+async def test_every_fast_get_of_the_table_is_byte_for_byte_the_routes_answer(
+    frozen_client: AppClient, endpoint: Endpoint
+) -> None:
+    account = await make_account(frozen_client)
+    fast, full = await _both_ways(frozen_client, endpoint.full_path, account.auth)
+    assert fast.status_code == 200
+    strip = {"x-ratelimit-remaining", "ratelimit-remaining"}
+    fast_view, full_view = _comparable(fast), _comparable(full)
+    assert fast_view[:2] == full_view[:2]
+    assert [h for h in fast_view[2] if h[0] not in strip] == [
+        h for h in full_view[2] if h[0] not in strip
+    ]
 
 
 async def test_fast_insights_records_the_same_event_as_the_full_stack(

@@ -14,9 +14,10 @@ import httpx
 import orjson
 import pytest
 
-from novo_gateway.gateway.middleware import KEY_REQUIRED
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
+from novo_gateway.kit.credentials import KEY_REQUIRED
+from novo_gateway.novo_api.endpoints import ENDPOINTS
 from novo_gateway.novo_api.fast import FastPost, FastRoutes
 from novo_gateway.novo_api.routes import router as novo_router
 from tests.conftest import AppClient
@@ -147,6 +148,10 @@ async def test_a_body_over_the_limit_is_refused_with_413_before_any_work(
     assert response.status_code == 413
     assert response.json()["error"] == "Payload Too Large"
     assert await ledger(client) == []
+
+
+def test_every_post_endpoint_of_the_table_is_compared_byte_for_byte() -> None:
+    assert set(BODIES) == {e.full_path for e in ENDPOINTS if e.body is not None}
 
 
 def test_fast_routes_take_the_json_post_endpoints() -> None:

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from novo_gateway.gateway.middleware import KEY_INVALID, KEY_REQUIRED
 from novo_gateway.keys.tokens import is_well_formed
+from novo_gateway.kit.credentials import KEY_INVALID, KEY_REQUIRED
 from tests.conftest import AppClient
 from tests.gateway.helpers import make_account, runtime_of
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import Request
 from sqlalchemy import text
 
-from novo_gateway.gateway.middleware import NOT_RECORDED, UNMATCHED_ENDPOINT
+from novo_gateway.gateway.pipeline import NOT_RECORDED, UNMATCHED_ENDPOINT
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.errors import PaymentRequired, ServiceUnavailable
@@ -174,13 +174,14 @@ async def test_failed_ledger_write_answers_503_and_bills_nothing(client: AppClie
     assert [(e.status, e.billable) for e in await ledger(client)] == [(200, True)]
 
 
-async def test_access_refusal_answers_its_error_and_is_not_recorded(client: AppClient) -> None:
+async def test_access_refusal_answers_its_error_and_is_not_recorded(
+    client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A stand-in policy: which accounts are refused is for billing to decide, not built yet.
-    class RefuseAll:
-        async def check(self, user_id: int) -> None:
-            raise PaymentRequired("Your subscription is unpaid. Update your payment method.")
+    async def refuse_all(user_id: int) -> None:
+        raise PaymentRequired("Your subscription is unpaid. Update your payment method.")
 
-    runtime_of(client).access = RefuseAll()  # type: ignore[assignment]
+    monkeypatch.setattr(runtime_of(client).access, "check", refuse_all)
     account = await make_account(client)
     response = await client.get("/api/v1/insights", headers=account.auth)
     assert response.status_code == 402

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from novo_gateway.gateway.forwarding import without_key
 from novo_gateway.gateway.paths import has_dot_segment, strip_prefix
+from novo_gateway.kit.credentials import without_api_key
 
 
 @pytest.mark.parametrize(
@@ -59,4 +59,4 @@ def test_a_prefix_is_stripped_from_the_raw_path_on_decoded_segments(
 
 def test_the_key_is_removed_from_the_query_in_any_spelling_the_rest_kept_as_sent() -> None:
     query = b"a=%20&API_KEY=1&api%5fkey=2&Api_Key+=3&b&&c=1;api_key=4;d=2&api%255Fkey=5;;e"
-    assert without_key(query) == b"a=%20&b&&c=1;d=2&api%255Fkey=5;;e"
+    assert without_api_key(query) == b"a=%20&b&&c=1;d=2&api%255Fkey=5;;e"

@@ -12,7 +12,7 @@ from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
 from novo_gateway.metering.models import UsageEvent
-from novo_gateway.novo_api import service
+from novo_gateway.novo_api import endpoints
 from novo_gateway.novo_api.routes import router
 from novo_gateway.novo_api.schemas import DEFAULT_AUDIENCE_METRICS
 from tests.novo_api.conftest import Caller, new_key
@@ -140,7 +140,7 @@ async def test_openapi_declares_the_error_responses_of_metered_endpoints(caller:
 
 
 def test_builtin_paths_are_exactly_the_router_paths() -> None:
-    assert {route.path for route in router.routes} == service.BUILTIN_PATHS  # type: ignore[attr-defined]
+    assert {route.path for route in router.routes} == endpoints.BUILTIN_PATHS  # type: ignore[attr-defined]
 
 
 async def test_billed_units_in_meta_match_the_ledger(caller: Caller) -> None:

@@ -37,7 +37,7 @@ from novo_gateway.kit.errors import (
     NotFound,
     RateLimitExceeded,
     ServiceUnavailable,
-    TooManyRequests,
+    Throttled,
     Unauthorized,
     error_responses,
 )
@@ -86,7 +86,7 @@ async def register(
 @router.post(
     "/login",
     dependencies=[Depends(limit_sign_in_by_ip)],
-    responses=error_responses(BadRequest, Unauthorized, TooManyRequests, ServiceUnavailable),
+    responses=error_responses(BadRequest, Unauthorized, Throttled, ServiceUnavailable),
 )
 async def login(
     body: LoginRequest,
@@ -142,7 +142,7 @@ async def logout_everywhere(
 @router.post(
     "/password",
     dependencies=[Depends(limit_sign_in_by_ip)],
-    responses=error_responses(BadRequest, Unauthorized, TooManyRequests, RateLimitExceeded),
+    responses=error_responses(BadRequest, Unauthorized, Throttled, RateLimitExceeded),
 )
 async def change_password(
     body: ChangePasswordRequest,
@@ -170,7 +170,7 @@ async def change_password(
     "/password-reset",
     status_code=202,
     dependencies=[Depends(limit_sign_in_by_ip)],
-    responses=error_responses(BadRequest, NotFound, TooManyRequests, RateLimitExceeded),
+    responses=error_responses(BadRequest, NotFound, Throttled, RateLimitExceeded),
 )
 async def request_password_reset(
     body: PasswordResetRequest,

@@ -86,7 +86,7 @@ async def check_credentials(
     """The account for a normalised email and its password, or `Unauthorized`.
 
     The attempt is counted before the password is looked at, so a locked-out email gets
-    `TooManyRequests` however many guesses arrive at once (see `throttle`). An unknown email costs
+    `Throttled` however many guesses arrive at once (see `throttle`). An unknown email costs
     the same time as a wrong password (a dummy hash is checked) and counts as a failure. A hash
     made before passwords were normalised, or with older parameters, is replaced.
     """

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from novo_gateway.kit.errors import TooManyRequests
+from novo_gateway.kit.errors import Throttled
 from novo_gateway.kit.limiter import RateLimiter
 
 LOGIN_BUCKET: Final = "login"
@@ -48,14 +48,14 @@ class AttemptThrottle:
         self._refusal = refusal
 
     async def reserve(self, identity: str) -> None:
-        """Count one attempt for `identity`; `TooManyRequests` (Retry-After) once over the limit.
+        """Count one attempt for `identity`; `Throttled` (Retry-After) once over the limit.
 
         Call it before checking the secret: the attempt stays counted as a failure unless
         `succeeded` is called after a successful check.
         """
         result = await self._limiter.hit(self._bucket, _hashed(identity), self._max, self._window)
         if not result.allowed:
-            raise TooManyRequests(
+            raise Throttled(
                 f"{self._refusal} Try again in {result.reset_in} seconds.",
                 headers={"Retry-After": str(result.reset_in)},
                 retryAfter=result.reset_in,

@@ -134,7 +134,7 @@ def admin_token_throttle(runtime: Runtime) -> AdminTokenThrottle:
 async def check_admin_token(request: Request, runtime: Runtime, given: str, *, via: str) -> bool:
     """True when `given` is the admin token; the guess is counted first and logged when wrong.
 
-    Raises `TooManyRequests` once the client's address has used up its guesses, even for the
+    Raises `Throttled` once the client's address has used up its guesses, even for the
     right token, until its window ends.
     """
     ip = client_ip(request, runtime.settings)

@@ -36,7 +36,7 @@ from novo_gateway.dashboard.security import (
 )
 from novo_gateway.dashboard.templating import render, render_sign_in
 from novo_gateway.kit.deps import Session, client_ip
-from novo_gateway.kit.errors import TooManyRequests, Unauthorized
+from novo_gateway.kit.errors import Throttled, Unauthorized
 from novo_gateway.runtime import Runtime, RuntimeDep
 
 log = logging.getLogger("novo_gateway.admin")
@@ -111,7 +111,7 @@ async def admin_sign_in(
     check_csrf(request.cookies.get(SIGN_IN_CSRF_COOKIE), csrf)
     try:
         right = await check_admin_token(request, runtime, token, via="sign-in")
-    except TooManyRequests as exc:  # shown on the form, as a wrong token is
+    except Throttled as exc:  # shown on the form, as a wrong token is
         page = _sign_in_page(request, runtime, error=exc.message, status_code=exc.status_code)
         page.headers.update(exc.headers)
         return page

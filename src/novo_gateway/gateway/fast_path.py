@@ -9,7 +9,8 @@ than the metering itself (bench/README.md). Here the same steps run inline, in t
 with the same helpers:
 
 1. the request id (`X-Request-Id`) as `RequestContextMiddleware` gives it;
-2. for a metered path, `MeteredPath.admit` (limits, key, access), exactly as the middleware;
+2. for a metered path, the pipeline's admission (gateway/pipeline.py: limits, key, access),
+   exactly as the middleware;
 3. for a `POST`, the body read and validated with the route's model; a body the model refuses
    (or anything unusual: a disconnect, JSON only Python's parser takes) goes with the admitted
    call to the full stack, which answers it exactly as before, its 400 included, without
@@ -30,24 +31,17 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from novo_gateway.gateway.body import read_body, replay
 from novo_gateway.gateway.idempotency import Tap
 from novo_gateway.gateway.idempotency_store import Answer
-from novo_gateway.gateway.middleware import (
-    ADMITTED,
-    NOT_RECORDED,
-    Admitted,
-    MeteredPath,
-    Refused,
-    is_metered,
-)
+from novo_gateway.gateway.pipeline import MeteredCall, MeteredPipeline, Refused, is_metered
 from novo_gateway.kit import metrics
-from novo_gateway.kit.errors import GatewayError, ServiceUnavailable, error_response
-from novo_gateway.kit.http_middleware import (
+from novo_gateway.kit.errors import GatewayError, error_response
+from novo_gateway.kit.request_context import (
     MAX_HEADER_BYTES,
     MAX_HEADERS,
     access_log,
@@ -56,29 +50,23 @@ from novo_gateway.kit.http_middleware import (
 )
 from novo_gateway.novo_api.fast import FastPost, FastRoute, FastRoutes
 
-if TYPE_CHECKING:
-    from novo_gateway.runtime import Runtime
-
 log = logging.getLogger("novo_gateway.errors")
 
 UNEXPECTED = "Something went wrong on our side. Please try again later."
 _JSON = b"application/json"
-_HANDED_OVER = "novo.handed_over"  # scope key: the full stack took this request over
 
 
 class FastPath:
     """Serves the fast routes in one pass; `match` says whether a request is one of them."""
 
-    def __init__(
-        self, runtime: Runtime, routes: FastRoutes, metered: MeteredPath, full_stack: ASGIApp
-    ) -> None:
-        self._runtime = runtime
+    def __init__(self, routes: FastRoutes, pipeline: MeteredPipeline, full_stack: ASGIApp) -> None:
         self._routes = routes
-        self._metered = metered
+        self._pipeline = pipeline
+        self._clock = pipeline.clock
         self._full_stack = full_stack  # the app without the fast path, for bodies it hands over
-        self._max_body = runtime.settings.max_body_bytes
+        self._max_body = pipeline.settings.max_body_bytes
         # An upstream route configured over a built-in path takes it (routes_table.py).
-        self._proxied = frozenset(p for p in routes.paths if runtime.proxy.match(p) is not None)
+        self._proxied = frozenset(p for p in routes.paths if pipeline.proxy.match(p) is not None)
 
     def match(self, scope: Scope) -> FastRoute | FastPost | None:
         """The fast route of this request, or None when the normal stack must serve it."""
@@ -120,19 +108,21 @@ class FastPath:
         id_header = (b"x-request-id", request_id.encode())
         scope["route"] = route.route
         status: int | None = 500
+        handed_over: list[Message] | None = None
         try:
             if isinstance(route, FastPost):
-                status = await self._metered_post(route, scope, receive, send, id_header)
+                outcome = await self._metered_post(route, scope, receive, send, id_header)
+                if isinstance(outcome, int):
+                    status = outcome
+                else:
+                    status, handed_over = None, outcome
             elif is_metered(scope):
                 status = await self._metered_call(route, scope, receive, send, id_header)
             else:
                 status = 200
-                body = route.body(self._runtime.clock.now(), request_id)
+                body = route.body(self._clock.now(), request_id)
                 await _send_json(send, 200, body, [id_header])
         except Exception:
-            if scope.get(_HANDED_OVER):
-                status = None  # the full stack answered it (500), logged and counted it
-                raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await error_response(GatewayError(UNEXPECTED))(scope, receive, send)
             raise
@@ -142,6 +132,10 @@ class FastPath:
                 metrics.observe_request(scope, status, elapsed)
                 if access_log.isEnabledFor(logging.INFO):
                     log_request(scope, status, elapsed, request_id)
+        if handed_over is not None:
+            # The admitted call (in the scope) and its body go to the full stack, which answers
+            # it, logs it and counts it.
+            await self._full_stack(scope, replay(handed_over, receive), send)
 
     async def _metered_call(
         self,
@@ -152,7 +146,7 @@ class FastPath:
         id_header: tuple[bytes, bytes],
     ) -> int:
         try:
-            call = await self._metered.admit(scope)
+            call = await self._pipeline.admit(scope)
         except Refused as refused:
             return await _send_error(refused.error, scope, receive, send, id_header)
         return await self._run(call, route, b"", None, scope, receive, send, id_header)
@@ -164,24 +158,21 @@ class FastPath:
         receive: Receive,
         send: Send,
         id_header: tuple[bytes, bytes],
-    ) -> int | None:
-        """A JSON POST; None when the body went to the full stack (which then answered)."""
+    ) -> int | list[Message]:
+        """A JSON POST; the body's messages when the full stack must answer it."""
         try:
-            call = await self._metered.admit(scope)
+            call = await self._pipeline.admit(scope)
         except Refused as refused:
             return await _send_error(refused.error, scope, receive, send, id_header)
         messages, raw = await read_body(receive)
         parsed = route.parse(raw) if raw is not None else None
         if raw is None or parsed is None:
-            scope[ADMITTED] = call
-            scope[_HANDED_OVER] = True
-            await self._full_stack(scope, replay(messages, receive), send)
-            return None
+            return messages
         return await self._run(call, route, raw, parsed, scope, receive, send, id_header)
 
     async def _run(
         self,
-        call: Admitted,
+        call: MeteredCall,
         route: FastRoute | FastPost,
         raw: bytes,
         parsed: Any,
@@ -194,17 +185,17 @@ class FastPath:
         tap: Tap | None = None
         if call.idempotency_key is not None:
             try:
-                claimed = await self._metered.begin_idempotent(call, scope, raw)
+                claimed = await self._pipeline.begin_idempotent(call, scope, raw)
             except Refused as refused:
                 return await _send_error(refused.error, scope, receive, send, id_header)
             if isinstance(claimed, Answer):
-                failed = await self._metered.replay(call, claimed, scope, send, (id_header,))
+                failed = await self._pipeline.replay(call, claimed, scope, send, (id_header,))
                 if failed is not None:
                     return await _send_error(failed, scope, receive, send, id_header)
                 return claimed.status
-            tap = Tap(self._metered.idempotency, claimed)
+            tap = Tap(self._pipeline.idempotency, claimed)
         try:
-            now, request_id = self._runtime.clock.now(), scope["state"]["request_id"]
+            now, request_id = self._clock.now(), scope["state"]["request_id"]
             if isinstance(route, FastPost):
                 body = route.body(parsed, now, request_id)
             else:
@@ -216,7 +207,7 @@ class FastPath:
 
     async def _answer(
         self,
-        call: Admitted,
+        call: MeteredCall,
         route: FastRoute | FastPost,
         body: bytes,
         scope: Scope,
@@ -226,8 +217,8 @@ class FastPath:
         tap: Tap | None,
     ) -> int:
         """Record the call (503 if it cannot be), then send its 200 with the limit headers."""
-        metered = self._metered
-        event = metered.event(
+        pipeline = self._pipeline
+        event = pipeline.event(
             call,
             scope["state"],
             method=scope["method"],
@@ -236,9 +227,8 @@ class FastPath:
             matched=True,
             units=route.units,
         )
-        if not await metered.record(event):
-            err = ServiceUnavailable(NOT_RECORDED, headers=call.limit_headers)
-            return await _send_error(err, scope, receive, send, id_header)
+        if not await pipeline.record(event):
+            return await _send_error(pipeline.not_recorded(call), scope, receive, send, id_header)
         if tap is not None:
             tap.label(event.endpoint, event.units, event.request_id)
             send = _tapped(send, tap)

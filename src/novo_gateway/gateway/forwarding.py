@@ -5,7 +5,7 @@ Request (`outgoing`):
 * the path is the client's raw path (ASGI `raw_path`) byte for byte, minus the route's prefix
   when it strips it (paths.py), after the upstream URL's own path; the query is the client's
   raw query minus every `api_key` parameter (any case, percent-encoded or not, `&`- or
-  `;`-separated);
+  `;`-separated: kit/credentials.py);
 * headers pass by name. A name is forwarded only when it is an ordinary one: letters, digits
   and `-` (no `_`: WSGI servers and CGI map `X_Novo_Account_Id` and `X-Novo-Account-Id` to the
   same variable, which is how a client could impersonate another account; nginx drops such
@@ -36,11 +36,11 @@ import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import TYPE_CHECKING, Final
-from urllib.parse import unquote_to_bytes
 
 from starlette.types import Scope
 
 from novo_gateway.gateway.paths import raw_path, strip_prefix
+from novo_gateway.kit.credentials import without_api_key
 
 if TYPE_CHECKING:  # routes_table.py imports this module for its header names
     from novo_gateway.gateway.routes_table import Route
@@ -110,7 +110,6 @@ IDENTITY_HEADERS: Final = frozenset(
 IDENTITY_PREFIXES: Final = ("x-original-", "x-auth-request-")
 SANDBOX: Final = "sandbox"
 NOVO_COOKIE_PREFIX: Final = "novo_"
-_KEY_PARAM: Final = b"api_key"
 _ORDINARY: Final = re.compile(rb"^[A-Za-z0-9-]+$")
 _DROP_RESPONSE: Final = HOP_BY_HOP | {"date", "server", "x-request-id"}
 _NOSNIFF: Final = "x-content-type-options"
@@ -160,30 +159,10 @@ def outgoing(
             return None
         path = rest
     target = base_path + path
-    query = without_key(query)
+    query = without_api_key(query)
     if query:
         target += b"?" + query
     return Outgoing(target, _request_headers(route, scope, identity, request_id, client_ip))
-
-
-def without_key(query: bytes) -> bytes:
-    """The query string minus every `api_key` parameter (any case or encoding), the rest as sent."""
-    if not query or (_KEY_PARAM not in query.lower() and b"%" not in query):
-        return query
-    kept = []
-    for part in query.split(b"&"):
-        pieces = part.split(b";")
-        others = [piece for piece in pieces if not _is_key_param(piece)]
-        if len(others) == len(pieces):
-            kept.append(part)  # no key in it: as sent, empty parts included
-        elif others:
-            kept.append(b";".join(others))
-    return b"&".join(kept)
-
-
-def _is_key_param(piece: bytes) -> bool:
-    name = unquote_to_bytes(piece.split(b"=", 1)[0].replace(b"+", b" "))
-    return name.strip().lower() == _KEY_PARAM
 
 
 def _connection_tokens(value: bytes) -> set[str]:

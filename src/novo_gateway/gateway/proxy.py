@@ -62,7 +62,7 @@ PREFIX_SPLIT_REFUSED: Final = (
     "The path's route prefix must end at a '/': it may not end inside a percent-encoded segment."
 )
 # Scope key: the client's query string as sent (the metered path passes handlers a copy
-# without `api_key`, rebuilt; the upstream gets the client's bytes).
+# without `api_key`; the upstream gets the client's bytes minus the key, kit/credentials.py).
 RAW_QUERY: Final = "novo.raw_query"
 
 # Upstream calls in flight per process (each holds one pooled connection), idle connections'
@@ -114,12 +114,10 @@ class UpstreamProxy:
     ) -> None:
         """Send the call upstream for `identity`'s account and stream the answer back.
 
-        Sets `state["billed_units"]` to the route's units (read by the metered path) and
-        `state["route_template"]` (read by the metrics).
+        Sets `state["route_template"]` (read by the metrics); the pipeline bills the route's
+        units (gateway/pipeline.py).
         """
-        state = scope.setdefault("state", {})
-        state["billed_units"] = route.units
-        state["route_template"] = route.label
+        scope.setdefault("state", {})["route_template"] = route.label
         # Checked again here (screen() runs first on the metered path), so no caller can
         # forward a path the check refuses.
         if has_dot_segment(raw_path(scope)):

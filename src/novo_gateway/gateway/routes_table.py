@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from novo_gateway.gateway.forwarding import SANDBOX, is_gateway_header
 from novo_gateway.kit.config import Settings
-from novo_gateway.novo_api.service import API_PREFIX, BUILTIN_PATHS
+from novo_gateway.novo_api.endpoints import API_PREFIX, BUILTIN_PATHS, UNITS_PER_CALL
 
 HEALTH_PATH: Final = API_PREFIX + "/health"
 _SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")
@@ -64,7 +64,7 @@ class Route:
 
     prefix: str
     upstream: httpx.URL
-    units: int = 1
+    units: int = UNITS_PER_CALL
     timeout_seconds: float | None = None
     strip_prefix: bool = False
     # Lower-cased names of extra client headers forwarded (forwarding.py says which are not).
@@ -96,7 +96,7 @@ class _RouteEntry(BaseModel):
 
     prefix: str
     upstream: str | None = None
-    units: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    units: Annotated[int, Field(ge=1, le=1_000_000)] = UNITS_PER_CALL
     timeout_seconds: Annotated[float, Field(gt=0, le=3600)] | None = None
     strip_prefix: bool = False
     forward_headers: list[str] = []

@@ -93,11 +93,17 @@ class RequestHeaderFieldsTooLarge(GatewayError):
 
 
 class RateLimitExceeded(GatewayError):
+    """A per-minute request limit used up: the metered API's, the account endpoints' or the
+    sign-in one (the limiter's limits, announced in advance by their headers)."""
+
     status_code = 429
     title = "Rate Limit Exceeded"
 
 
-class TooManyRequests(GatewayError):
+class Throttled(GatewayError):
+    """A guard against guessing or overload refused the request: too many sign-in or token
+    guesses, connections from one client, or usage reads at once (with `Retry-After`)."""
+
     status_code = 429
     title = "Too Many Requests"
 

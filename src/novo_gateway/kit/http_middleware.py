@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import time
-from urllib.parse import unquote_plus
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,24 +17,14 @@ from novo_gateway.kit.errors import (
     RequestTimeout,
     error_response,
 )
-
-access_log = logging.getLogger("novo_gateway.access")
-
-_SECRET_NAME = re.compile(r"(?i)(api_key|password|token)$")
-
-
-def redact_query(query: str) -> str:
-    """The query string with any key, password or token value replaced.
-
-    Names are compared decoded (`api%5Fkey` is `api_key` to the framework, so it is here too).
-    """
-    parts = []
-    for pair in query.split("&"):
-        name, sep, value = pair.partition("=")
-        if sep and _SECRET_NAME.search(unquote_plus(name)):
-            value = "[REDACTED]"
-        parts.append(f"{name}{sep}{value}")
-    return "&".join(parts)
+from novo_gateway.kit.request_context import (
+    HEADERS_TOO_LARGE,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    access_log,
+    log_request,
+    new_request_id,
+)
 
 
 class RequestContextMiddleware:
@@ -71,44 +58,6 @@ class RequestContextMiddleware:
             metrics.observe_request(scope, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 log_request(scope, status, elapsed, request_id)
-
-
-def new_request_id(scope: Scope) -> str:
-    """The client's `X-Request-Id` when it is sane, else 32 random hex digits (as uuid4().hex)."""
-    return _incoming_request_id(scope) or os.urandom(16).hex()
-
-
-def log_request(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
-    """The access log line of a finished request (secrets in the query string redacted)."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    path = scope["path"] + ("?" + redact_query(query) if query else "")
-    access_log.info(
-        "%s %s %d %.1fms",
-        scope["method"],
-        path,
-        status,
-        elapsed * 1000,
-        extra={"request_id": request_id},
-    )
-
-
-def _incoming_request_id(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id":
-            text: str = value.decode("latin-1")
-            if 0 < len(text) <= 64 and text.replace("-", "").isalnum():
-                return text
-    return None
-
-
-# The HTTP server (uvicorn with httptools) sets no limit on headers; past these a request is
-# refused before any work (key lookup, limits, billing) is done for it.
-MAX_HEADER_BYTES = 32_768
-MAX_HEADERS = 100
-HEADERS_TOO_LARGE = (
-    f"The request headers are too large (at most {MAX_HEADERS} headers and "
-    f"{MAX_HEADER_BYTES} bytes). Send fewer or shorter headers."
-)
 
 
 class BodySizeLimitMiddleware:

@@ -3,6 +3,9 @@
 Labels are bounded: requests are labelled by route template (`/auth/api-keys/{key_id}`, a proxied
 route's `/api/v1/search/*`), never by raw path, and unknown methods are folded into `OTHER`.
 
+Paths no route matched (a call refused before routing, a 404) are labelled by the known paths and
+the API prefix the app names at start-up (`name_paths`), else `unmatched`.
+
 Other parts report through the small functions below: the usage writer calls
 `usage_events_recorded(n)` after a commit, the metered path calls `rate_limited(bucket)` when it
 refuses a call, and the proxy calls `upstream_error(kind)`.
@@ -34,8 +37,6 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.types import Scope
-
-from novo_gateway.novo_api.service import API_PREFIX, BUILTIN_PATHS
 
 UpstreamErrorKind = Literal["connect", "timeout", "pool", "stream"]
 
@@ -80,6 +81,11 @@ for _kind in ("connect", "timeout", "pool", "stream"):
 for _outcome in ("sent", "retried", "dead", "expired"):
     USAGE_REPORTS.labels(_outcome)
 
+# Set at start-up by `name_paths`: exact paths labelled as themselves, and the prefix whose other
+# paths share one label (`<prefix>/*`).
+_known_paths: frozenset[str] = frozenset()
+_prefix: str | None = None
+
 # Label children by (method, route, status): after the first request of a kind, recording is
 # one dictionary read and two updates.
 _children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -95,11 +101,17 @@ def route_label(scope: Scope) -> str:
     if state and (template := state.get("route_template")):
         return str(template)
     raw: str = scope.get("path", "")
-    if raw in BUILTIN_PATHS:  # refused by the metered path before reaching the router
+    if raw in _known_paths:  # refused by the metered path before reaching the router
         return raw
-    if raw.startswith(API_PREFIX + "/"):
-        return API_PREFIX + "/*"
+    if _prefix is not None and raw.startswith(_prefix + "/"):
+        return _prefix + "/*"
     return "unmatched"
+
+
+def name_paths(prefix: str, known: frozenset[str]) -> None:
+    """Label unrouted requests to `known` paths by their path, and others under `prefix` as one."""
+    global _known_paths, _prefix
+    _known_paths, _prefix = known, prefix
 
 
 def observe_request(scope: Scope, status: int, seconds: float) -> None:

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.kit.errors import ServiceUnavailable, TooManyRequests
+from novo_gateway.kit.errors import ServiceUnavailable, Throttled
 from novo_gateway.metering.store import ledger_store
 
 RETRY_AFTER_SECONDS = 1
@@ -52,7 +52,7 @@ class AccountReads:
     def _take(self, user_id: int) -> None:
         running = self._in_flight.get(user_id, 0)
         if running >= self.per_account:
-            raise TooManyRequests(
+            raise Throttled(
                 f"{running} usage queries of this account are still running. "
                 "Retry when one has finished.",
                 headers={"Retry-After": str(RETRY_AFTER_SECONDS)},

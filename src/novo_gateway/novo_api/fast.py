@@ -5,10 +5,11 @@ response validation are pure overhead for them; on this machine FastAPI's share 
 was larger than the whole metered path (bench/README.md). The JSON `POST` endpoints take one body
 model each: parsed and validated here with the same model, they need none of the framework's work
 either, and a body the model refuses is handed to the framework so every error stays its own.
-`gateway/fast_path.py` serves them with the bodies rendered here from the same service functions
-and schemas the FastAPI routes use. The routes stay declared in FastAPI (OpenAPI, and the fallback
-for anything the fast path does not take), and their `APIRoute` is put in the scope so usage and
-metrics name the route as before.
+`gateway/fast_path.py` serves them with the bodies rendered here from the same endpoint table
+(endpoints.py) the FastAPI routes are made from: every table entry without query parameters is
+taken. The routes stay declared in FastAPI (OpenAPI, and the fallback for anything the fast path
+does not take), and their `APIRoute` is put in the scope so usage and metrics name the route as
+before.
 """
 
 from __future__ import annotations
@@ -24,39 +25,20 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
-from novo_gateway.novo_api import service
-from novo_gateway.novo_api.schemas import (
-    AudienceAnalyzeRequest,
-    BulkProcessRequest,
-    CampaignGenerateRequest,
-    Meta,
-    NotificationSendRequest,
-)
+from novo_gateway.novo_api.endpoints import ENDPOINTS, Endpoint
+from novo_gateway.novo_api.schemas import Meta
 
 Render = Callable[[datetime, str], BaseModel]
 Handle = Callable[[Any, datetime, Meta], BaseModel]
 
-# path → how to answer it (the service call of the FastAPI handler of the same path).
-_RENDERERS: dict[str, Render] = {
-    service.API_PREFIX + "/health": lambda now, request_id: service.health(
-        now, Meta(request_id=request_id, billed_units=0)
-    ),
-    service.API_PREFIX + "/insights": lambda now, request_id: service.insights(
-        now, Meta(request_id=request_id, billed_units=service.UNITS_PER_CALL)
-    ),
-}
 
+def _renderer(endpoint: Endpoint) -> Render:
+    """The body of an endpoint without input, from its service call."""
 
-# path → the body model and the service call of the FastAPI handler of the same path.
-_POSTS: dict[str, tuple[type[BaseModel], Handle]] = {
-    service.API_PREFIX + "/audience/analyze": (AudienceAnalyzeRequest, service.analyze_audience),
-    service.API_PREFIX + "/campaign/generate": (CampaignGenerateRequest, service.generate_campaign),
-    service.API_PREFIX + "/notifications/send": (
-        NotificationSendRequest,
-        service.send_notification,
-    ),
-    service.API_PREFIX + "/bulk/process": (BulkProcessRequest, service.process_bulk),
-}
+    def render(now: datetime, request_id: str) -> BaseModel:
+        return endpoint.handle(now, Meta(request_id=request_id, billed_units=endpoint.units))
+
+    return render
 
 
 # A stand-in request id: plain ASCII, so it is serialized as written and found again.
@@ -148,16 +130,22 @@ class FastRoutes:
     def __init__(self, routes: Iterable[BaseRoute]) -> None:
         self._get: dict[str, FastRoute] = {}
         self._post: dict[str, FastPost] = {}
+        table: dict[tuple[str, str], Endpoint] = {
+            (e.full_path, e.method): e for e in ENDPOINTS if e.fast
+        }
         for route in routes:
             if not isinstance(route, APIRoute):
                 continue
-            render, methods = _RENDERERS.get(route.path), route.methods or set()
-            if render is not None and "GET" in methods:
-                self._get[route.path] = FastRoute(route, render, service.UNITS_PER_CALL)
-            post = _POSTS.get(route.path)
-            if post is not None and "POST" in methods:
-                model, handle = post
-                self._post[route.path] = FastPost(route, model, handle, service.UNITS_PER_CALL)
+            for method in route.methods or ():
+                endpoint = table.get((route.path, method))
+                if endpoint is None:
+                    continue
+                if endpoint.body is None:
+                    self._get[route.path] = FastRoute(route, _renderer(endpoint), endpoint.units)
+                else:
+                    self._post[route.path] = FastPost(
+                        route, endpoint.body, endpoint.handle, endpoint.units
+                    )
 
     @property
     def paths(self) -> frozenset[str]:

@@ -1,15 +1,20 @@
-"""The built-in Novo API under /api/v1: thin handlers over `novo_api.service`.
+"""The built-in Novo API under /api/v1: FastAPI routes derived from the endpoint table.
 
-The metered path (gateway/middleware.py) authenticates, rate-limits and records every call here
+The metered pipeline (gateway/pipeline.py) authenticates, rate-limits and records every call here
 except `/api/v1/health`, which is free and needs no key. Handlers touch no database.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from inspect import Parameter, Signature
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
+from novo_gateway.kit.clock import Clock
+from novo_gateway.kit.deps import ClockDep
 from novo_gateway.kit.errors import (
     BadRequest,
     Conflict,
@@ -20,26 +25,10 @@ from novo_gateway.kit.errors import (
     UnprocessableContent,
     error_responses,
 )
-from novo_gateway.novo_api import service
-from novo_gateway.novo_api.schemas import (
-    MAX_BULK_ITEMS,
-    AnalyticsResponse,
-    ApiHealth,
-    AudienceAnalysis,
-    AudienceAnalyzeRequest,
-    BulkProcessRequest,
-    BulkResult,
-    CampaignGenerateRequest,
-    CampaignResponse,
-    InsightsResponse,
-    Meta,
-    NotificationResponse,
-    NotificationSendRequest,
-    Period,
-)
-from novo_gateway.runtime import RuntimeDep
+from novo_gateway.novo_api.endpoints import API_PREFIX, ENDPOINTS, Endpoint
+from novo_gateway.novo_api.schemas import Meta
 
-router = APIRouter(prefix=service.API_PREFIX, tags=["Novo API"])
+router = APIRouter(prefix=API_PREFIX, tags=["Novo API"])
 
 # 409 and 422 answer a misused Idempotency-Key (gateway/idempotency.py).
 _METERED_GET = error_responses(
@@ -55,58 +44,43 @@ _METERED_POST = error_responses(
     RateLimitExceeded,
 )
 
-
-def _meta(request: Request, units: int = service.UNITS_PER_CALL) -> Meta:
-    """The `meta` block: the request id set by RequestContextMiddleware and the billed units."""
-    return Meta(request_id=getattr(request.state, "request_id", ""), billed_units=units)
-
-
-@router.get("/health", summary="Health of the Novo API (free, no key)")
-async def api_health(request: Request, runtime: RuntimeDep) -> ApiHealth:
-    return service.health(runtime.clock.now(), _meta(request, units=0))
-
-
-@router.get("/insights", summary="Marketing insights", responses=_METERED_GET)
-async def get_insights(request: Request, runtime: RuntimeDep) -> InsightsResponse:
-    return service.insights(runtime.clock.now(), _meta(request))
-
-
-@router.post("/audience/analyze", summary="Analyze an audience", responses=_METERED_POST)
-async def analyze_audience(
-    body: AudienceAnalyzeRequest, request: Request, runtime: RuntimeDep
-) -> AudienceAnalysis:
-    return service.analyze_audience(body, runtime.clock.now(), _meta(request))
-
-
-@router.post("/campaign/generate", summary="Generate a draft campaign", responses=_METERED_POST)
-async def generate_campaign(
-    body: CampaignGenerateRequest, request: Request, runtime: RuntimeDep
-) -> CampaignResponse:
-    return service.generate_campaign(body, runtime.clock.now(), _meta(request))
-
-
-@router.post("/notifications/send", summary="Queue a notification", responses=_METERED_POST)
-async def send_notification(
-    body: NotificationSendRequest, request: Request, runtime: RuntimeDep
-) -> NotificationResponse:
-    return service.send_notification(body, runtime.clock.now(), _meta(request))
-
-
-@router.get("/analytics", summary="Analytics for a period", responses=_METERED_GET)
-async def get_analytics(
-    request: Request,
-    runtime: RuntimeDep,
-    period: Annotated[Period, Query(description="How far back: 1d, 7d, 30d or 90d.")] = "7d",
-) -> AnalyticsResponse:
-    return service.analytics(period, runtime.clock.now(), _meta(request))
-
-
-@router.post(
-    "/bulk/process",
-    summary=f"Process up to {MAX_BULK_ITEMS} items in one call (billed as one call)",
-    responses=_METERED_POST,
+_BASE_PARAMETERS = (
+    Parameter("request", Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
+    Parameter("clock", Parameter.POSITIONAL_OR_KEYWORD, annotation=ClockDep),
 )
-async def process_bulk(
-    body: BulkProcessRequest, request: Request, runtime: RuntimeDep
-) -> BulkResult:
-    return service.process_bulk(body, runtime.clock.now(), _meta(request))
+
+
+def _handler(endpoint: Endpoint) -> Callable[..., Awaitable[BaseModel]]:
+    """The route's handler: the endpoint's inputs, the time and the `meta` block to its service
+    call. The request id is the one RequestContextMiddleware set."""
+    names = [p.name for p in endpoint.query] or (["body"] if endpoint.body is not None else [])
+
+    async def handler(request: Request, clock: Clock, **inputs: Any) -> BaseModel:
+        if not endpoint.free:
+            request.state.billed_units = endpoint.units  # read by the metered pipeline
+        meta = Meta(
+            request_id=getattr(request.state, "request_id", ""), billed_units=endpoint.units
+        )
+        args = [inputs[name] for name in names]
+        return endpoint.handle(*args, clock.now(), meta)
+
+    parameters = list(_BASE_PARAMETERS)
+    if endpoint.body is not None:
+        parameters.insert(
+            0, Parameter("body", Parameter.POSITIONAL_OR_KEYWORD, annotation=endpoint.body)
+        )
+    parameters += endpoint.query
+    handler.__signature__ = Signature(parameters, return_annotation=endpoint.response)  # type: ignore[attr-defined]
+    handler.__name__ = handler.__qualname__ = endpoint.name
+    return handler
+
+
+for _endpoint in ENDPOINTS:
+    _responses = {} if _endpoint.free else (_METERED_POST if _endpoint.body else _METERED_GET)
+    router.add_api_route(
+        _endpoint.path,
+        _handler(_endpoint),
+        methods=[_endpoint.method],
+        summary=_endpoint.summary,
+        responses=_responses,
+    )

@@ -39,24 +39,6 @@ from novo_gateway.novo_api.schemas import (
     Period,
 )
 
-# Paths served by the built-in endpoints (under the /api/v1 prefix). The upstream proxy's
-# catch-all (UPSTREAM_URL) never takes these; a test keeps this set equal to the router's paths.
-API_PREFIX: Final = "/api/v1"
-BUILTIN_PATHS: Final = frozenset(
-    API_PREFIX + path
-    for path in (
-        "/health",
-        "/insights",
-        "/audience/analyze",
-        "/campaign/generate",
-        "/notifications/send",
-        "/analytics",
-        "/bulk/process",
-    )
-)
-# Every metered call is billed one unit, bulk included (one call, one unit: simple to predict).
-UNITS_PER_CALL: Final = 1
-
 
 class Seeded:
     """Deterministic numbers from a seed: the same seed and label always give the same value."""
