@@ -12,7 +12,7 @@ from novo_gateway.kit.errors import ErrorBody
 
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 
-# How each path is authenticated (accounts/deps.py, gateway/middleware.py): so clients, and
+# How each path is authenticated (accounts/deps.py, gateway/pipeline.py): so clients, and
 # fuzzers checking that a missing or wrong credential is refused, know which operations need one.
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     "ApiKeyBearer": {

@@ -14,7 +14,7 @@ from novo_gateway.accounts.models import User
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
-from novo_gateway.metering.queries import Period, following_period, period_at
+from novo_gateway.metering.queries import TimeRange, following_period, period_at
 from tests.conftest import AppClient
 from tests.gateway.helpers import make_account, runtime_of
 from tests.metering.test_usage_views import add_events, usage
@@ -28,26 +28,26 @@ def at(month: int, day: int, hour: int = 10, year: int = 2026) -> datetime:
     ("start", "end", "now", "expected"),
     [
         # Monthly, anchored on the 15th: the next period, or the one after a longer outage.
-        (at(1, 15), at(2, 15), at(3, 5), Period(at(2, 15), at(3, 15))),
-        (at(1, 15), at(2, 15), at(4, 20), Period(at(4, 15), at(5, 15))),
+        (at(1, 15), at(2, 15), at(3, 5), TimeRange(at(2, 15), at(3, 15))),
+        (at(1, 15), at(2, 15), at(4, 20), TimeRange(at(4, 15), at(5, 15))),
         # Anchored on the 31st: clamped in short months, back to the 31st after them.
-        (at(1, 31), at(2, 28), at(3, 1), Period(at(2, 28), at(3, 31))),
-        (at(2, 28), at(3, 31), at(4, 2), Period(at(3, 31), at(4, 30))),
-        (at(3, 31), at(4, 30), at(5, 30), Period(at(4, 30), at(5, 31))),
+        (at(1, 31), at(2, 28), at(3, 1), TimeRange(at(2, 28), at(3, 31))),
+        (at(2, 28), at(3, 31), at(4, 2), TimeRange(at(3, 31), at(4, 30))),
+        (at(3, 31), at(4, 30), at(5, 30), TimeRange(at(4, 30), at(5, 31))),
         # Anchored on the 30th, through February.
-        (at(1, 30), at(2, 28), at(3, 29), Period(at(2, 28), at(3, 30))),
+        (at(1, 30), at(2, 28), at(3, 29), TimeRange(at(2, 28), at(3, 30))),
         # The end itself starts the next period.
-        (at(1, 15), at(2, 15), at(2, 15), Period(at(2, 15), at(3, 15))),
+        (at(1, 15), at(2, 15), at(2, 15), TimeRange(at(2, 15), at(3, 15))),
         # Yearly, from a leap day.
         (at(2, 29, year=2024), at(2, 28, year=2025), at(3, 1, year=2025),
-         Period(at(2, 28, year=2025), at(2, 28, year=2026))),
+         TimeRange(at(2, 28, year=2025), at(2, 28, year=2026))),
         # Weekly, and a four-week period that is not a calendar month.
-        (at(1, 5), at(1, 12), at(1, 27), Period(at(1, 26), at(2, 2))),
-        (at(1, 20), at(2, 17), at(3, 20), Period(at(3, 17), at(4, 14))),
+        (at(1, 5), at(1, 12), at(1, 27), TimeRange(at(1, 26), at(2, 2))),
+        (at(1, 20), at(2, 17), at(3, 20), TimeRange(at(3, 17), at(4, 14))),
     ],
 )  # fmt: skip
 def test_the_period_after_an_ended_one_follows_stripes_billing_cycle(
-    start: datetime, end: datetime, now: datetime, expected: Period
+    start: datetime, end: datetime, now: datetime, expected: TimeRange
 ) -> None:
     assert following_period(start, end, now) == expected
 
@@ -75,7 +75,7 @@ async def test_usage_after_a_missed_renewal_counts_the_current_period_not_the_ca
 
 
 def test_a_period_of_no_length_is_not_rolled_forward() -> None:
-    assert period_at(at(1, 15), at(1, 15), at(3, 5)) == Period(at(3, 1, 0), at(4, 1, 0))
+    assert period_at(at(1, 15), at(1, 15), at(3, 5)) == TimeRange(at(3, 1, 0), at(4, 1, 0))
 
 
 async def test_a_subscription_cancelled_at_its_end_is_not_rolled_forward(

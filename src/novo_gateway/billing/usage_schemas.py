@@ -17,7 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from novo_gateway.billing.queries import CarriedPeriod
 from novo_gateway.metering import pricing
-from novo_gateway.metering.queries import EndpointStats, Period, UsageSummary
+from novo_gateway.metering.queries import EndpointStats, TimeRange, UsageSummary
 
 
 class _Camel(BaseModel):
@@ -181,7 +181,7 @@ class EndpointUsageResponse(BaseModel):
     endpoints: list[EndpointUsage]
 
     @classmethod
-    def of(cls, period: Period, days: int, stats: list[EndpointStats]) -> EndpointUsageResponse:
+    def of(cls, period: TimeRange, days: int, stats: list[EndpointStats]) -> EndpointUsageResponse:
         return cls(
             period=EndpointsPeriod(start=period.start, end=period.end, days=days),
             endpoints=[

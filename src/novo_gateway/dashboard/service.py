@@ -57,7 +57,7 @@ class Dashboard:
     invoices: Invoices
 
 
-def period_days(period: metering.Period) -> tuple[date, date]:
+def period_days(period: metering.TimeRange) -> tuple[date, date]:
     """The first and last UTC day of a billing period (its end is exclusive)."""
     first = period.start.astimezone(UTC).date()
     last = (period.end - timedelta(microseconds=1)).astimezone(UTC).date()

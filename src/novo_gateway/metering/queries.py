@@ -48,7 +48,9 @@ _DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True, slots=True)
-class Period:
+class TimeRange:
+    """From `start` (included) to `end` (excluded): a billing period, or the days a view covers."""
+
     start: datetime
     end: datetime
 
@@ -64,7 +66,7 @@ class DayUsage:
 class UsageSummary:
     """An account's usage in its current billing period."""
 
-    period: Period
+    period: TimeRange
     billable_units: int  # units that count toward the bill (the original's totalCalls)
     unbilled_calls: int  # recorded but not billed: failures, retries, refused by the handler
     free_tier_units: int
@@ -77,15 +79,15 @@ class UsageSummary:
     calls: int = 0  # every call recorded in the period (requests), billed or not
 
 
-def calendar_month(now: datetime) -> Period:
+def calendar_month(now: datetime) -> TimeRange:
     """The UTC calendar month holding `now`."""
     now = now.astimezone(UTC)
     start = datetime(now.year, now.month, 1, tzinfo=UTC)
     end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    return Period(start, end)
+    return TimeRange(start, end)
 
 
-def billing_period(user: User, now: datetime) -> Period:
+def billing_period(user: User, now: datetime) -> TimeRange:
     """The subscription's current period once billing has set it, else the calendar month.
 
     In the account's first period the usage counts from the account's creation: calls made
@@ -93,7 +95,7 @@ def billing_period(user: User, now: datetime) -> Period:
     """
     renews = not user.cancel_at_period_end and user.subscription_status not in SUBSCRIPTION_ENDED
     period = period_at(user.current_period_start, user.current_period_end, now, renews=renews)
-    return Period(counted_from(user, period.start), period.end)
+    return TimeRange(counted_from(user, period.start), period.end)
 
 
 def counted_from(user: User, period_start: datetime) -> datetime:
@@ -108,13 +110,13 @@ def counted_from(user: User, period_start: datetime) -> datetime:
 
 def period_at(
     start: datetime | None, end: datetime | None, now: datetime, *, renews: bool = True
-) -> Period:
+) -> TimeRange:
     """[start, end) when `now` is inside it; past its end, the period that followed it (when the
     subscription `renews`: a renewal we were not told of yet, e.g. a webhook missed while the
     gateway was down); else (no period yet, or one that ended for good) the calendar month."""
     if start is not None and end is not None and start <= now:
         if now < end:
-            return Period(start, end)
+            return TimeRange(start, end)
         if renews and end > start:
             return following_period(start, end, now)
     return calendar_month(now)
@@ -124,7 +126,7 @@ def period_at(
 _SHORTEST_MONTH = timedelta(days=28)
 
 
-def following_period(start: datetime, end: datetime, now: datetime) -> Period:
+def following_period(start: datetime, end: datetime, now: datetime) -> TimeRange:
     """The period holding `now` of a subscription whose period [start, end) has ended.
 
     Periods of whole months keep the billing cycle anchor's day, clamped to the month's last day
@@ -137,11 +139,11 @@ def following_period(start: datetime, end: datetime, now: datetime) -> Period:
     if end - start >= _SHORTEST_MONTH and months > 0 and _add_months(start, months, day) == end:
         while end <= now:
             start, end = end, _add_months(end, months, day)
-        return Period(start, end)
+        return TimeRange(start, end)
     length = end - start
     skipped = (now - end) // length
     start = end + skipped * length
-    return Period(start, start + length)
+    return TimeRange(start, start + length)
 
 
 def _add_months(at: datetime, months: int, day: int) -> datetime:
@@ -384,10 +386,10 @@ async def daily_usage(
 
 async def endpoint_usage(
     session: AsyncSession, user_id: int, *, now: datetime, days: int
-) -> tuple[Period, list[EndpointStats]]:
+) -> tuple[TimeRange, list[EndpointStats]]:
     """Calls, billed units and latency (mean and p95) per endpoint over the last `days` days
     (whole days from the per-endpoint counter, see `endpoints.py`)."""
-    period = Period(now - timedelta(days=days), now)
+    period = TimeRange(now - timedelta(days=days), now)
     return period, await endpoints.endpoint_stats(session, user_id, period.start, period.end)
 
 
