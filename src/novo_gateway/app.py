@@ -177,6 +177,11 @@ def publish(app: FastAPI, runtime: Runtime) -> None:
     state.sessions = runtime.sessions
     state.limiter = runtime.limiter
     state.keys = runtime.keys
+    state.account_reads = runtime.reads
+    state.stripe = runtime.stripe  # None without STRIPE_SECRET_KEY, as are the reporter and
+    state.reporter = runtime.reporter  # (when nothing runs it) the webhook worker
+    state.webhooks = runtime.webhooks
+    state.forget_access = runtime.access.forget
 
     async def await_provisioning(user: User, job_id: int) -> User:
         return await provisioning.await_provisioning(

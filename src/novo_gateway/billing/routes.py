@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body
 
 from novo_gateway.accounts.deps import CurrentAccount
 from novo_gateway.billing import service
+from novo_gateway.billing.deps import ForgetAccessDep, ReporterDep, StripeDep
 from novo_gateway.billing.schemas import (
     CancelRequest,
     InvoiceList,
@@ -22,7 +23,7 @@ from novo_gateway.billing.schemas import (
     Subscription,
     SubscriptionChange,
 )
-from novo_gateway.kit.deps import Session
+from novo_gateway.kit.deps import ClockDep, Session, SettingsDep
 from novo_gateway.kit.errors import (
     BadGateway,
     BadRequest,
@@ -32,7 +33,6 @@ from novo_gateway.kit.errors import (
     Unauthorized,
     error_responses,
 )
-from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(prefix="/billing", tags=["billing"])
 
@@ -51,46 +51,46 @@ MESSAGES: dict[service.Outcome, str] = {
 
 
 @router.get("/invoices", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
-async def list_invoices(user: CurrentAccount, runtime: RuntimeDep) -> InvoiceList:
+async def list_invoices(user: CurrentAccount, stripe: StripeDep) -> InvoiceList:
     """The account's invoices (amounts in currency units) and the upcoming one, from Stripe."""
-    return InvoiceList.of(*await service.invoices(runtime.stripe, user))
+    return InvoiceList.of(*await service.invoices(stripe, user))
 
 
 @router.post("/portal", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
 async def create_portal_session(
     user: CurrentAccount,
-    runtime: RuntimeDep,
+    stripe: StripeDep,
+    settings: SettingsDep,
     body: Annotated[PortalRequest | None, Body()] = None,
 ) -> PortalSession:
     """A Stripe billing portal link; `returnUrl` must be on an allowed origin."""
     return_url = body.return_url if body is not None else None
-    url = await service.portal_url(runtime.stripe, runtime.settings, user, return_url)
+    url = await service.portal_url(stripe, settings, user, return_url)
     return PortalSession(url=url)
 
 
 @router.post("/payment-method", responses=error_responses(*_AUTH_ERRORS, *_STRIPE_ERRORS))
 async def create_payment_method_session(
     user: CurrentAccount,
-    runtime: RuntimeDep,
+    stripe: StripeDep,
+    settings: SettingsDep,
     body: Annotated[PortalRequest | None, Body()] = None,
 ) -> PortalSession:
     """A Stripe link where the customer adds a payment method (saved as the default for their
     invoices), coming back to `returnUrl` (an allowed origin)."""
     return_url = body.return_url if body is not None else None
-    url = await service.payment_method_url(runtime.stripe, runtime.settings, user, return_url)
+    url = await service.payment_method_url(stripe, settings, user, return_url)
     return PortalSession(url=url)
 
 
 @router.get("/subscription", responses=error_responses(*_AUTH_ERRORS))
 async def get_subscription(
-    user: CurrentAccount, runtime: RuntimeDep
+    user: CurrentAccount, stripe: StripeDep, settings: SettingsDep, clock: ClockDep
 ) -> Subscription | NoSubscription:
     """The account's subscription as last heard from Stripe, whether it may call the API, and
     (read from Stripe) whether a payment method is on file."""
-    grace = timedelta(days=runtime.settings.stripe_past_due_grace_days)
-    view = await service.subscription_details(
-        runtime.stripe, user, now=runtime.clock.now(), grace=grace
-    )
+    grace = timedelta(days=settings.stripe_past_due_grace_days)
+    view = await service.subscription_details(stripe, user, now=clock.now(), grace=grace)
     return Subscription.of(view) if user.subscription_id else NoSubscription.of(view)
 
 
@@ -98,19 +98,22 @@ async def get_subscription(
 async def cancel_subscription(
     user: CurrentAccount,
     session: Session,
-    runtime: RuntimeDep,
+    stripe: StripeDep,
+    clock: ClockDep,
+    reporter: ReporterDep,
+    forget: ForgetAccessDep,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> SubscriptionChange:
     """Cancel at the end of the period (default), or now with `{"immediately": true}`."""
     immediately = body.immediately if body is not None else False
     outcome = await service.cancel(
         session,
-        runtime.stripe,
+        stripe,
         user,
         immediately=immediately,
-        now=runtime.clock.now(),
-        reporter=runtime.reporter,
-        forget=runtime.access.forget,
+        now=clock.now(),
+        reporter=reporter,
+        forget=forget,
     )
     return SubscriptionChange.of(user, MESSAGES[outcome])
 
@@ -120,15 +123,18 @@ async def cancel_subscription(
 async def resume_subscription(
     user: CurrentAccount,
     session: Session,
-    runtime: RuntimeDep,
+    stripe: StripeDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    forget: ForgetAccessDep,
 ) -> SubscriptionChange:
     """Undo a pending cancellation, or subscribe again after the subscription ended."""
     outcome = await service.resubscribe(
         session,
-        runtime.stripe,
-        runtime.settings,
+        stripe,
+        settings,
         user,
-        now=runtime.clock.now(),
-        forget=runtime.access.forget,
+        now=clock.now(),
+        forget=forget,
     )
     return SubscriptionChange.of(user, MESSAGES[outcome])

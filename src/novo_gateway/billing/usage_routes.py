@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from novo_gateway.accounts.deps import CurrentAccount
 from novo_gateway.billing.queries import carried_into
 from novo_gateway.billing.usage_schemas import EndpointUsageResponse, UsageResponse
-from novo_gateway.kit.deps import Session
+from novo_gateway.kit.deps import ClockDep, Session, SettingsDep
 from novo_gateway.kit.errors import (
     BadRequest,
     RateLimitExceeded,
@@ -18,7 +18,7 @@ from novo_gateway.kit.errors import (
     error_responses,
 )
 from novo_gateway.metering import queries
-from novo_gateway.runtime import RuntimeDep
+from novo_gateway.metering.deps import AccountReadsDep
 
 router = APIRouter(prefix="/billing", tags=["usage"])
 
@@ -28,13 +28,17 @@ _ERRORS = error_responses(BadRequest, Unauthorized, RateLimitExceeded, ServiceUn
 
 
 @router.get("/usage", responses=_ERRORS)
-async def get_usage(user: CurrentAccount, session: Session, runtime: RuntimeDep) -> UsageResponse:
+async def get_usage(
+    user: CurrentAccount,
+    session: Session,
+    reads: AccountReadsDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> UsageResponse:
     """Usage and estimated cost of the current billing period, and the last 30 days; late usage
     of earlier periods carried over to this period's invoice."""
-    async with runtime.reads.bounded(session, user.id, heavy=False):
-        usage = await queries.usage_summary(
-            session, user, runtime.settings, now=runtime.clock.now()
-        )
+    async with reads.bounded(session, user.id, heavy=False):
+        usage = await queries.usage_summary(session, user, settings, now=clock.now())
         carried = await carried_into(session, user.id, usage.period.start, usage.period.end)
     return UsageResponse.of(usage, carried)
 
@@ -43,12 +47,11 @@ async def get_usage(user: CurrentAccount, session: Session, runtime: RuntimeDep)
 async def get_endpoint_usage(
     user: CurrentAccount,
     session: Session,
-    runtime: RuntimeDep,
+    reads: AccountReadsDep,
+    clock: ClockDep,
     days: Annotated[int, Query(ge=1, le=366, description="How many days back, 1 to 366.")] = 30,
 ) -> EndpointUsageResponse:
     """Calls, billed units and latency per endpoint over the last `days` days."""
-    async with runtime.reads.bounded(session, user.id):
-        period, stats = await queries.endpoint_usage(
-            session, user.id, now=runtime.clock.now(), days=days
-        )
+    async with reads.bounded(session, user.id):
+        period, stats = await queries.endpoint_usage(session, user.id, now=clock.now(), days=days)
     return EndpointUsageResponse.of(period, days, stats)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks, Request
 
 from novo_gateway.billing import webhooks
+from novo_gateway.billing.deps import WebhookWorkerDep
 from novo_gateway.billing.schemas import WebhookAck
-from novo_gateway.kit.deps import Session
+from novo_gateway.kit.deps import ClockDep, Session, SettingsDep
 from novo_gateway.kit.errors import BadRequest, PayloadTooLarge, RequestTimeout, error_responses
 from novo_gateway.kit.http_middleware import read_body
-from novo_gateway.runtime import RuntimeDep
 
 router = APIRouter(tags=["webhooks"])
 
@@ -24,10 +24,14 @@ WEBHOOK_BODY_SECONDS = 10.0
     "/webhooks/stripe", responses=error_responses(BadRequest, RequestTimeout, PayloadTooLarge)
 )
 async def stripe_webhook(
-    request: Request, session: Session, runtime: RuntimeDep, background: BackgroundTasks
+    request: Request,
+    session: Session,
+    settings: SettingsDep,
+    clock: ClockDep,
+    worker: WebhookWorkerDep,
+    background: BackgroundTasks,
 ) -> WebhookAck:
     """Check the `Stripe-Signature` of the raw body and store the event once by its id."""
-    settings = runtime.settings
     payload = await read_body(
         request,
         max_bytes=min(WEBHOOK_MAX_BYTES, settings.max_body_bytes),
@@ -38,11 +42,11 @@ async def stripe_webhook(
         payload,
         request.headers.get("stripe-signature"),
         secrets=settings.stripe_webhook_secret,
-        now=runtime.clock.now(),
+        now=clock.now(),
     )
-    if received.handled and runtime.webhooks is not None:
+    if received.handled and worker is not None:
         # Runs after the response, so after the session scope has committed the event.
-        background.add_task(runtime.webhooks.process, received.event_id)
+        background.add_task(worker.process, received.event_id)
     return WebhookAck(
         received=True,
         duplicate=received.handled and not received.stored,

@@ -35,15 +35,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from starlette.types import Scope
 
 from novo_gateway.gateway.paths import raw_path, strip_prefix
 from novo_gateway.kit.credentials import without_api_key
 
-if TYPE_CHECKING:  # routes_table.py imports this module for its header names
-    from novo_gateway.gateway.routes_table import Route
+if TYPE_CHECKING:
     from novo_gateway.keys.cache import KeyIdentity
 
 HOP_BY_HOP: Final = frozenset(
@@ -132,6 +131,22 @@ def is_gateway_header(name: str) -> bool:
     )
 
 
+class ForwardingRule(Protocol):
+    """What forwarding reads of a route (routes_table.Route; that module imports this one for
+    its header names, so the route is named here by what it offers)."""
+
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def strip_prefix(self) -> bool: ...
+    @property
+    def forward_headers(self) -> frozenset[str]: ...
+    @property
+    def security_headers(self) -> bool: ...
+    @property
+    def content_security_policy(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """The request line's target (path and query, raw) and the headers for the upstream."""
@@ -141,7 +156,7 @@ class Outgoing:
 
 
 def outgoing(
-    route: Route,
+    route: ForwardingRule,
     scope: Scope,
     query: bytes,
     identity: KeyIdentity,
@@ -198,7 +213,11 @@ def _kind(name: bytes) -> _Kind:
 
 
 def _request_headers(
-    route: Route, scope: Scope, identity: KeyIdentity, request_id: str | None, client_ip: str
+    route: ForwardingRule,
+    scope: Scope,
+    identity: KeyIdentity,
+    request_id: str | None,
+    client_ip: str,
 ) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
     host = b""
@@ -256,7 +275,7 @@ def _without_novo_cookies(value: bytes) -> bytes:
 
 
 def incoming_headers(
-    route: Route, upstream: tuple[tuple[bytes, bytes], ...]
+    route: ForwardingRule, upstream: tuple[tuple[bytes, bytes], ...]
 ) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers as the client gets them (module docstring)."""
     listed: set[str] = set()
