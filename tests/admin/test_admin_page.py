@@ -17,11 +17,10 @@ from novo_gateway.keys.models import ApiKey
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
-from novo_gateway.metering.models import UsageEvent
 from tests.admin.helpers import ADMIN_TOKEN, BEARER, admin_sign_in
 from tests.conftest import AppClient
 from tests.dashboard.helpers import csrf_of, customer, runtime_of
-from tests.metering.ledger import add_to_ledger
+from tests.metering.ledger import add_insights_calls
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 STRIPE_SAID = "No such customer: 'cus_gone'"
@@ -37,22 +36,14 @@ async def record(client: AppClient, user_id: int, count: int, *, billable: bool 
     async with session_scope(runtime_of(client).sessions) as session:
         key_id = await session.scalar(select(ApiKey.id).where(ApiKey.user_id == user_id))
         assert key_id is not None
-        await add_to_ledger(
+        await add_insights_calls(
             session,
-            [
-                UsageEvent(
-                    user_id=user_id,
-                    api_key_id=key_id,
-                    endpoint="/api/v1/insights",
-                    method="GET",
-                    status=200 if billable else 500,
-                    latency_ms=3,
-                    units=1,
-                    billable=billable,
-                    created_at=NOW - timedelta(days=1),
-                )
-                for _ in range(count)
-            ],
+            user_id=user_id,
+            key_id=key_id,
+            count=count,
+            at=NOW - timedelta(days=1),
+            status=200 if billable else 500,
+            latency_ms=3,
         )
 
 

@@ -22,7 +22,7 @@ from stripe_emulator import EmulatorServer
 from stripe_emulator.errors import StripeError
 from stripe_emulator.sdk_params import check_params
 from tests.factories import create_api_key, create_user
-from tests.metering.ledger import add_to_ledger
+from tests.metering.ledger import add_insights_calls
 
 EMULATOR_KEY = "sk_test_emulator"
 
@@ -221,22 +221,14 @@ class Ledger:
     ) -> None:
         when = at or datetime.now(UTC)
         async with session_scope(self.sessions) as session:
-            await add_to_ledger(
+            await add_insights_calls(
                 session,
-                [
-                    UsageEvent(
-                        user_id=user_id,
-                        api_key_id=key_id,
-                        endpoint="/api/v1/insights",
-                        method="GET",
-                        status=status,
-                        latency_ms=1,
-                        units=units,
-                        billable=status < 400,
-                        created_at=when,
-                    )
-                    for _ in range(count)
-                ],
+                user_id=user_id,
+                key_id=key_id,
+                count=count,
+                at=when,
+                status=status,
+                units=units,
             )
 
     async def billable_units(self, user_id: int) -> int:

@@ -16,10 +16,9 @@ from novo_gateway.keys.models import ApiKey
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
-from novo_gateway.metering.models import UsageEvent
 from tests.conftest import AppClient
 from tests.dashboard.helpers import customer, runtime_of, sign_in
-from tests.metering.ledger import add_to_ledger
+from tests.metering.ledger import add_insights_calls
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)
 
@@ -30,22 +29,14 @@ async def record(
     async with session_scope(runtime_of(client).sessions) as session:
         key_id = await session.scalar(select(ApiKey.id).where(ApiKey.user_id == user_id))
         assert key_id is not None
-        await add_to_ledger(
+        await add_insights_calls(
             session,
-            [
-                UsageEvent(
-                    user_id=user_id,
-                    api_key_id=key_id,
-                    endpoint="/api/v1/insights",
-                    method="GET",
-                    status=status,
-                    latency_ms=5,
-                    units=1,
-                    billable=status < 400,
-                    created_at=at,
-                )
-                for _ in range(count)
-            ],
+            user_id=user_id,
+            key_id=key_id,
+            count=count,
+            at=at,
+            status=status,
+            latency_ms=5,
         )
 
 
