@@ -61,11 +61,13 @@ async def _held(port: int, first_bytes: bytes) -> tuple[bytes, float]:
     """Open, send `first_bytes`, then read until the server closes: (answer, seconds)."""
     started = time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    if first_bytes:
-        writer.write(first_bytes)
-        await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), timeout=BODY_TIMEOUT + SLACK)
-    writer.close()
+    try:
+        if first_bytes:
+            writer.write(first_bytes)
+            await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=BODY_TIMEOUT + SLACK)
+    finally:
+        writer.close()
     return answer, time.monotonic() - started
 
 
