@@ -55,15 +55,28 @@ def check_upstreams(settings: Settings) -> None:
 def migrate(settings: Settings) -> list[str]:
     """Apply the migrations (their revisions); a database that cannot be opened or written is
     a ConfigError."""
+    sqlite_file = (
+        settings.database_path if settings.is_sqlite and not settings.database_url else None
+    )
     try:
+        if sqlite_file is not None:
+            _check_sqlite_opens(sqlite_file)
         applied = upgrade(settings)
-        if settings.is_sqlite and not settings.database_url:
-            _check_sqlite_writable(settings.database_path)
+        if sqlite_file is not None:
+            _check_sqlite_writable(sqlite_file)
     except (SQLAlchemyError, OSError, sqlite3.Error) as exc:
         raise ConfigError(
             [f"{_database_variable(settings)}: the database cannot be used: {_reason(exc)}."]
         ) from None
     return applied
+
+
+def _check_sqlite_opens(path: Path) -> None:
+    """The file opens (made if missing, as the engine would): a folder or an unreadable path
+    fails here, in this thread, rather than in the async driver's worker thread, which outlives a
+    failed connection and would print its own traceback as the command exits."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(path, timeout=10).close()
 
 
 def _check_sqlite_writable(path: Path) -> None:

@@ -187,8 +187,11 @@ async def test_register_race_on_one_email_ends_in_conflict_not_an_error(client: 
         )
         with own_statements(runtime.engine, on_execute):  # the task below inherits it
             second = asyncio.create_task(second_registration())
-            # Until the second request has checked (and seen nothing), or has ended.
-            await asyncio.wait([asyncio.create_task(checked.wait()), second], timeout=10)
+            # Until the second request has checked (and seen nothing), or has ended; its insert
+            # then waits for the first transaction (SQLite's busy timeout, PostgreSQL's lock).
+            await asyncio.wait(
+                [asyncio.create_task(checked.wait()), second], return_when=asyncio.FIRST_COMPLETED
+            )
             assert checks, "the second registration never checked the email"
             assert not second.done()  # its insert waits for the first transaction
     with pytest.raises(Conflict):
