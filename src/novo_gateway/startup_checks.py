@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from novo_gateway.gateway.routes_table import RoutesFileError, RouteTable, upstream_url
 from novo_gateway.kit.config import Settings, error_lines
+from novo_gateway.kit.db import create_private_file
 from novo_gateway.migrate import upgrade
 
 
@@ -72,10 +73,11 @@ def migrate(settings: Settings) -> list[str]:
 
 
 def _check_sqlite_opens(path: Path) -> None:
-    """The file opens (made if missing, as the engine would): a folder or an unreadable path
-    fails here, in this thread, rather than in the async driver's worker thread, which outlives a
-    failed connection and would print its own traceback as the command exits."""
+    """The file opens (made if missing, private, as the engine makes it): a folder or an
+    unreadable path fails here, in this thread, rather than in the async driver's worker thread,
+    which outlives a failed connection and would print its own traceback as the command exits."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_file(path)
     sqlite3.connect(path, timeout=10).close()
 
 

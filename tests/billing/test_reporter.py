@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from novo_gateway.billing.events import EventContext, on_meter_error_report
+from novo_gateway.billing.operations import requeue_dead
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.kit.clock import Clock, FrozenClock
@@ -340,3 +342,50 @@ async def test_stopping_hands_back_an_in_flight_report_within_a_bound(
     assert (await successor.drain(max_seconds=30)).dead == 0
     assert emulator.total(ada[2], meter_id) == 5
     assert_no_identifier_twice(emulator)
+
+
+async def _meter_error_report(ledger: Ledger, identifier: str) -> None:
+    """Stripe's `v1.billing.meter.error_report_triggered` naming one meter event, handled as the
+    webhook worker handles it (its delivery is tested in tests/billing/test_webhook_stripe.py)."""
+    error = {
+        "code": "archived_meter",
+        "error_count": 1,
+        "sample_errors": [
+            {"error_message": "The meter is inactive.", "request": {"identifier": identifier}}
+        ],
+    }
+    event = {"id": "evt_test_thin", "data": {"reason": {"error_types": [error]}}}
+    async with session_scope(ledger.sessions) as session:
+        await on_meter_error_report(session, event, EventContext(datetime.now(UTC), None))
+
+
+async def test_a_report_stripe_could_not_count_is_counted_when_an_operator_retries_it(
+    ledger: Ledger,
+    stripe_billing: StripeBilling,
+    emulator: Emulator,
+    meter_id: str,
+    make_reporter: Callable[..., UsageReporter],
+) -> None:
+    """Stripe takes a meter event for an inactive meter, then reports it could not count it; it
+    keeps the identifier for 24 hours all the same. The retry is a new send, counted once."""
+    meters = stripe_billing.sdk.v1.billing.meters
+    ada = await ledger.customer(stripe_billing, "ada@example.com")
+    await ledger.record(ada[0], ada[1], 7)
+    await stripe_billing.call(meters.deactivate_async, meter_id)
+    await make_reporter().drain(max_seconds=30)
+    [report] = await ledger.reports()
+    await _meter_error_report(ledger, report.id)
+    assert [r.status for r in await ledger.reports()] == ["dead"]
+
+    await stripe_billing.call(meters.reactivate_async, meter_id)  # the operator's fix
+    assert await requeue_dead(ledger.sessions, Clock(), report.id) == 1
+    run = await make_reporter().drain(max_seconds=30)
+
+    assert run.sent == 1
+    assert emulator.total(ada[2], meter_id) == 7
+    assert emulator.identifiers() == [f"{report.id}.r1"]
+    # A late copy of the first error report is about the first send, not this one.
+    await _meter_error_report(ledger, report.id)
+    assert [r.status for r in await ledger.reports()] == ["sent"]
+    await _meter_error_report(ledger, f"{report.id}.r1")
+    assert [r.status for r in await ledger.reports()] == ["dead"]

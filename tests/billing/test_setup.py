@@ -11,6 +11,7 @@ import pytest
 
 from novo_gateway.billing.setup import (
     DEFAULT_PRODUCT_ID,
+    DESTINATION_EVENTS,
     METER_ERROR_EVENT,
     PRICE_LOOKUP_KEY,
     WEBHOOK_EVENTS,
@@ -111,7 +112,7 @@ async def test_setup_creates_meter_product_tiered_price_portal_and_webhook(
     destination = await event_destination(stripe_billing, result.event_destination_id)
     assert destination["event_payload"] == "thin"
     assert destination["type"] == "webhook_endpoint"
-    assert destination["enabled_events"] == [METER_ERROR_EVENT]
+    assert destination["enabled_events"] == list(DESTINATION_EVENTS)
     assert destination["webhook_endpoint"]["url"] == WEBHOOK_URL
     assert destination["status"] == "enabled"
     assert result.destination_secret and result.destination_secret.startswith("whsec_")

@@ -91,7 +91,10 @@ def test_setup_stripe_takes_the_webhook_url_as_an_option(
     assert [(d["webhook_endpoint"]["url"], d["event_payload"]) for d in destinations] == [
         (url, "thin")
     ]
-    assert destinations[0]["enabled_events"] == ["v1.billing.meter.error_report_triggered"]
+    assert destinations[0]["enabled_events"] == [
+        "v1.billing.meter.error_report_triggered",
+        "v1.billing.meter.no_meter_found",
+    ]
     lines = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     secrets = lines["STRIPE_WEBHOOK_SECRET"].split(",")
     assert len(secrets) == 2 and all(s.startswith("whsec_") for s in secrets)

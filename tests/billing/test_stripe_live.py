@@ -21,7 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from novo_gateway.billing.setup import METER_ERROR_EVENT, run_setup, setup_stripe
+from novo_gateway.billing.setup import (
+    DESTINATION_EVENTS,
+    METER_ERROR_EVENT,
+    run_setup,
+    setup_stripe,
+)
 from novo_gateway.billing.stripe_client import DuplicateMeterEvent, StripeBilling
 from novo_gateway.billing.stripe_types import MeterEvent
 from novo_gateway.kit.clock import Clock
@@ -88,10 +93,7 @@ async def test_setup_stripe_with_a_webhook_url_twice_changes_nothing_the_second_
     [endpoint] = [e for e in await live.webhook_endpoints() if e.url == WEBHOOK_URL]
     assert METER_ERROR_EVENT not in endpoint.enabled_events
     [destination] = [d for d in await live.event_destinations() if d.url == WEBHOOK_URL]
-    assert (destination.event_payload, destination.enabled_events) == (
-        "thin",
-        (METER_ERROR_EVENT,),
-    )
+    assert (destination.event_payload, destination.enabled_events) == ("thin", DESTINATION_EVENTS)
 
     second = await run_setup(live_settings, webhook_url=WEBHOOK_URL)
 

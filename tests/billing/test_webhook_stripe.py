@@ -205,3 +205,49 @@ async def test_stripes_meter_error_report_is_read_in_full_and_marks_the_report(
     assert report.status == "dead"
     assert report.last_error is not None
     assert "meter_event_customer_not_found" in report.last_error
+
+
+async def test_stripes_report_of_events_with_no_active_meter_marks_the_report(
+    app: AppClient, stripe_billing: StripeBilling, product: StripeProduct
+) -> None:
+    """A deactivated meter: Stripe takes the event, cannot count it, and says so with a
+    `v1.billing.meter.no_meter_found` thin event, which dead-letters the report it names."""
+    account = await subscribed_account(app, stripe_billing, product.price_id)
+    runtime = app.app.state.runtime
+    now = runtime.clock.now()
+    customer = (await load_user(app, account.user_id)).stripe_customer_id
+    assert customer is not None
+    async with session_scope(runtime.sessions) as session:
+        session.add(
+            UsageReport(
+                id="nvr_test_no_meter",
+                user_id=account.user_id,
+                stripe_customer_id=customer,
+                period_start=now,
+                window_start=now,
+                window_end=now,
+                event_timestamp=now,
+                units=4,
+                event_count=4,
+                status="sent",
+            )
+        )
+    meters = stripe_billing.sdk.v1.billing.meters
+    await stripe_billing.call(meters.deactivate_async, product.meter_id)
+    await stripe_billing.meter_event(
+        event_name="novo_api_calls",
+        event=MeterEvent(
+            identifier="nvr_test_no_meter", customer_id=customer, value=4, timestamp=now
+        ),
+    )
+    page = await stripe_billing.call(stripe_billing.sdk.v2.core.events.list_async)
+    [thin] = [e.to_dict() for e in page.data if e.type == "v1.billing.meter.no_meter_found"]
+    notification = {k: v for k, v in thin.items() if k != "data"}  # as a webhook carries it
+
+    response = await deliver(app, notification)
+
+    assert response.status_code == 200
+    async with session_scope(runtime.sessions) as session:
+        report = await session.get_one(UsageReport, "nvr_test_no_meter")
+    assert report.status == "dead"
+    assert report.last_error is not None and "archived_meter" in report.last_error

@@ -11,11 +11,12 @@ exactly once. Handlers are safe in any order: Stripe does not promise one.
 - `invoice.paid`, `invoice.payment_failed`: the subscription they belong to is re-read from
   Stripe, so an account leaves (or enters) `past_due` without waiting for the subscription event.
 - `invoice.finalized`: logged (the invoices endpoint reads Stripe directly).
-- `v1.billing.meter.error_report_triggered` (a v2 thin event, sent by Stripe only to an event
-  destination; the delivery carries ids only and the event itself is read from
-  `GET /v2/core/events/{id}`): meter events Stripe accepted but could not count. Logged with the
-  error codes, counted, and the usage reports Stripe names are dead-lettered with Stripe's
-  message (`novo-gateway reports` lists them, `retry-report` sends them again).
+- `v1.billing.meter.error_report_triggered` and `v1.billing.meter.no_meter_found` (v2 thin
+  events, sent by Stripe only to an event destination; the delivery carries ids only and the
+  event itself is read from `GET /v2/core/events/{id}`): meter events Stripe accepted but could
+  not count (the second for events whose name has no active meter). Logged with the error
+  codes, counted, and the usage reports Stripe names are dead-lettered with Stripe's message
+  (`novo-gateway reports` lists them, `retry-report` sends them again, as a new send).
 
 An event about a customer we do not know is a logged no-op.
 """
@@ -26,20 +27,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import SUBSCRIPTION_ENDED, User
-from novo_gateway.billing.models import ReportStatus, UsageReport
+from novo_gateway.billing.models import ReportStatus, UsageReport, report_send
+from novo_gateway.billing.setup import METER_ERROR_EVENT, METER_NOT_FOUND_EVENT
 from novo_gateway.billing.stripe_client import StripeBilling, StripeRejected
 from novo_gateway.billing.stripe_types import SubscriptionInfo, subscription_info
 from novo_gateway.billing.subscription_state import apply_subscription, user_for_customer
 
 log = logging.getLogger("novo_gateway.billing.events")
-
-METER_ERROR_REPORT: Final = "v1.billing.meter.error_report_triggered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,10 +215,16 @@ async def on_meter_error_report(
         ", ".join(codes) or "no error types",
     )
     for identifier, message in marks.items():
-        # Stripe did not count it: dead until an operator fixes the cause and retries it.
+        # Stripe did not count it: dead until an operator fixes the cause and retries it. An
+        # error about an earlier send of a report put back in the queue since is not this one's.
+        report_id, resends = report_send(identifier)
         await session.execute(
             update(UsageReport)
-            .where(UsageReport.id == identifier, UsageReport.status != ReportStatus.EXPIRED)
+            .where(
+                UsageReport.id == report_id,
+                UsageReport.resends == resends,
+                UsageReport.status != ReportStatus.EXPIRED,
+            )
             .values(status=ReportStatus.DEAD, last_error=message[:1000])
         )
     return "recorded"
@@ -231,7 +237,8 @@ HANDLERS: dict[str, Handler] = {
     "invoice.paid": on_invoice_payment,
     "invoice.payment_failed": on_invoice_payment,
     "invoice.finalized": on_invoice_finalized,
-    METER_ERROR_REPORT: on_meter_error_report,
+    METER_ERROR_EVENT: on_meter_error_report,
+    METER_NOT_FOUND_EVENT: on_meter_error_report,
 }
 
 

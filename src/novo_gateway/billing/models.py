@@ -31,10 +31,31 @@ class WebhookStatus(StrEnum):
     FAILED = "failed"  # gave up after MAX_ATTEMPTS; retried only on request
 
 
+# Stripe keeps a meter event's identifier for 24 hours whether it counted the event or not
+# (an event it took and then could not count, reported by a meter error event, holds it too).
+# So a report an operator puts back in the queue is sent under a new identifier, its id then
+# `.r<n>` for the n-th such resend, and an error report names the send it is about.
+_RESEND_MARK = ".r"
+
+
+def meter_identifier(report_id: str, resends: int) -> str:
+    """The meter event identifier of a report's current send."""
+    return report_id if resends == 0 else f"{report_id}{_RESEND_MARK}{resends}"
+
+
+def report_send(identifier: str) -> tuple[str, int]:
+    """(report id, resends) of a meter event identifier (`meter_identifier` reversed)."""
+    report_id, mark, resends = identifier.rpartition(_RESEND_MARK)
+    if mark and resends.isdigit() and report_id:
+        return report_id, int(resends)
+    return identifier, 0
+
+
 class UsageReport(Base):
     """Billable usage of one customer and reporting window, sent to Stripe as one meter event.
 
-    Its id is the meter event's `identifier`, so a resend after a crash is deduplicated by Stripe.
+    Its id is the meter event's `identifier` (`meter_identifier`), so a resend after a crash is
+    deduplicated by Stripe.
     """
 
     __tablename__ = "usage_reports"
@@ -58,6 +79,8 @@ class UsageReport(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Times an operator put it back in the queue after Stripe refused it or could not count it.
+    resends: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -66,6 +89,11 @@ class UsageReport(Base):
     carried_invoice_item: Mapped[str | None] = mapped_column(String(255))
     carried_cents: Mapped[int | None] = mapped_column(BigInteger)
     carried_period_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def identifier(self) -> str:
+        """The identifier of the meter event this report is sent as now."""
+        return meter_identifier(self.id, self.resends)
 
 
 class WorkerLease(Base):

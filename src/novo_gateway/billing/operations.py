@@ -92,13 +92,22 @@ async def retry_dead(settings: Settings, report_id: str) -> int:
 
 
 async def requeue_dead(sessions: SessionFactory, clock: Clock, report_id: str) -> int:
-    """`retry_dead` on the gateway's own database sessions and clock (the operator page's)."""
+    """`retry_dead` on the gateway's own database sessions and clock (the operator page's).
+
+    Each report goes out as a new send (`models.meter_identifier`): Stripe would take the
+    identifier it already holds, although it did not count that event, for a duplicate."""
     async with session_scope(sessions) as session:
         query = update(UsageReport).where(UsageReport.status == ReportStatus.DEAD)
         if report_id != "all":
             query = query.where(UsageReport.id == report_id)
         result = await session.execute(
-            query.values(status=ReportStatus.PENDING, next_attempt_at=clock.now(), attempts=0)
+            query.values(
+                status=ReportStatus.PENDING,
+                next_attempt_at=clock.now(),
+                attempts=0,
+                first_attempt_at=None,
+                resends=UsageReport.resends + 1,
+            )
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

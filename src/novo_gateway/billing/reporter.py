@@ -409,7 +409,8 @@ class UsageReporter:
     async def _deliver(self, reports: list[UsageReport]) -> None:
         event_name = self._settings.stripe_meter_event_name
         events = [
-            MeterEvent(r.id, r.stripe_customer_id, r.units, r.event_timestamp) for r in reports
+            MeterEvent(r.identifier, r.stripe_customer_id, r.units, r.event_timestamp)
+            for r in reports
         ]
         if self._settings.stripe_meter_api == "v2":
             await self._stripe.meter_event_stream(event_name=event_name, events=events)

@@ -64,8 +64,10 @@ WEBHOOK_EVENTS = (
     "invoice.paid",
     "invoice.payment_failed",
 )
+# Stripe's report of meter events naming no active meter (none made, or one deactivated).
+METER_NOT_FOUND_EVENT = "v1.billing.meter.no_meter_found"
 # Thin events: through the event destination only.
-DESTINATION_EVENTS = (METER_ERROR_EVENT,)
+DESTINATION_EVENTS = (METER_ERROR_EVENT, METER_NOT_FOUND_EVENT)
 # Stripe keeps at most 12 decimal places of a cent in `unit_amount_decimal`.
 MAX_CENT_DECIMALS = 12
 
