@@ -16,6 +16,7 @@ from novo_gateway.gateway.pipeline import NOT_RECORDED, UNMATCHED_ENDPOINT
 from novo_gateway.kit.clock import FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.errors import PaymentRequired, ServiceUnavailable
+from novo_gateway.novo_api import endpoints
 from tests.conftest import AppClient
 from tests.gateway.helpers import ledger, make_account, runtime_of
 
@@ -117,6 +118,24 @@ async def test_units_set_by_the_handler_are_recorded(client: AppClient) -> None:
     await client.get("/api/v1/test/units", headers=account.auth)
     (event,) = await ledger(client)
     assert (event.units, event.billable) == (5, True)
+
+
+async def test_a_built_in_endpoint_bills_the_units_of_its_table_entry(
+    client: AppClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full stack reads the units from the endpoint table (the fast path takes them from the
+    same entries when the app is built); HEAD bills as GET, a route outside the table one unit."""
+    monkeypatch.setitem(endpoints._UNITS, ("GET", "/api/v1/insights"), 3)
+    account = await make_account(client)
+    # A body keeps the fast path out: this is the FastAPI route.
+    await client.request("GET", "/api/v1/insights", headers=account.auth, content=b"{}")
+    (event,) = await ledger(client)
+    assert (event.endpoint, event.units, event.billable) == ("/api/v1/insights", 3, True)
+    assert endpoints.units_of("HEAD", "/api/v1/insights") == 3
+    assert endpoints.units_of("GET", "/api/v1/not-in-the-table") == endpoints.UNITS_PER_CALL
+    for entry in endpoints.ENDPOINTS:
+        if entry.full_path != "/api/v1/insights":
+            assert endpoints.units_of(entry.method, entry.full_path) == entry.units
 
 
 async def test_query_string_key_never_reaches_the_handler(client: AppClient) -> None:

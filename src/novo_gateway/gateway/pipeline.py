@@ -16,8 +16,9 @@ entry serves it (the middleware, gateway/middleware.py, or the fast path, gatewa
    unbilled.
 
 An admitted call is one `MeteredCall`, kept in the scope under `CALL` (`call_of`) from admission
-to the answer. A handler sets its units with `request.state.billed_units` (the domains below the
-gateway cannot name the call); a call without them is billed its route's units.
+to the answer. It bills its route's units: a built-in endpoint's from the endpoint table, a
+proxied route's from the routes file. A handler outside the table may set its own with
+`request.state.billed_units` (the layers below the gateway cannot name the call).
 
 Not recorded: refusals of the gateway itself (401, 429, a bad or misused Idempotency-Key, the
 access check, 503 when the limiter's Redis is down). A 429 is therefore never billed and costs
@@ -56,7 +57,7 @@ from novo_gateway.kit.errors import (
 )
 from novo_gateway.kit.limiter import LimitResult, RateLimiter
 from novo_gateway.metering.writer import NewUsageEvent, UsageWriteError, UsageWriter
-from novo_gateway.novo_api.endpoints import API_PREFIX, FREE_PATHS, UNITS_PER_CALL
+from novo_gateway.novo_api.endpoints import API_PREFIX, FREE_PATHS, UNITS_PER_CALL, units_of
 
 log = logging.getLogger("novo_gateway.gateway")
 
@@ -313,7 +314,8 @@ def endpoint_of(call: MeteredCall, inner: Scope, outer: Scope) -> tuple[str, boo
         return UNMATCHED_ENDPOINT, False, UNITS_PER_CALL
     # Under a Mount the route's path is relative; the mount's prefix is in the root path.
     mount_prefix = inner.get("root_path", "")[len(outer.get("root_path", "")) :]
-    return (mount_prefix + path)[:200], True, UNITS_PER_CALL
+    template = mount_prefix + path
+    return template[:200], True, units_of(outer["method"], template)
 
 
 def _units(state: dict[str, Any], default: int) -> int:

@@ -139,3 +139,12 @@ ENDPOINTS: Final = (
 # Paths served by the built-in endpoints; the upstream proxy's catch-all never takes these.
 BUILTIN_PATHS: Final = frozenset(endpoint.full_path for endpoint in ENDPOINTS)
 FREE_PATHS: Final = frozenset(endpoint.full_path for endpoint in ENDPOINTS if endpoint.free)
+_UNITS: Final[dict[tuple[str, str], int]] = {
+    (endpoint.method, endpoint.full_path): endpoint.units for endpoint in ENDPOINTS
+}
+
+
+def units_of(method: str, full_path: str) -> int:
+    """The units a call to this route bills: its entry's, or UNITS_PER_CALL for a route the
+    table does not hold."""
+    return _UNITS.get(("GET" if method == "HEAD" else method, full_path), UNITS_PER_CALL)

@@ -56,8 +56,6 @@ def _handler(endpoint: Endpoint) -> Callable[..., Awaitable[BaseModel]]:
     names = [p.name for p in endpoint.query] or (["body"] if endpoint.body is not None else [])
 
     async def handler(request: Request, clock: Clock, **inputs: Any) -> BaseModel:
-        if not endpoint.free:
-            request.state.billed_units = endpoint.units  # read by the metered pipeline
         meta = Meta(
             request_id=getattr(request.state, "request_id", ""), billed_units=endpoint.units
         )
