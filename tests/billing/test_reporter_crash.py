@@ -19,6 +19,7 @@ import pytest
 from novo_gateway.billing.stripe_client import StripeBilling
 from novo_gateway.kit.config import Settings
 from tests.billing.conftest import Emulator, Ledger
+from tests.integration.processes import wait_for
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -98,7 +99,8 @@ async def test_killed_while_the_request_is_in_flight_bills_each_call_once(
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
-    time.sleep(1.2)  # let the held request finish at the emulator, as Stripe would
+    # The held request finishes at the emulator, as it would at Stripe.
+    wait_for(lambda: emulator.total(ada[2], meter_id) == 40)
 
     restarted = _report_usage(stripe_settings)
 
