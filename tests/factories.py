@@ -8,6 +8,7 @@ from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from novo_gateway.accounts.models import User
+from novo_gateway.billing.models import UsageReport
 from novo_gateway.keys.models import ApiKey
 from novo_gateway.keys.tokens import display_prefix, generate_key, hash_key
 from novo_gateway.kit.models_base import utcnow
@@ -56,3 +57,28 @@ async def create_api_key(
     session.add(key)
     await session.flush()
     return key, raw
+
+
+def usage_report(
+    report_id: str,
+    *,
+    user_id: int,
+    customer: str,
+    units: int,
+    at: datetime,
+    status: str = "sent",
+) -> UsageReport:
+    """A usage report of `units` calls made at `at`, its period and window starting then."""
+    return UsageReport(
+        id=report_id,
+        user_id=user_id,
+        stripe_customer_id=customer,
+        period_start=at,
+        window_start=at,
+        window_end=at,
+        event_timestamp=at,
+        units=units,
+        event_count=units,
+        status=status,
+        next_attempt_at=at,
+    )

@@ -29,6 +29,7 @@ from tests.billing.webhook_helpers import (
     update_account,
 )
 from tests.conftest import AppClient
+from tests.factories import usage_report
 
 
 @pytest.fixture
@@ -168,17 +169,12 @@ async def test_stripes_meter_error_report_is_read_in_full_and_marks_the_report(
     now = runtime.clock.now()
     async with session_scope(runtime.sessions) as session:
         session.add(
-            UsageReport(
-                id="nvr_test_unknown_customer",
+            usage_report(
+                "nvr_test_unknown_customer",
                 user_id=account.user_id,
-                stripe_customer_id="cus_does_not_exist",
-                period_start=now,
-                window_start=now,
-                window_end=now,
-                event_timestamp=now,
+                customer="cus_does_not_exist",
                 units=3,
-                event_count=3,
-                status="sent",
+                at=now,
             )
         )
     await stripe_billing.meter_event(
@@ -219,17 +215,8 @@ async def test_stripes_report_of_events_with_no_active_meter_marks_the_report(
     assert customer is not None
     async with session_scope(runtime.sessions) as session:
         session.add(
-            UsageReport(
-                id="nvr_test_no_meter",
-                user_id=account.user_id,
-                stripe_customer_id=customer,
-                period_start=now,
-                window_start=now,
-                window_end=now,
-                event_timestamp=now,
-                units=4,
-                event_count=4,
-                status="sent",
+            usage_report(
+                "nvr_test_no_meter", user_id=account.user_id, customer=customer, units=4, at=now
             )
         )
     meters = stripe_billing.sdk.v1.billing.meters
