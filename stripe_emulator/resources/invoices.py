@@ -1,11 +1,13 @@
-"""Invoices (``/v1/invoices``): list, retrieve, lines, create_preview, finalize, pay, void."""
+"""Invoices (``/v1/invoices``): create (a one-off draft), list, retrieve, lines, create_preview,
+finalize, pay, void."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .. import billing_cycle, invoicing, payments
+from .. import billing_cycle, events, invoicing, payments
 from ..errors import StripeError, card_declined, invalid
+from ..invoice_shapes import new_invoice
 from ..messages import ApiRequest
 from ..router import Router
 from ..state import EmulatorState
@@ -20,7 +22,17 @@ from ..wire import (
     in_range,
     validate,
 )
-from .common import merge_metadata, not_found_in_params, page, show
+from .common import merge_metadata, not_found_in_params, page, require_param, show
+
+CREATE = {
+    "customer": Str(),
+    "auto_advance": Bool(),
+    "collection_method": Choice("charge_automatically", "send_invoice"),
+    "currency": Str(max_len=3),
+    "description": Str(max_len=1500),
+    "metadata": Metadata(),
+    "pending_invoice_items_behavior": Choice("exclude", "include"),
+}
 
 LIST = {
     **LIST_PARAMS,
@@ -52,6 +64,38 @@ PAY = {
     "source": Unsupported(),
     "mandate": Unsupported(),
 }
+
+
+def _create(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
+    """A one-off draft for a customer: with ``pending_invoice_items_behavior=include`` it takes
+    the customer's pending items that no subscription holds (the default, ``exclude``, none).
+    ``auto_advance`` defaults to false, as Stripe's does for an invoice made by the API."""
+    p = validate(req.params, CREATE)
+    customer_id = require_param(p, "customer")
+    customer = state.store.get("customer", customer_id)
+    if customer is None:
+        raise not_found_in_params("customer", customer_id, "customer")
+    now = state.customer_now(customer_id)
+    invoice = new_invoice(
+        state,
+        None,
+        customer,
+        billing_reason="manual",
+        period_start=now,
+        period_end=now,
+        created=now,
+    )
+    invoice["auto_advance"] = p.get("auto_advance", False)
+    invoice["collection_method"] = p.get("collection_method", "charge_automatically")
+    invoice["description"] = p.get("description")
+    invoice["metadata"] = merge_metadata({}, p.get("metadata") or {})
+    lines = []
+    if p.get("pending_invoice_items_behavior") == "include":
+        lines = invoicing.pending_item_lines(state, customer_id, None, invoice["id"])
+    invoicing.set_lines(invoice, lines)
+    invoicing.save_invoice(state, invoice)
+    events.emit(state, "invoice.created", invoice)
+    return show(state, req, invoice)
 
 
 def _list(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
@@ -225,6 +269,7 @@ def _uncollectible(state: EmulatorState, req: ApiRequest) -> dict[str, Any]:
 
 
 def register(router: Router) -> None:
+    router.post("/v1/invoices", _create)
     router.get("/v1/invoices", _list)
     router.post("/v1/invoices/create_preview", _create_preview)
     router.get("/v1/invoices/{id}", _retrieve)

@@ -50,6 +50,7 @@ async def subscribed(ledger: Ledger, stripe: StripeBilling, price_id: str) -> Su
     assert sub.current_period_start and sub.current_period_end
     async with session_scope(ledger.sessions) as session:
         user = await session.get_one(User, user_id)
+        user.subscription_id, user.subscription_status = sub.id, sub.status
         user.current_period_start = sub.current_period_start
         user.current_period_end = sub.current_period_end
     return Subscribed(

@@ -98,7 +98,8 @@ async def test_a_carry_over_made_before_a_crash_is_found_not_made_again(
     [report] = await ledger.reports()
     invoice = await stripe_billing.invoice_covering(ada.customer, report.event_timestamp)
     assert invoice is not None
-    first = await CarryOver(stripe_billing, stripe_settings).charge(invoice, 20, report.id)
+    carry = CarryOver(stripe_billing, stripe_settings)
+    first = await carry.charge(invoice, 20, report.id, invoice.subscription_id)
 
     await reporter.send_due(run)
 

@@ -14,7 +14,9 @@ from sqlalchemy import select
 from novo_gateway.accounts.models import User
 from novo_gateway.billing.models import UsageReport
 from novo_gateway.billing.reconcile import Reconciler
+from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.keys.models import ApiKey
 from novo_gateway.kit.clock import Clock, FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
@@ -34,6 +36,7 @@ from tests.billing.webhook_helpers import (
     subscription,
 )
 from tests.conftest import AppClient
+from tests.metering.ledger import add_insights_calls
 
 API = "/api/v1/insights"
 CANCEL = "/billing/subscription/cancel"
@@ -95,6 +98,60 @@ async def test_an_immediate_cancel_reports_the_unreported_usage_into_the_final_i
     assert response.status_code == 200, response.text
     assert ada.customer_id is not None
     assert await invoiced_quantities(stripe_billing, ada.customer_id) == [30]
+
+
+@pytest.mark.parametrize("after_cancel", [-10, 2], ids=["before-stripes-cancel", "after-it"])
+async def test_calls_admitted_while_an_immediate_cancel_is_in_flight_are_invoiced_at_once(
+    app: AppClient,
+    ada: Account,
+    stripe_billing: StripeBilling,
+    product: StripeProduct,
+    emulator: Emulator,
+    clock: FrozenClock,
+    after_cancel: int,
+) -> None:
+    """Calls another process admitted while the cancel went through (its access cache had not
+    seen it yet) reach its ledger after the final report, dated before or after the moment
+    Stripe canceled. No later invoice would take them and a meter event would be billed nowhere:
+    they are charged on a one-off invoice, at the price they had after the period's calls."""
+    assert ada.customer_id is not None
+    emulator.advance(60)  # a minute into the period, the gateway's clock on Stripe's second:
+    clock.set(datetime.fromtimestamp(emulator.now(), UTC))  # the final report is dated in the
+    # second Stripe cancels, which its last invoice still counts.
+    runtime = runtime_of(app)
+    async with session_scope(runtime.sessions) as session:
+        key_id = await session.scalar(select(ApiKey.id).where(ApiKey.user_id == ada.user_id))
+        assert key_id is not None
+        # 1,100 calls: 100 past the free 1,000, so the price shows ($0.001 each).
+        await add_insights_calls(
+            session, user_id=ada.user_id, key_id=key_id, count=1100, at=clock.now()
+        )
+    assert (await app.post(CANCEL, headers=ada.auth, json={"immediately": True})).status_code == 200
+    late = datetime.fromtimestamp(emulator.now() + after_cancel, UTC)
+    async with session_scope(runtime.sessions) as session:
+        await add_insights_calls(session, user_id=ada.user_id, key_id=key_id, count=200, at=late)
+    reporter = UsageReporter(
+        runtime.sessions, stripe_billing, runtime.settings, FrozenClock(late + timedelta(seconds=1))
+    )
+
+    run = await reporter.drain(max_seconds=30)
+
+    assert (run.carried, run.sent) == (1, 0)
+    assert emulator.total(ada.customer_id, product.meter_id) == 1100  # the meter never got them
+    page = await stripe_billing.call(
+        stripe_billing.sdk.v1.invoices.list_async, params={"customer": ada.customer_id}
+    )
+    [one_off] = [i for i in page.data if i.billing_reason == "manual"]
+    assert (one_off.status, one_off.total) == ("open", 20)  # 200 calls past the free tier
+    [line] = one_off.lines.data
+    assert line.metadata["novo_units"] == "200"
+    assert await invoiced_quantities(stripe_billing, ada.customer_id) == [1, 1100]
+    # Run again (a restart): nothing is charged twice.
+    assert (await reporter.drain(max_seconds=30)).carried == 0
+    again = await stripe_billing.call(
+        stripe_billing.sdk.v1.invoices.list_async, params={"customer": ada.customer_id}
+    )
+    assert len(again.data) == len(page.data)
 
 
 async def test_stripe_refusing_the_usage_leaves_the_subscription_uncanceled_with_a_503(

@@ -15,11 +15,12 @@ from novo_gateway.billing.events import EventContext, on_meter_error_report
 from novo_gateway.billing.operations import requeue_dead
 from novo_gateway.billing.reporter import UsageReporter
 from novo_gateway.billing.stripe_client import StripeBilling
+from novo_gateway.billing.stripe_types import PeriodInvoice
 from novo_gateway.kit.clock import Clock, FrozenClock
 from novo_gateway.kit.config import Settings
 from novo_gateway.kit.db import session_scope
 from tests.billing.conftest import METER_EVENT, Emulator, Ledger
-from tests.factories import create_api_key, create_user
+from tests.factories import create_api_key, create_user, usage_report
 
 
 def assert_no_identifier_twice(emulator: Emulator) -> None:
@@ -392,3 +393,35 @@ async def test_a_report_stripe_could_not_count_is_counted_when_an_operator_retri
     assert [r.status for r in await ledger.reports()] == ["sent"]
     await _meter_error_report(ledger, f"{report.id}.r1")
     assert [r.status for r in await ledger.reports()] == ["dead"]
+
+
+async def test_a_subscriptions_last_invoice_counts_the_reports_of_its_end_second(
+    ledger: Ledger, stripe_billing: StripeBilling
+) -> None:
+    """An immediate cancel's invoice bills usage through the second it ends in (a period's
+    invoice stops before its end, which belongs to the next period). So a report sent in that
+    second is one of those it counted, and a late report of 10 units was not: it is carried over,
+    not taken for invoiced because the invoice counted more than the other reports."""
+    user_id, _, customer = await ledger.customer(stripe_billing, "ada@example.com")
+    end = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    sent = usage_report("nvr_final", user_id=user_id, customer=customer, units=30, at=end)
+    late = usage_report("nvr_late", user_id=user_id, customer=customer, units=10, at=end)
+    late.status = "pending"
+    last = PeriodInvoice(
+        id="in_final",
+        status="paid",
+        customer_id=customer,
+        subscription_id="sub_ended",
+        currency="usd",
+        period_start=end - timedelta(days=3),
+        period_end=end,
+        automatically_finalizes_at=None,
+        metered_units=30,
+        price_id=None,
+    )
+    async with session_scope(ledger.sessions) as session:
+        session.add_all([sent, late])
+        await session.flush()
+        invoiced = UsageReporter._invoiced_with_period
+        assert not await invoiced(session, late, last, True)
+        assert await invoiced(session, late, last, False)  # a period's: `end` is the next's

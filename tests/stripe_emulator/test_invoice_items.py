@@ -123,3 +123,31 @@ def test_only_a_pending_item_can_be_deleted(
     client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": PERIOD_END + 3600})
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.invoice_items.delete(kept.id)
+
+
+def test_a_one_off_invoice_takes_the_customers_own_pending_items_when_asked(
+    client: stripe.StripeClient, setup: tuple[Any, Any, Any]
+) -> None:
+    _, customer, sub = setup
+    held = _item(client, customer, sub)  # the subscription's: waits for its next invoice
+    own = _item(client, customer, sub, subscription=None)
+    assert client.v1.invoices.create({"customer": customer.id}).lines.data == []  # exclude
+
+    invoice = client.v1.invoices.create(
+        {"customer": customer.id, "pending_invoice_items_behavior": "include"}
+    )
+
+    assert (invoice.status, invoice.billing_reason, invoice.auto_advance) == (
+        "draft",
+        "manual",
+        False,
+    )
+    assert invoice.parent is None
+    assert [line.amount for line in invoice.lines.data] == [250]
+    assert client.v1.invoice_items.retrieve(own.id).invoice == invoice.id
+    assert client.v1.invoice_items.retrieve(held.id).invoice is None
+    final = client.v1.invoices.finalize_invoice(invoice.id)
+    assert (final.status, final.total, final.amount_due) == ("open", 250, 250)
+    with pytest.raises(stripe.InvalidRequestError) as info:
+        client.v1.invoices.create({"customer": "cus_missing"})
+    assert info.value.param == "customer"

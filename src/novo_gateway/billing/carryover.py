@@ -12,8 +12,10 @@ invoice (`closed_invoice`):
   item on the subscription's next invoice, at the price they would have had in their own period:
   with graduated tiers, priced at the tier position after the units that period already invoiced
   (its metered line, plus earlier carry-overs of the same period), so units still inside the free
-  tier cost 0. The item's description names the original period and the units (`describe`), and
-  its metadata holds the units, the period and the report.
+  tier cost 0. Once the subscription has ended no invoice follows: the item goes on a one-off
+  invoice made and finalized at once (`ended_invoice` finds the invoice the units follow).
+  The item's description names the original period and the units (`describe`), and its
+  metadata holds the units, the period and the report.
 
 A report is charged once: its item's idempotency key is derived from the report id, and before
 creating one the customer's carry-over items are searched for the report (an item Stripe made
@@ -141,8 +143,46 @@ class CarryOver:
             return None
         return invoice
 
-    async def charge(self, invoice: PeriodInvoice, units: int, source: str) -> CarriedItem:
-        """Charge `units` of the invoice's period on the next invoice, once per `source`."""
+    async def ended_invoice(
+        self, customer_id: str, subscription_id: str | None, at: datetime, now: datetime
+    ) -> PeriodInvoice | None:
+        """For a subscription that has ended: the invoice of `at`'s period when it no longer
+        takes usage, or the subscription's last invoice for usage after its end (calls admitted
+        while an immediate cancel was in flight); None when usage still goes to the meter (a
+        draft that still takes it) or Stripe made no invoice."""
+        invoices = [
+            invoice
+            for invoice in await self._stripe.period_invoices(customer_id)
+            if invoice.status != "void" and invoice.subscription_id == subscription_id
+        ]
+        for invoice in invoices:  # newest first
+            if invoice.covers(at):
+                return None if takes_usage(invoice, now) else invoice
+        if invoices and invoices[0].period_end <= at:
+            return invoices[0]
+        return None
+
+    async def charge(
+        self, invoice: PeriodInvoice, units: int, source: str, subscription: str | None
+    ) -> CarriedItem:
+        """Charge `units` of the invoice's period on `subscription`'s next invoice (the account's
+        live one), once per `source`.
+
+        With no live subscription no invoice follows: the item is invoiced at once, on a one-off
+        invoice of its own (with any other such item still pending)."""
+        item = await self._item(invoice, units, source, subscription)
+        if subscription is None:
+            if item.invoice_id is None:
+                await self._stripe.invoice_pending(
+                    invoice.customer_id, idempotency_key=f"carry-invoice-{source}"
+                )
+            else:  # invoiced before a crash lost the rest
+                await self._stripe.finalize_one_off(item.invoice_id)
+        return item
+
+    async def _item(
+        self, invoice: PeriodInvoice, units: int, source: str, subscription: str | None
+    ) -> CarriedItem:
         items = await self._stripe.carried_items(invoice.customer_id, since=invoice.period_start)
         for item in items:
             if item.source == source:
@@ -158,6 +198,7 @@ class CarryOver:
             description=describe(invoice, units),
             source=source,
             idempotency_key=f"carry-over-{source}",
+            subscription=subscription,
         )
 
     async def _price(self, price_id: str | None) -> PriceInfo:

@@ -277,5 +277,7 @@ class Reconciler:
             f"nvfix_{drift.customer_id[:60]}_{int(drift.period_start.timestamp())}"
             f"_{drift.invoiced_units}"
         )
-        await self._carry.charge(drift.invoice, int(drift.drift), source)
+        await self._carry.charge(
+            drift.invoice, int(drift.drift), source, drift.invoice.subscription_id
+        )
         return True

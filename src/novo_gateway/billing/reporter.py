@@ -21,7 +21,9 @@ Each run, under a lease so that one process reports at a time:
    the meter only while that period's invoice still takes usage (a draft in Stripe's
    finalization grace). Once it is finalized, a meter event would be counted and billed on no
    invoice: the report is carried over instead, as a pending invoice item on the next invoice
-   priced as in its own period, and its status is `carried`.
+   priced as in its own period, and its status is `carried`. An account whose subscription has
+   ended has no next invoice: its late usage (calls admitted while an immediate cancel was in
+   flight, dated even after Stripe's final invoice ends) is charged on a one-off invoice at once.
 
 Crash anywhere and the ledger still says what is owed: claimed-but-unsent reports stay pending,
 and a resend cannot double-bill.
@@ -41,7 +43,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from novo_gateway.accounts.models import SubscriptionStatus, User
+from novo_gateway.accounts.models import SUBSCRIPTION_ENDED, SubscriptionStatus, User
 from novo_gateway.billing.carryover import CarryOver, ended_at
 from novo_gateway.billing.claim import STRIPE_MAX_EVENT_AGE, Claimer
 from novo_gateway.billing.instance import instance_name
@@ -342,30 +344,39 @@ class UsageReporter:
         """Carry over the reports whose period's invoice no longer takes usage; the rest, which
         go to the meter. Stripe is asked only about reports of a period that has ended."""
         rows = await session.execute(
-            select(User.id, User.current_period_start, User.current_period_end).where(
-                User.id.in_({report.user_id for report in reports})
-            )
+            select(
+                User.id,
+                User.current_period_start,
+                User.current_period_end,
+                User.subscription_status,
+                User.subscription_id,
+            ).where(User.id.in_({report.user_id for report in reports}))
         )
-        periods = {int(r[0]): (r[1], r[2]) for r in rows.all()}
+        accounts = {int(r[0]): r[1:] for r in rows.all()}
         metered = []
         for report in reports:
-            start, end = periods.get(report.user_id, (None, None))
-            at = report.event_timestamp
-            invoice = await self._carry.closed_invoice(
-                report.stripe_customer_id, at, ended_at(at, start, end), now
+            start, end, status, subscription = accounts.get(
+                report.user_id, (None, None, None, None)
             )
+            at, customer = report.event_timestamp, report.stripe_customer_id
+            live = subscription if status not in SUBSCRIPTION_ENDED else None
+            if live is not None:
+                ended = ended_at(at, start, end)
+                invoice = await self._carry.closed_invoice(customer, at, ended, now)
+            else:  # no later invoice: late usage is invoiced at once
+                invoice = await self._carry.ended_invoice(customer, subscription, at, now)
             if invoice is None and at < now - STRIPE_MAX_EVENT_AGE:
                 report.status = ReportStatus.EXPIRED
                 report.last_error = "older than Stripe accepts (35 days), no final invoice"
                 run.expired += 1
             elif invoice is None:
                 metered.append(report)
-            elif await self._invoiced_with_period(session, report, invoice):
+            elif await self._invoiced_with_period(session, report, invoice, live is None):
                 # An earlier attempt reached Stripe in time (its answer was lost).
                 self._mark_sent(report, now, note="invoiced with its own period")
                 run.sent += 1
             else:
-                item = await self._carry.charge(invoice, report.units, report.id)
+                item = await self._carry.charge(invoice, report.units, report.id, live)
                 report.status, report.sent_at, report.last_error = ReportStatus.CARRIED, now, None
                 report.period_start = invoice.period_start
                 report.carried_period_end = invoice.period_end
@@ -381,16 +392,14 @@ class UsageReporter:
 
     @staticmethod
     async def _invoiced_with_period(
-        session: AsyncSession, report: UsageReport, invoice: PeriodInvoice
+        session: AsyncSession, report: UsageReport, invoice: PeriodInvoice, last: bool
     ) -> bool:
         """True when the finalized invoice counted more than the period's other sent reports:
-        this report is among them."""
+        this report is among them. A subscription's `last` invoice (an immediate cancel's) also
+        counts the usage of its end's second."""
+        end = invoice.period_end + timedelta(seconds=1) if last else invoice.period_end
         others = await sent_units(
-            session,
-            report.stripe_customer_id,
-            invoice.period_start,
-            invoice.period_end,
-            excluding=report.id,
+            session, report.stripe_customer_id, invoice.period_start, end, excluding=report.id
         )
         return invoice.metered_units >= others + report.units
 

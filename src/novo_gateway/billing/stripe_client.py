@@ -268,9 +268,11 @@ class StripeBilling:
         description: str,
         source: str,
         idempotency_key: str,
+        subscription: str | None,
     ) -> CarriedItem:
-        """A pending invoice item on the subscription's next invoice, charging `amount` cents for
-        `units` of `invoice`'s period (named in its period and metadata)."""
+        """A pending invoice item charging `amount` cents for `units` of `invoice`'s period
+        (named in its period and metadata): on `subscription`'s next invoice, or, with none, the
+        customer's own item (for `invoice_pending`)."""
         params: dict[str, Any] = {
             "customer": invoice.customer_id,
             "amount": amount,
@@ -286,8 +288,8 @@ class StripeBilling:
                 ITEM_SOURCE: source,
             },
         }
-        if invoice.subscription_id:
-            params["subscription"] = invoice.subscription_id
+        if subscription is not None:
+            params["subscription"] = subscription
         item = await self.call(
             self._client.v1.invoice_items.create_async,
             params=params,
@@ -297,6 +299,33 @@ class StripeBilling:
         if carried is None:
             raise StripeRejected("Stripe answered an invoice item without its metadata.")
         return carried
+
+    async def invoice_pending(self, customer_id: str, *, idempotency_key: str) -> str:
+        """A one-off invoice of the customer's pending items that no subscription holds,
+        finalized at once and collected by Stripe (`auto_advance`); its id."""
+        invoice = await self.call(
+            self._client.v1.invoices.create_async,
+            params={
+                "customer": customer_id,
+                "pending_invoice_items_behavior": "include",
+                "collection_method": "charge_automatically",
+                "auto_advance": True,
+                "description": "API usage after the subscription ended",
+            },
+            idempotency_key=idempotency_key,
+        )
+        await self.finalize_one_off(str(invoice.id))
+        return str(invoice.id)
+
+    async def finalize_one_off(self, invoice_id: str) -> None:
+        """Finalize a one-off draft (`invoice_pending`'s); any other invoice is left as it is."""
+        current = await self.call(self._client.v1.invoices.retrieve_async, invoice_id)
+        if current.status == "draft" and current.billing_reason == "manual":
+            await self.call(
+                self._client.v1.invoices.finalize_invoice_async,
+                invoice_id,
+                idempotency_key=f"finalize-{invoice_id}",
+            )
 
     async def retrieve_price(self, price_id: str) -> PriceInfo:
         """A price with its tiers."""
